@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# conveyor's one set-up script. On a fresh Debian machine it installs and starts everything
+# (Debian packages, a Docker engine, local base images, the virtualenv), skipping what is there.
+#
+#   ./dev.sh demo [ARGS]   set up, then run the end-to-end demo (`conveyor demo`)
+#   ./dev.sh test [ARGS]   set up, then run lint, type checks and the whole test suite
+#   ./dev.sh setup         set up only
+#   ./dev.sh down          remove what the demo started (`conveyor demo --down`)
+set -euo pipefail
+cd "$(dirname "$0")"
+root=$PWD
+venv="$root/.venv"
+
+setup() {
+  scripts/system-deps.sh
+  scripts/start-docker.sh
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "dev: creating $venv"
+    python3 -m venv "$venv"
+  fi
+  stamp="$venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+  if [ ! -f "$stamp" ]; then
+    echo "dev: installing conveyor and its test extras"
+    "$venv/bin/python" -m pip install -q --upgrade pip
+    "$venv/bin/python" -m pip install -q -e ".[test]"
+    rm -f "$venv"/.installed-* && touch "$stamp"
+  fi
+  scripts/base-images.sh
+}
+
+cmd=${1:-}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+  setup)
+    setup ;;
+  test)
+    setup
+    echo "dev: ruff"
+    "$venv/bin/ruff" check src tests bench
+    "$venv/bin/ruff" format --check src tests bench
+    echo "dev: mypy"
+    "$venv/bin/mypy" src/conveyor
+    echo "dev: pytest"
+    exec "$venv/bin/python" -m pytest -p no:cacheprovider "$@" ;;
+  demo)
+    setup
+    exec "$venv/bin/conveyor" demo "$@" ;;
+  down)
+    exec "$venv/bin/conveyor" demo --down "$@" ;;
+  *)
+    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2 ;;
+esac

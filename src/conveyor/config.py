@@ -1,0 +1,166 @@
+"""Settings from the environment (``CONVEYOR_*``), optionally completed by a TOML config file.
+
+Environment variables win over the file. The file is ``$CONVEYOR_CONFIG`` if set, else
+``$XDG_CONFIG_HOME/conveyor/config.toml`` (``~/.config/conveyor/config.toml``) when it exists. Its keys are
+the variable names without the prefix, lower-cased (``gitlab_url = "https://gitlab.example.com"``).
+
+Settings are validated once, here: a command asks ``settings.require("gitlab_url", ...)`` before it sends any
+request, and gets one ConfigError naming every missing or malformed variable.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlparse
+
+from conveyor.errors import ConfigError
+
+_URL_FIELDS = ("gitlab_url", "jenkins_url", "webhook_url")
+_SECRET_FIELDS = ("gitlab_token", "jenkins_token", "secret", "previous_secret")
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    return _ENV_NAMES.get(field, "CONVEYOR_" + field.upper())
+
+
+_ENV_NAMES = {"previous_secret": "CONVEYOR_SECRET_PREVIOUS",
+              "previous_secret_until": "CONVEYOR_SECRET_PREVIOUS_UNTIL",
+              "state_dir": "CONVEYOR_STATE"}
+
+
+def default_state_dir(env: Mapping[str, str] | None = None) -> Path:
+    """``$CONVEYOR_STATE``, else ``$XDG_STATE_HOME/conveyor``, else ``~/.local/state/conveyor``."""
+    env = os.environ if env is None else env
+    if env.get("CONVEYOR_STATE"):
+        return Path(env["CONVEYOR_STATE"]).expanduser()
+    base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base).expanduser() / "conveyor"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting conveyor reads. ``None`` means not set."""
+
+    gitlab_url: str | None = None
+    gitlab_token: str | None = None
+    jenkins_url: str | None = None
+    jenkins_user: str | None = None
+    jenkins_token: str | None = None
+    webhook_url: str | None = None
+    secret: str | None = None
+    previous_secret: str | None = None
+    previous_secret_until: datetime | None = None
+    state_dir: Path = Path()
+
+    def require(self, *names: str) -> None:
+        """Raise one ConfigError naming every variable among ``names`` that is unset."""
+        missing = [env_name(n) for n in names if getattr(self, n) in (None, "")]
+        if missing:
+            raise ConfigError(
+                "missing setting" + ("s" if len(missing) > 1 else "") + ": " + ", ".join(missing),
+                hint="export " + " ".join(f"{m}=..." for m in missing)
+                + " (or put them in the config file, see `conveyor --help`)",
+            )
+
+    @property
+    def jenkins_configured(self) -> bool:
+        return bool(self.jenkins_url and self.jenkins_user and self.jenkins_token)
+
+    @property
+    def gitlab_configured(self) -> bool:
+        return bool(self.gitlab_url and self.gitlab_token)
+
+    def __repr__(self) -> str:  # never show secret values
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in _SECRET_FIELDS and value:
+                value = "***"
+            shown.append(f"{f.name}={value!r}")
+        return "Settings(" + ", ".join(shown) + ")"
+
+
+def _config_file(env: Mapping[str, str]) -> Path | None:
+    if env.get("CONVEYOR_CONFIG"):
+        return Path(env["CONVEYOR_CONFIG"]).expanduser()
+    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    candidate = Path(base) / "conveyor" / "config.toml"
+    return candidate if candidate.exists() else None
+
+
+def _read_file(path: Path) -> dict[str, str]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist (CONVEYOR_CONFIG)") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    known = {f.name for f in fields(Settings)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown key(s) {', '.join(unknown)}",
+                          hint="known keys: " + ", ".join(sorted(known)))
+    return {k: str(v) for k, v in data.items()}
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from ``env`` (default ``os.environ``) and the config file; validate formats."""
+    env = os.environ if env is None else env
+    values: dict[str, str] = {}
+    path = _config_file(env)
+    if path is not None:
+        values.update(_read_file(path))
+    for f in fields(Settings):
+        raw = env.get(env_name(f.name))
+        if raw is not None and raw != "":
+            values[f.name] = raw
+
+    problems: list[str] = []
+    for name in _URL_FIELDS:
+        url = values.get(name)
+        if url:
+            parsed = urlparse(url)
+            if parsed.scheme not in ("http", "https") or not parsed.netloc:
+                problems.append(f"{env_name(name)} must be an http(s) URL, got {url!r}")
+            else:
+                values[name] = url.rstrip("/")
+    until: datetime | None = None
+    if values.get("previous_secret_until"):
+        try:
+            until = datetime.fromisoformat(values["previous_secret_until"])
+        except ValueError:
+            problems.append(
+                f"{env_name('previous_secret_until')} must be an ISO-8601 time "
+                f"(e.g. 2026-12-01T00:00:00+00:00), got {values['previous_secret_until']!r}"
+            )
+        else:
+            if until.tzinfo is None:
+                until = until.replace(tzinfo=UTC)
+    if values.get("previous_secret") and not values.get("secret"):
+        problems.append("CONVEYOR_SECRET_PREVIOUS is set but CONVEYOR_SECRET is not")
+    if values.get("previous_secret") and not values.get("previous_secret_until"):
+        problems.append(
+            "CONVEYOR_SECRET_PREVIOUS needs CONVEYOR_SECRET_PREVIOUS_UNTIL (the end of the rotation overlap)"
+        )
+    if problems:
+        raise ConfigError("invalid setting" + ("s" if len(problems) > 1 else "") + ": "
+                          + "; ".join(problems))
+    state = Path(values["state_dir"]).expanduser() if values.get("state_dir") else default_state_dir(env)
+    return Settings(
+        gitlab_url=values.get("gitlab_url"),
+        gitlab_token=values.get("gitlab_token"),
+        jenkins_url=values.get("jenkins_url"),
+        jenkins_user=values.get("jenkins_user"),
+        jenkins_token=values.get("jenkins_token"),
+        webhook_url=values.get("webhook_url"),
+        secret=values.get("secret"),
+        previous_secret=values.get("previous_secret"),
+        previous_secret_until=until,
+        state_dir=state,
+    )

@@ -1,0 +1,177 @@
+"""Every error conveyor raises, drawn once.
+
+::
+
+    ConveyorError                    base: message + optional hint (what to do about it)
+    ├── ConfigError                  a setting is missing or wrong (names the CONVEYOR_* variable)
+    ├── SpecError                    one or more spec problems, each with file:line:col and field path
+    ├── PluginError                  a plugin failed to load or implements an unknown hook
+    ├── RenderError                  a spec cannot be turned into a Jenkinsfile / config.xml
+    ├── RemoteError                  a server answered badly (names the server and the object)
+    │   ├── GitLabError
+    │   │   ├── GitLabAuthError      401: token missing or invalid
+    │   │   ├── GitLabForbiddenError 403: e.g. not Maintainer of the project
+    │   │   └── GitLabNotFoundError  404: project or hook does not exist (or is hidden)
+    │   └── JenkinsError
+    │       ├── JenkinsAuthError     401/403
+    │       └── JenkinsNotFoundError 404
+    ├── DockerError                  the engine or a registry refused something
+    │   ├── BuildError               a build step failed (carries the step and the log tail)
+    │   ├── RegistryError            push/pull/login failed (names the registry)
+    │   └── DeployError              a deploy did not converge
+    │       └── HealthCheckError     the new version never became healthy (carries the health log)
+    ├── RunnerError                  the local runner could not run a pipeline
+    │   └── StageFailed              a stage exited non-zero (carries stage, exit code, log tail)
+    └── QueueError                   the durable event queue is unusable
+
+Every boundary (python-gitlab, python-jenkins, docker SDK, sqlite3, YAML) catches its own library's
+exceptions and raises one of these, so callers and the CLI handle conveyor errors only.
+Messages never contain secret values: only names of variables and credential IDs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ConveyorError(Exception):
+    """Base of every conveyor error. ``hint`` says what the user can do about it."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+
+class ConfigError(ConveyorError):
+    """A setting is missing or invalid. The message names the variable."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class SpecIssue:
+    """One problem in one spec file, located as precisely as the YAML allows."""
+
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}"
+        field = f" {self.path}:" if self.path else ""
+        return f"{where}:{field} {self.message}"
+
+
+class SpecError(ConveyorError):
+    """A spec (or several) is invalid. ``issues`` lists every problem found in one pass."""
+
+    def __init__(self, issues: list[SpecIssue]) -> None:
+        self.issues = list(issues)
+        count = len(self.issues)
+        head = f"{count} problem{'s' if count != 1 else ''} in pipeline spec"
+        super().__init__(head + ":\n" + "\n".join(f"  {i}" for i in self.issues))
+
+
+class PluginError(ConveyorError):
+    """A plugin could not be loaded or implements a hook that does not exist."""
+
+
+class RenderError(ConveyorError):
+    """A spec could not be rendered."""
+
+
+class RemoteError(ConveyorError):
+    """A remote server refused or failed a request."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+
+
+class GitLabError(RemoteError):
+    """GitLab answered with an error."""
+
+
+class GitLabAuthError(GitLabError):
+    """GitLab rejected the token (401)."""
+
+
+class GitLabForbiddenError(GitLabError):
+    """GitLab refused the operation (403), usually missing Maintainer role."""
+
+
+class GitLabNotFoundError(GitLabError):
+    """The GitLab project or object does not exist or is not visible (404)."""
+
+
+class JenkinsError(RemoteError):
+    """Jenkins answered with an error."""
+
+
+class JenkinsAuthError(JenkinsError):
+    """Jenkins rejected the credentials (401/403)."""
+
+
+class JenkinsNotFoundError(JenkinsError):
+    """The Jenkins job or folder does not exist (404)."""
+
+
+class DockerError(ConveyorError):
+    """The Docker engine or a registry refused something."""
+
+
+class BuildError(DockerError):
+    """An image build failed."""
+
+    def __init__(
+        self, message: str, *, step: str | None = None, log_tail: str = "", hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.step = step
+        self.log_tail = log_tail
+
+
+class RegistryError(DockerError):
+    """A registry refused a login, push or pull. The message names the registry."""
+
+
+class DeployError(DockerError):
+    """A deploy did not converge."""
+
+
+class HealthCheckError(DeployError):
+    """The new version never became healthy; the old one keeps serving."""
+
+    def __init__(self, message: str, *, health_log: str = "", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.health_log = health_log
+
+
+class RunnerError(ConveyorError):
+    """The local runner could not run a pipeline."""
+
+
+class StageFailed(RunnerError):
+    """A stage exited non-zero."""
+
+    def __init__(self, stage: str, exit_code: int, log_tail: str = "") -> None:
+        super().__init__(f"stage {stage!r} failed with exit code {exit_code}")
+        self.stage = stage
+        self.stage_exit_code = exit_code
+        self.log_tail = log_tail
+
+
+class QueueError(ConveyorError):
+    """The durable event queue could not be used."""

@@ -1,0 +1,3 @@
+"""The built-in gitlab plugin."""
+
+from __future__ import annotations

@@ -1,0 +1,25 @@
+"""The built-in jenkins plugin: renders each spec to a Jenkinsfile and a config.xml."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from conveyor.plugins.hookspecs import hookimpl
+from conveyor.spec.model import Spec
+
+
+@dataclass(frozen=True)
+class File:
+    path: str
+    content: str
+
+
+@hookimpl
+def conveyor_render_files(spec: Spec) -> list[File]:
+    from conveyor.jenkins.render import render
+
+    job = render(spec)
+    return [
+        File(f"{job.job_path}/Jenkinsfile", job.jenkinsfile),
+        File(f"{job.job_path}/config.xml", job.config_xml),
+    ]

@@ -1,0 +1,538 @@
+"""The pipeline spec (``apiVersion: conveyor/v1``): one typed, frozen model for every consumer.
+
+The renderer (Jenkinsfile, config.xml), the sync (Jenkins jobs, GitLab hooks), the local runner and the
+receiver's router all read this model and nothing else. YAML keys are ``snake_case`` except
+``apiVersion``. Unknown keys are errors (with a did-you-mean from :mod:`conveyor.spec.validate`).
+
+Placeholders in image tags, build args and deploy images are expanded at run time, never at render time:
+``{registry}`` (the stage's push registry), ``{project}`` (the GitLab project path, lower-case),
+``{sha}``, ``{short_sha}``, ``{branch}``, ``{tag}``, ``{build_number}``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+API_VERSION = "conveyor/v1"
+
+PLACEHOLDERS = ("registry", "project", "sha", "short_sha", "branch", "tag", "build_number")
+
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_PROJECT = r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*(/[A-Za-z0-9_.][A-Za-z0-9_.-]*)+$"
+# Jenkins refuses these characters (and '.', '..', a trailing dot) in item names.
+_JENKINS_BAD = set("?*/\\%!@#$^&|<>[]:;")
+_DURATION = re.compile(r"^(\d+)(ms|s|m|h)$")
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+EnvName = Annotated[str, Field(pattern=_ENV_NAME, max_length=128)]
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+def parse_duration(text: str) -> float:
+    """``"30s"`` -> 30.0 seconds. Accepts ms, s, m, h."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"invalid duration {text!r}: use a number and a unit, e.g. 30s, 5m, 1h")
+    value, unit = int(match.group(1)), match.group(2)
+    return value * {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[unit]
+
+
+Duration = Annotated[str, Field(pattern=_DURATION.pattern, examples=["30s", "10m", "1h"])]
+
+
+def _check_placeholders(text: str) -> str:
+    for name in _PLACEHOLDER.findall(text):
+        if name not in PLACEHOLDERS:
+            raise ValueError(
+                f"unknown placeholder {{{name}}} in {text!r}; known: "
+                + ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+            )
+    return text
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# --------------------------------------------------------------------------------------------- triggers
+
+
+class PushTrigger(_Model):
+    """Build on pushes to matching branches (wildcards: ``*`` within a segment, ``**`` across ``/``)."""
+
+    branches: list[NonEmpty] = Field(default_factory=lambda: ["**"], min_length=1)
+    exclude: list[NonEmpty] = Field(default_factory=list, description="Branches never built.")
+
+
+class TagPushTrigger(_Model):
+    """Build on tag pushes matching ``tags`` (wildcards)."""
+
+    tags: list[NonEmpty] = Field(default_factory=lambda: ["**"], min_length=1)
+
+
+MergeRequestAction = Literal["open", "reopen", "update", "merge", "close"]
+
+
+class MergeRequestTrigger(_Model):
+    """Build on merge request events. ``update`` only counts when new commits arrived."""
+
+    actions: list[MergeRequestAction] = Field(
+        default_factory=lambda: ["open", "reopen", "update"], min_length=1
+    )
+    target_branches: list[NonEmpty] = Field(default_factory=lambda: ["**"], min_length=1)
+
+
+class Triggers(_Model):
+    """Which GitLab events start the pipeline. An absent key means that event is ignored."""
+
+    push: PushTrigger | None = None
+    tag_push: TagPushTrigger | None = None
+    merge_request: MergeRequestTrigger | None = None
+    skip_ci: bool = Field(True, description="Honour [skip ci] / [ci skip] and the ci.skip push option.")
+
+
+# ---------------------------------------------------------------------------------------------- jenkins
+
+
+class DindOptions(_Model):
+    """How a nested Docker daemon is started (``agent.docker: dind``)."""
+
+    image: NonEmpty = "docker:dind"
+    privileged: bool = Field(
+        True, description="Start the daemon --privileged; when refused, fall back to `fallback_args`."
+    )
+    fallback_args: list[str] = Field(
+        default_factory=lambda: [
+            "--cap-add=ALL",
+            "--cap-drop=SYS_RESOURCE",
+            "--security-opt=seccomp=unconfined",
+            "--security-opt=apparmor=unconfined",
+            "--security-opt=systempaths=unconfined",
+        ]
+    )
+    storage_driver: NonEmpty = "vfs"
+
+
+class Agent(_Model):
+    """The container every stage's steps run in, and how it reaches a Docker engine."""
+
+    image: NonEmpty = "conveyor-agent:1"
+    docker: Literal["socket", "dind", "none"] = "socket"
+    args: list[str] = Field(default_factory=list, description="Extra `docker run` arguments.")
+    dind: DindOptions = Field(default_factory=DindOptions)
+
+
+class Parameter(_Model):
+    """A build parameter, declared both in the Jenkinsfile and in config.xml."""
+
+    name: EnvName
+    type: Literal["boolean", "string", "text", "choice"] = "string"
+    default: bool | str | None = None
+    choices: list[str] | None = None
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Parameter:
+        if self.type == "boolean" and not isinstance(self.default, bool | None):
+            raise ValueError("a boolean parameter needs a true/false default")
+        if self.type != "boolean" and isinstance(self.default, bool):
+            raise ValueError(f"a {self.type} parameter needs a string default, not a boolean")
+        if self.type == "choice":
+            if not self.choices:
+                raise ValueError("a choice parameter needs `choices`")
+            if self.default is not None and self.default not in self.choices:
+                raise ValueError(f"default {self.default!r} is not one of the choices")
+        elif self.choices is not None:
+            raise ValueError("`choices` only applies to type: choice")
+        return self
+
+
+class ScmDefinition(_Model):
+    """Load the Jenkinsfile from the repository (CpsScmFlowDefinition) instead of inlining it."""
+
+    url: NonEmpty | None = Field(None, description="Clone URL; default: the GitLab project's HTTP URL.")
+    credentials: NonEmpty | None = Field(None, description="Jenkins credentials ID for the clone.")
+    branch: NonEmpty = "*/main"
+    script_path: NonEmpty = "Jenkinsfile"
+    lightweight: bool = True
+
+
+class JobOptions(_Model):
+    timeout: Duration = "60m"
+    keep_builds: int = Field(20, ge=1, le=10000)
+    concurrent: bool = False
+    timestamps: bool = True
+
+
+class Jenkins(_Model):
+    """The Jenkins pipeline job generated for this project."""
+
+    job: NonEmpty = Field(description="Folders and job name, e.g. `demo/hello-web`.")
+    agent: Agent = Field(default_factory=Agent)
+    parameters: list[Parameter] = Field(default_factory=list)
+    definition: Literal["inline", "scm"] = "inline"
+    scm: ScmDefinition = Field(default_factory=ScmDefinition)
+    connection: NonEmpty = Field("gitlab", description="Name of the GitLab connection in Jenkins.")
+    options: JobOptions = Field(default_factory=JobOptions)
+    description: str = ""
+
+    @field_validator("job")
+    @classmethod
+    def _job_path(cls, value: str) -> str:
+        for part in value.split("/"):
+            bad = sorted(set(part) & _JENKINS_BAD)
+            if not part:
+                raise ValueError(f"empty path segment in job {value!r}")
+            if part in (".", "..") or part.endswith("."):
+                raise ValueError(f"Jenkins refuses the item name {part!r}")
+            if bad:
+                raise ValueError(f"Jenkins refuses {''.join(bad)!r} in item name {part!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_parameters(self) -> Jenkins:
+        seen: set[str] = set()
+        for p in self.parameters:
+            if p.name in seen:
+                raise ValueError(f"duplicate parameter {p.name!r}")
+            seen.add(p.name)
+        return self
+
+    @property
+    def folders(self) -> list[str]:
+        """Folder paths to create, outermost first: ``a/b/job`` -> ``["a", "a/b"]``."""
+        parts = self.job.split("/")[:-1]
+        return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+class Webhook(_Model):
+    """Where GitLab sends this project's events."""
+
+    target: Literal["receiver", "jenkins"] = Field(
+        "receiver",
+        description="`receiver`: conveyor's receiver (CONVEYOR_WEBHOOK_URL); "
+        "`jenkins`: the gitlab-plugin endpoint JENKINS/project/<job>.",
+    )
+    enable_ssl_verification: bool = True
+
+
+# ----------------------------------------------------------------------------------------------- stages
+
+
+class When(_Model):
+    """Conditions for running a stage; every given condition must hold (AND).
+
+    Evaluated identically by the Jenkinsfile (``when { expression {...} }``, plain pipeline jobs) and the
+    local runner: see :mod:`conveyor.pipeline.when`.
+    """
+
+    branch: list[NonEmpty] | None = Field(None, description="Branch wildcards (`main`, `release/*`).")
+    tag: list[NonEmpty] | None = Field(None, description="Run only for tags matching these wildcards.")
+    event: list[Literal["push", "tag_push", "merge_request"]] | None = None
+    parameter: dict[EnvName, bool | str] | None = Field(
+        None, description="Build parameters that must have these values."
+    )
+    not_branch: list[NonEmpty] | None = Field(None, description="Never for these branches.")
+
+    @field_validator("branch", "tag", "not_branch", "event", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class Cache(_Model):
+    """A named volume mounted into the stage's container, kept between builds."""
+
+    volume: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    path: Annotated[str, Field(pattern=r"^/")]
+
+
+class Build(_Model):
+    """Build an image with the Docker engine."""
+
+    context: NonEmpty = "."
+    dockerfile: NonEmpty = "Dockerfile"
+    tags: list[NonEmpty] = Field(
+        default_factory=lambda: ["{registry}/{project}:{sha}"], min_length=1
+    )
+    args: dict[EnvName, str] = Field(default_factory=dict)
+    target: NonEmpty | None = None
+    labels: dict[NonEmpty, str] = Field(default_factory=dict)
+    cache_from: list[NonEmpty] = Field(
+        default_factory=list, description="Extra images to reuse layers from (the last pushed tag is added)."
+    )
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str]) -> list[str]:
+        for tag in value:
+            _check_placeholders(tag)
+        return value
+
+    @field_validator("args")
+    @classmethod
+    def _args(cls, value: dict[str, str]) -> dict[str, str]:
+        for arg in value.values():
+            _check_placeholders(arg)
+        return value
+
+
+class Push(_Model):
+    """Push the stage's built tags. Credentials are a Jenkins credentials ID, never a password."""
+
+    registry: NonEmpty
+    credentials: NonEmpty | None = Field(
+        None, description="Jenkins username/password credentials ID for the registry."
+    )
+
+
+class Health(_Model):
+    """How a deployed version proves it is ready. Exactly one of ``http`` and ``cmd``."""
+
+    http: Annotated[str, Field(pattern=r"^/")] | None = None
+    cmd: list[NonEmpty] | None = None
+    port: int | None = Field(None, ge=1, le=65535, description="Container port; default: first port.")
+    timeout: Duration = "30s"
+    interval: Duration = "1s"
+
+    @model_validator(mode="after")
+    def _one(self) -> Health:
+        if (self.http is None) == (self.cmd is None):
+            raise ValueError("health needs exactly one of `http` and `cmd`")
+        return self
+
+
+class Resources(_Model):
+    cpus: float | None = Field(None, gt=0)
+    memory: Annotated[str, Field(pattern=r"^\d+[kmgKMG]?$")] | None = None
+
+
+class ComposeService(_Model):
+    """An extra service deployed beside the app (``target: compose``), e.g. its database."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+    image: NonEmpty
+    env: dict[EnvName, str] = Field(default_factory=dict)
+    volumes: list[NonEmpty] = Field(default_factory=list)
+    health: Health | None = None
+
+
+_PORT = re.compile(r"^(?:(\d{1,5}):)?(\d{1,5})(?:/(tcp|udp))?$")
+
+
+class Deploy(_Model):
+    """Run the built image as a service."""
+
+    target: Literal["docker", "compose", "swarm"] = "docker"
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=48)] = Field(
+        description="Service name; default: the project's name, lower-cased."
+    )
+    image: NonEmpty | None = Field(None, description="Default: the first tag built in this pipeline.")
+    ports: list[NonEmpty] = Field(default_factory=list, description="`HOST:CONTAINER` or `CONTAINER`.")
+    volumes: list[NonEmpty] = Field(
+        default_factory=list,
+        description="`volume:/path`, `./host/dir:/path` (bind, relative to the checkout), `:ro` suffix.",
+    )
+    env: dict[EnvName, str] = Field(default_factory=dict)
+    secrets: dict[EnvName, NonEmpty] = Field(
+        default_factory=dict, description="Env var -> Jenkins credentials ID (value never in the spec)."
+    )
+    health: Health | None = None
+    strategy: Literal["blue-green", "recreate", "rolling"] = "blue-green"
+    restart: Literal["no", "always", "unless-stopped", "on-failure"] = "unless-stopped"
+    replicas: int = Field(1, ge=1, le=100)
+    placement: list[NonEmpty] = Field(default_factory=list, description="Swarm placement constraints.")
+    resources: Resources | None = None
+    services: list[ComposeService] = Field(default_factory=list)
+    proxy: Literal["caddy"] = "caddy"
+
+    @field_validator("ports")
+    @classmethod
+    def _ports(cls, value: list[str]) -> list[str]:
+        for port in value:
+            match = _PORT.match(port)
+            if not match or not all(
+                1 <= int(p) <= 65535 for p in match.group(1, 2) if p is not None
+            ):
+                raise ValueError(f"invalid port mapping {port!r}: use HOST:CONTAINER or CONTAINER")
+        return value
+
+    @field_validator("volumes")
+    @classmethod
+    def _volumes(cls, value: list[str]) -> list[str]:
+        for vol in value:
+            parts = vol.split(":")
+            if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/"):
+                raise ValueError(
+                    f"invalid volume {vol!r}: use NAME:/path, ./dir:/path or /abs:/path, optional :ro"
+                )
+            if len(parts) == 3 and parts[2] not in ("ro", "rw"):
+                raise ValueError(f"invalid volume mode {parts[2]!r} in {vol!r}: use ro or rw")
+        return value
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Deploy:
+        if self.strategy == "rolling" and self.target != "swarm":
+            raise ValueError("strategy `rolling` needs target: swarm")
+        if self.services and self.target != "compose":
+            raise ValueError("`services` needs target: compose")
+        if self.strategy == "blue-green" and self.target == "docker" and not self.ports:
+            raise ValueError("blue-green needs at least one port (the proxy publishes it)")
+        return self
+
+
+class Post(_Model):
+    """Commands run after the stage (or pipeline), by outcome. Same conditions as Jenkins ``post``."""
+
+    always: list[NonEmpty] = Field(default_factory=list)
+    success: list[NonEmpty] = Field(default_factory=list)
+    failure: list[NonEmpty] = Field(default_factory=list)
+    cleanup: list[NonEmpty] = Field(default_factory=list)
+
+
+STAGE_BODIES = ("run", "build", "deploy", "parallel")
+
+
+class Stage(_Model):
+    """One stage. Its body is exactly one of ``run``, ``build`` (with optional ``push``), ``deploy``,
+    ``parallel``."""
+
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+    when: When | None = None
+    image: NonEmpty | None = Field(None, description="Image for `run` commands; default: the agent.")
+    run: list[NonEmpty] | None = None
+    environment: dict[EnvName, str] = Field(default_factory=dict)
+    secrets: dict[EnvName, NonEmpty] = Field(
+        default_factory=dict, description="Env var -> Jenkins credentials ID, bound for this stage."
+    )
+    cache: list[Cache] = Field(default_factory=list)
+    build: Build | None = None
+    push: Push | None = None
+    deploy: Deploy | None = None
+    parallel: list[Stage] | None = None
+    timeout: Duration | None = None
+    post: Post | None = None
+
+    @model_validator(mode="after")
+    def _one_body(self) -> Stage:
+        bodies = [b for b in STAGE_BODIES if getattr(self, b) is not None]
+        if not bodies:
+            raise ValueError(
+                f"stage {self.name!r} has no body: give one of run, build, deploy, parallel"
+            )
+        if len(bodies) > 1:
+            raise ValueError(
+                f"stage {self.name!r} has {' and '.join(bodies)}: a stage has exactly one body"
+            )
+        if self.push is not None and self.build is None:
+            raise ValueError(f"stage {self.name!r}: `push` needs `build` in the same stage")
+        if self.run is not None and not self.run:
+            raise ValueError(f"stage {self.name!r}: `run` is empty")
+        if self.parallel is not None:
+            if len(self.parallel) < 2:
+                raise ValueError(f"stage {self.name!r}: `parallel` needs at least two stages")
+            for sub in self.parallel:
+                if sub.parallel is not None:
+                    raise ValueError(f"stage {self.name!r}: parallel stages cannot nest `parallel`")
+        if self.image is not None and self.run is None:
+            raise ValueError(f"stage {self.name!r}: `image` only applies to `run` stages")
+        if self.cache and self.run is None:
+            raise ValueError(f"stage {self.name!r}: `cache` only applies to `run` stages")
+        return self
+
+    @property
+    def kind(self) -> str:
+        """The stage body: ``run``, ``build``, ``deploy`` or ``parallel``."""
+        return next(b for b in STAGE_BODIES if getattr(self, b) is not None)
+
+
+class Spec(_Model):
+    """A conveyor pipeline spec: one GitLab project, its Jenkins job, its stages."""
+
+    api_version: Literal["conveyor/v1"] = Field(alias="apiVersion")
+    extends: str | list[str] | None = Field(
+        None, description="Template(s) merged under this file (deep merge, lists replace)."
+    )
+    project: Annotated[str, Field(pattern=_PROJECT, description="GitLab project path (group/name).")]
+    description: str = ""
+    triggers: Triggers = Field(default_factory=lambda: Triggers(push=PushTrigger()))
+    jenkins: Jenkins
+    webhook: Webhook = Field(default_factory=Webhook)
+    environment: dict[EnvName, str] = Field(default_factory=dict)
+    secrets: dict[EnvName, NonEmpty] = Field(
+        default_factory=dict, description="Env var -> Jenkins credentials ID for the whole pipeline."
+    )
+    stages: list[Stage] = Field(min_length=1)
+    post: Post | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_deploy_names(cls, data: Any) -> Any:
+        """``deploy.name`` defaults to the project's last path segment, so templates need none."""
+        if not isinstance(data, dict) or not isinstance(data.get("project"), str):
+            return data
+        default = re.sub(r"[^a-z0-9_-]+", "-", data["project"].rsplit("/", 1)[-1].lower())
+        default = default.strip("-_")[:48] or "app"
+
+        def fill(stages: Any) -> Any:
+            if not isinstance(stages, list):
+                return stages
+            out = []
+            for stage in stages:
+                if isinstance(stage, dict):
+                    stage = dict(stage)
+                    if isinstance(stage.get("deploy"), dict) and "name" not in stage["deploy"]:
+                        stage["deploy"] = {**stage["deploy"], "name": default}
+                    if "parallel" in stage:
+                        stage["parallel"] = fill(stage["parallel"])
+                out.append(stage)
+            return out
+
+        if "stages" not in data:
+            return data
+        return {**data, "stages": fill(data["stages"])}
+
+    @model_validator(mode="after")
+    def _unique_stage_names(self) -> Spec:
+        seen: set[str] = set()
+        for stage in self.all_stages():
+            if stage.name in seen:
+                raise ValueError(f"duplicate stage name {stage.name!r}")
+            seen.add(stage.name)
+        declared = {p.name: p for p in self.jenkins.parameters}
+        for stage in self.all_stages():
+            for name, wanted in ((stage.when.parameter or {}) if stage.when else {}).items():
+                param = declared.get(name)
+                if param is None:
+                    raise ValueError(
+                        f"stage {stage.name!r}: when.parameter {name!r} is not declared in "
+                        "jenkins.parameters"
+                    )
+                if (param.type == "boolean") != isinstance(wanted, bool):
+                    raise ValueError(
+                        f"stage {stage.name!r}: when.parameter {name!r} compares a {param.type} "
+                        f"parameter with {wanted!r}"
+                    )
+        return self
+
+    def all_stages(self) -> list[Stage]:
+        """Every stage, parallel children included, in declaration order."""
+        out: list[Stage] = []
+        for stage in self.stages:
+            out.append(stage)
+            out.extend(stage.parallel or [])
+        return out
+
+    @property
+    def registry(self) -> str | None:
+        """The registry of the first stage that pushes, used for ``{registry}``."""
+        for stage in self.all_stages():
+            if stage.push is not None:
+                return stage.push.registry
+        return None
+
+
+Stage.model_rebuild()

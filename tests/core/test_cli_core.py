@@ -1,0 +1,63 @@
+"""validate / schema / init through the real CLI entry point."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+from click.testing import CliRunner
+
+from conveyor.cli.main import VERBS, cli
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_every_verb_is_registered_and_has_help() -> None:
+    assert set(cli.commands) == set(VERBS)
+    for verb in VERBS:
+        code, out, _ = run(verb, "--help")
+        assert code == 0 and "Usage:" in out, verb
+
+
+def test_validate_valid_and_invalid(tmp_path: Path) -> None:
+    good = tmp_path / "good.yml"
+    good.write_text("apiVersion: conveyor/v1\nproject: a/b\njenkins: {job: b}\n"
+                    "stages: [{name: t, run: ['true']}]\n")
+    code, out, _ = run("validate", str(good))
+    assert code == 0 and "1 valid" in out
+    bad = tmp_path / "bad.yml"
+    bad.write_text("apiVersion: conveyor/v1\nproject: a/b\njenkins: {job: b, agnt: {}}\n"
+                   "stages: [{name: t, run: ['true']}]\n")
+    code, _, err = run("validate", str(good), str(bad))
+    assert code == 1
+    assert "bad.yml:3:19: jenkins.agnt: unknown key 'agnt'; did you mean 'agent'?" in err
+    code, out, _ = run("validate", "--json", str(good), str(bad))
+    data = json.loads(out)
+    assert code == 1 and data["valid"] is False
+    assert data["errors"][0]["line"] == 3 and data["errors"][0]["path"] == "jenkins.agnt"
+    assert [s["project"] for s in data["specs"]] == ["a/b"]
+
+
+def test_schema_is_valid_json_schema_and_accepts_the_example_specs() -> None:
+    code, out, _ = run("schema")
+    assert code == 0
+    schema = json.loads(out)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    specs = [p for p in (REPO / "pipelines").glob("*.yml")]
+    assert specs, "example specs exist"
+    from conveyor.spec.load import load_spec
+
+    for path in specs:
+        merged = load_spec(path).spec.model_dump(by_alias=True, exclude_none=True, mode="json")
+        errors = list(validator.iter_errors(merged))
+        assert not errors, f"{path}: {errors[0].message}"
+    bad = {"apiVersion": "conveyor/v1", "project": "a/b", "jenkins": {"job": "b"},
+           "stages": [{"name": "t", "run": ["x"], "bogus": 1}]}
+    assert list(validator.iter_errors(bad))

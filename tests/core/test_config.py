@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from conveyor.config import load_settings
+from conveyor.errors import ConfigError
+from conveyor.tokens import accepted_tokens, project_token
+
+
+def test_missing_settings_are_named_together() -> None:
+    settings = load_settings({"CONVEYOR_GITLAB_URL": "https://gitlab.example.com"})
+    with pytest.raises(ConfigError) as info:
+        settings.require("gitlab_url", "gitlab_token", "jenkins_url", "secret")
+    text = str(info.value)
+    assert "CONVEYOR_GITLAB_TOKEN" in text and "CONVEYOR_JENKINS_URL" in text
+    assert "CONVEYOR_SECRET" in text and "CONVEYOR_GITLAB_URL," not in text
+
+
+def test_malformed_settings_name_the_variable() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({"CONVEYOR_JENKINS_URL": "jenkins.local", "CONVEYOR_SECRET_PREVIOUS_UNTIL": "soon",
+                       "CONVEYOR_SECRET": "s", "CONVEYOR_SECRET_PREVIOUS": "p"})
+    assert "CONVEYOR_JENKINS_URL must be an http(s) URL" in str(info.value)
+    assert "CONVEYOR_SECRET_PREVIOUS_UNTIL must be an ISO-8601 time" in str(info.value)
+
+
+def test_config_file_fills_in_and_environment_wins(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('gitlab_url = "https://file.example.com/"\njenkins_user = "bot"\n')
+    s = load_settings({"CONVEYOR_CONFIG": str(cfg), "CONVEYOR_JENKINS_USER": "env-bot"})
+    assert s.gitlab_url == "https://file.example.com"
+    assert s.jenkins_user == "env-bot"
+
+
+def test_config_file_with_unknown_key_is_refused(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('gitlab_ur = "x"\n')
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_settings({"CONVEYOR_CONFIG": str(cfg)})
+
+
+def test_repr_never_shows_secrets() -> None:
+    s = load_settings({"CONVEYOR_GITLAB_TOKEN": "glpat-SECRET", "CONVEYOR_SECRET": "topsecret"})
+    assert "glpat-SECRET" not in repr(s) and "topsecret" not in repr(s)
+
+
+def test_state_dir_resolution(tmp_path: Path) -> None:
+    assert load_settings({"CONVEYOR_STATE": str(tmp_path)}).state_dir == tmp_path
+    assert load_settings({"XDG_STATE_HOME": str(tmp_path)}).state_dir == tmp_path / "conveyor"
+
+
+def test_tokens_are_per_project_and_rotation_overlap_is_bounded() -> None:
+    a, b = project_token("s1", "g/a"), project_token("s1", "g/b")
+    assert a != b and len(a) == 64 and project_token("s1", "g/a") == a
+    now = datetime(2026, 11, 28, tzinfo=UTC)
+    s = load_settings({"CONVEYOR_SECRET": "s2", "CONVEYOR_SECRET_PREVIOUS": "s1",
+                       "CONVEYOR_SECRET_PREVIOUS_UNTIL": (now + timedelta(days=1)).isoformat()})
+    assert accepted_tokens(s, "g/a", now) == [project_token("s2", "g/a"), a]
+    assert accepted_tokens(s, "g/a", now + timedelta(days=2)) == [project_token("s2", "g/a")]
+
+
+def test_previous_secret_needs_an_end_of_overlap() -> None:
+    with pytest.raises(ConfigError, match="CONVEYOR_SECRET_PREVIOUS_UNTIL"):
+        load_settings({"CONVEYOR_SECRET": "s2", "CONVEYOR_SECRET_PREVIOUS": "s1"})
