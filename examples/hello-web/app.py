@@ -1,0 +1,66 @@
+"""hello-web: a tiny HTTP service (stdlib only) that reports its version and health.
+
+GET /          -> "hello from hello-web <version>"
+GET /version   -> the version, as plain text
+GET /healthz   -> 200 "ok" (503 while the file named by HEALTH_FAIL_FILE exists)
+GET /visits    -> a counter kept in $DATA_DIR/visits (a named volume survives redeploys)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+VERSION = os.environ.get("APP_VERSION", "dev")
+DATA_DIR = Path(os.environ.get("DATA_DIR", "/data"))
+
+
+def count_visit() -> int:
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    path = DATA_DIR / "visits"
+    visits = int(path.read_text() or "0") + 1 if path.exists() else 1
+    path.write_text(str(visits))
+    return visits
+
+
+def healthy() -> bool:
+    marker = os.environ.get("HEALTH_FAIL_FILE")
+    return not (marker and Path(marker).exists())
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        if self.path == "/healthz":
+            status, body = (200, "ok") if healthy() else (503, "unhealthy")
+        elif self.path == "/version":
+            status, body = 200, VERSION
+        elif self.path == "/visits":
+            status, body = 200, str(count_visit())
+        elif self.path == "/":
+            status, body = 200, f"hello from hello-web {VERSION}"
+        else:
+            status, body = 404, "not found"
+        data = (body + "\n").encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        sys.stderr.write("%s %s\n" % (self.address_string(), format % args))
+
+
+def main() -> None:
+    port = int(os.environ.get("PORT", "8000"))
+    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+    print(f"hello-web {VERSION} listening on :{port}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+"""conveyor's one door to the GitLab API: python-gitlab, configured and with errors mapped.
+
+:func:`make_gitlab` builds a ``gitlab.Gitlab`` that retries 429 (sleeping ``Retry-After``) and
+transient 5xx / connection failures. :class:`GitLabClient` wraps the handful of calls conveyor
+makes; every python-gitlab or requests failure leaves it as a :class:`conveyor.errors.GitLabError`
+subclass whose message names the project (or group) and the reason, and never the token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import gitlab.exceptions
+import requests
+
+import gitlab
+from conveyor.errors import (
+    GitLabAuthError,
+    GitLabError,
+    GitLabForbiddenError,
+    GitLabNotFoundError,
+)
+
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_MAX_RETRIES = 6
+PER_PAGE = 100  # GitLab's maximum: fewest round trips when reading all pages
+
+T = TypeVar("T")
+
+
+def make_gitlab(
+    url: str, token: str, *, timeout: float = DEFAULT_TIMEOUT, ssl_verify: bool = True
+) -> gitlab.Gitlab:
+    """A python-gitlab client that retries 429 and transient errors (5xx, dropped connections)."""
+    return gitlab.Gitlab(
+        url,
+        private_token=token,
+        timeout=timeout,
+        ssl_verify=ssl_verify,
+        retry_transient_errors=True,
+        per_page=PER_PAGE,
+    )
+
+
+@dataclass(frozen=True)
+class ProjectInfo:
+    """The fields conveyor reads from a GitLab project."""
+
+    id: int
+    path_with_namespace: str
+    default_branch: str | None
+    archived: bool
+    http_url_to_repo: str
+    web_url: str
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> ProjectInfo:
+        return cls(
+            id=int(data["id"]),
+            path_with_namespace=str(data["path_with_namespace"]),
+            default_branch=data.get("default_branch"),
+            archived=bool(data.get("archived", False)),
+            http_url_to_repo=str(data.get("http_url_to_repo", "")),
+            web_url=str(data.get("web_url", "")),
+        )
+
+
+def _reason(exc: gitlab.exceptions.GitlabError) -> str:
+    message = exc.error_message
+    if isinstance(message, bytes):
+        message = message.decode("utf-8", "replace")
+    if isinstance(message, dict):
+        parts = []
+        for key, value in message.items():
+            text = ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
+            parts.append(f"{key} {text}")
+        return "; ".join(parts)
+    return str(message)
+
+
+class GitLabClient:
+    """The GitLab calls conveyor makes, each mapped to conveyor errors.
+
+    ``project`` arguments are a numeric id or a ``group/project`` path.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        ssl_verify: bool = True,
+    ) -> None:
+        if max_retries < 0:
+            raise ValueError("max_retries must be >= 0 (python-gitlab's -1 means forever)")
+        self.url = url.rstrip("/")
+        self.max_retries = max_retries
+        self._token = token
+        self.gl = make_gitlab(url, token, timeout=timeout, ssl_verify=ssl_verify)
+
+    def __repr__(self) -> str:
+        return f"GitLabClient(url={self.url!r})"
+
+    # ------------------------------------------------------------------ error mapping
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._token, "***") if self._token else text
+
+    def _call(self, subject: str, action: str, role: str, fn: Callable[[], T]) -> T:
+        """Run ``fn`` and turn its failures into conveyor errors about ``subject``."""
+        try:
+            return fn()
+        except gitlab.exceptions.GitlabAuthenticationError:
+            raise GitLabAuthError(
+                f"{subject}: 401 Unauthorized — GitLab refused the token while trying to {action}",
+                status=401,
+                hint="check the GitLab token: it may be wrong, expired or revoked",
+            ) from None
+        except gitlab.exceptions.GitlabError as exc:
+            code = exc.response_code
+            reason = self._scrub(_reason(exc))
+            if code == 403:
+                raise GitLabForbiddenError(
+                    f"{subject}: 403 Forbidden — the token's user needs the {role} role "
+                    f"to {action}",
+                    status=403,
+                    hint=f"give the token's user the {role} role on {subject}",
+                ) from None
+            if code == 404:
+                raise GitLabNotFoundError(
+                    f"{subject}: 404 Not Found — it does not exist or the token's user "
+                    f"cannot see it (while trying to {action})",
+                    status=404,
+                ) from None
+            if code == 429:
+                raise GitLabError(
+                    f"{subject}: 429 Too Many Requests — still rate limited after "
+                    f"{self.max_retries} retries while trying to {action}",
+                    status=429,
+                    hint="wait a minute and run again",
+                ) from None
+            shown = f"HTTP {code}" if code else "error"
+            raise GitLabError(
+                f"{subject}: could not {action}: {shown}: {reason}", status=code
+            ) from None
+        except requests.RequestException as exc:
+            raise GitLabError(
+                f"{subject}: could not {action}: cannot reach GitLab at {self.url} "
+                f"({type(exc).__name__}, after {self.max_retries} retries)"
+            ) from None
+
+    def _opts(self) -> dict[str, Any]:
+        return {"max_retries": self.max_retries, "obey_rate_limit": True}
+
+    def _project(self, project: int | str) -> Any:
+        return self.gl.projects.get(project, lazy=True)
+
+    # ------------------------------------------------------------------ reads
+    def current_username(self) -> str:
+        def run() -> str:
+            data = self.gl.http_get("/user", **self._opts())
+            assert isinstance(data, dict)
+            return str(data["username"])
+
+        return self._call(self.url, "read the current user", "any", run)
+
+    def get_project(self, project: int | str) -> ProjectInfo:
+        def run() -> ProjectInfo:
+            return ProjectInfo.from_api(self.gl.projects.get(project, **self._opts()).attributes)
+
+        return self._call(str(project), "read the project", "Reporter", run)
+
+    def list_hooks(self, project: int | str) -> list[dict[str, Any]]:
+        """Every hook of the project, all pages."""
+
+        def run() -> list[dict[str, Any]]:
+            hooks = self._project(project).hooks.list(get_all=True, **self._opts())
+            return [dict(h.attributes) for h in hooks]
+
+        return self._call(str(project), "list webhooks", "Maintainer", run)
+
+    def list_group_projects(
+        self, group: int | str, *, include_subgroups: bool = True, archived: bool | None = False
+    ) -> list[dict[str, Any]]:
+        """Projects of a group (and its subgroups), all pages. ``archived=None``: both kinds."""
+        query: dict[str, Any] = {"include_subgroups": include_subgroups}
+        if archived is not None:
+            query["archived"] = archived
+
+        def run() -> list[dict[str, Any]]:
+            group_api = self.gl.groups.get(group, lazy=True)
+            projects = group_api.projects.list(get_all=True, **query, **self._opts())
+            return [dict(p.attributes) for p in projects]
+
+        return self._call(f"group {group}", "list projects", "Reporter", run)
+
+    # ------------------------------------------------------------------ writes
+    def create_hook(self, project: int | str, data: Mapping[str, Any]) -> dict[str, Any]:
+        def run() -> dict[str, Any]:
+            hook = self._project(project).hooks.create(dict(data), **self._opts())
+            return dict(hook.attributes)
+
+        return self._call(str(project), "create a webhook", "Maintainer", run)
+
+    def update_hook(
+        self, project: int | str, hook_id: int, data: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        if "url" not in data:
+            raise ValueError("GitLab requires url on every hook update")
+
+        def run() -> dict[str, Any]:
+            result = self._project(project).hooks.update(hook_id, dict(data), **self._opts())
+            return dict(result)
+
+        return self._call(str(project), f"update webhook {hook_id}", "Maintainer", run)
+
+    def delete_hook(self, project: int | str, hook_id: int) -> bool:
+        """Delete a hook. Returns False when it was already gone (404)."""
+
+        def run() -> bool:
+            try:
+                self._project(project).hooks.delete(hook_id, **self._opts())
+            except gitlab.exceptions.GitlabDeleteError as exc:
+                if exc.response_code == 404:
+                    return False
+                raise
+            return True
+
+        return self._call(str(project), f"delete webhook {hook_id}", "Maintainer", run)
+
+    def create_commit_status(
+        self, project: int | str, sha: str, data: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        def run() -> dict[str, Any]:
+            commit = self._project(project).commits.get(sha, lazy=True)
+            status = commit.statuses.create(dict(data), **self._opts())
+            return dict(status.attributes)
+
+        return self._call(f"{project}@{sha[:12]}", "post a commit status", "Developer", run)

@@ -1,0 +1,268 @@
+"""Reconcile a project's webhooks with the one conveyor wants: plan (pure), then apply.
+
+conveyor owns the hooks whose URL is exactly the desired receiver URL, or starts with a
+configured *managed URL prefix* (so a moved receiver is recognised as ours). Every other hook
+belongs to someone else and is never touched.
+
+GitLab never returns a hook's secret ``token``, so drift in it cannot be seen: the plan compares
+every readable field, and rewriting the token is an explicit input (``token_rotated``). An update
+always sends ``url`` and ``token`` (GitLab requires ``url``, and a changed ``url`` resets the
+token). Extra hooks with our URL (an unpaginated lookup once left 78 on one project) collapse into
+one: the best match is kept, the rest are deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+from conveyor.gitlab.client import GitLabClient
+
+BranchFilterStrategy = Literal["wildcard", "regex", "all_branches"]
+BRANCH_FILTER_STRATEGIES: tuple[str, ...] = ("wildcard", "regex", "all_branches")
+
+
+@dataclass(frozen=True)
+class DesiredHook:
+    """The hook conveyor wants on a project. ``token`` is never shown (``repr`` hides it)."""
+
+    url: str
+    token: str = field(repr=False)
+    push_events: bool = True
+    tag_push_events: bool = False
+    merge_requests_events: bool = False
+    note_events: bool = False
+    pipeline_events: bool = False
+    job_events: bool = False
+    releases_events: bool = False
+    deployment_events: bool = False
+    push_events_branch_filter: str = ""
+    branch_filter_strategy: BranchFilterStrategy = "wildcard"
+    enable_ssl_verification: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"hook url must be http(s): {self.url!r}")
+        if self.branch_filter_strategy not in BRANCH_FILTER_STRATEGIES:
+            raise ValueError(f"unknown branch_filter_strategy {self.branch_filter_strategy!r}")
+
+    def readable(self) -> dict[str, Any]:
+        """Every field GitLab returns (all but the token), as GitLab names them."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "token"}
+
+    def payload(self) -> dict[str, Any]:
+        """The body for create/update: all readable fields plus the token."""
+        return {**self.readable(), "token": self.token}
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    field: str
+    old: Any
+    new: Any
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.old!r} -> {self.new!r}"
+
+
+@dataclass(frozen=True)
+class CreateHook:
+    url: str
+    kind: Literal["create"] = "create"
+
+    def describe(self) -> str:
+        return f"create webhook {self.url}"
+
+
+@dataclass(frozen=True)
+class UpdateHook:
+    """Rewrite hook ``hook_id``. ``changes`` is empty when only the token is rewritten."""
+
+    hook_id: int
+    url: str
+    changes: tuple[FieldChange, ...]
+    kind: Literal["update"] = "update"
+
+    def describe(self) -> str:
+        what = ", ".join(str(c) for c in self.changes) if self.changes else "rewrite secret token"
+        return f"update webhook {self.hook_id} ({self.url}): {what}"
+
+
+@dataclass(frozen=True)
+class DeleteHook:
+    hook_id: int
+    url: str
+    reason: str
+    kind: Literal["delete"] = "delete"
+
+    def describe(self) -> str:
+        return f"delete webhook {self.hook_id} ({self.url}): {self.reason}"
+
+
+@dataclass(frozen=True)
+class UnchangedHook:
+    hook_id: int
+    url: str
+    kind: Literal["unchanged"] = "unchanged"
+
+    def describe(self) -> str:
+        return f"webhook {self.hook_id} ({self.url}) is up to date"
+
+
+HookAction = CreateHook | UpdateHook | DeleteHook | UnchangedHook
+
+
+@dataclass(frozen=True)
+class HookPlan:
+    """What to do to one project's hooks. ``unmanaged`` lists the ids left alone."""
+
+    actions: tuple[HookAction, ...]
+    unmanaged: tuple[int, ...] = ()
+    desired: DesiredHook | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def writes(self) -> int:
+        return sum(1 for a in self.actions if not isinstance(a, UnchangedHook))
+
+    @property
+    def is_noop(self) -> bool:
+        return self.writes == 0
+
+    def describe(self) -> list[str]:
+        return [a.describe() for a in self.actions]
+
+
+@dataclass(frozen=True)
+class HookApplyResult:
+    created: tuple[int, ...]
+    updated: tuple[int, ...]
+    deleted: tuple[int, ...]
+    already_gone: tuple[int, ...]
+    unchanged: tuple[int, ...]
+
+    @property
+    def writes(self) -> int:
+        return len(self.created) + len(self.updated) + len(self.deleted) + len(self.already_gone)
+
+
+def is_managed(hook_url: str, desired_url: str | None, managed_url_prefix: str | None) -> bool:
+    """Whether a hook with ``hook_url`` belongs to conveyor."""
+    if desired_url is not None and hook_url == desired_url:
+        return True
+    return bool(managed_url_prefix) and hook_url.startswith(managed_url_prefix or "")
+
+
+def _normalise(name: str, value: Any) -> Any:
+    if name == "push_events_branch_filter" and value is None:
+        return ""
+    return value
+
+
+def hook_changes(existing: Mapping[str, Any], desired: DesiredHook) -> tuple[FieldChange, ...]:
+    """Readable fields that differ. Fields the server does not return (older GitLab) are skipped."""
+    changes: list[FieldChange] = []
+    for name, want in desired.readable().items():
+        if name not in existing:
+            continue
+        have = _normalise(name, existing[name])
+        if have != want:
+            changes.append(FieldChange(name, have, want))
+    return tuple(changes)
+
+
+def plan_hooks(
+    existing: Sequence[Mapping[str, Any]],
+    desired: DesiredHook | None,
+    token_rotated: bool,
+    *,
+    managed_url_prefix: str | None = None,
+) -> HookPlan:
+    """Decide how to turn ``existing`` (ALL of the project's hooks) into ``desired``.
+
+    ``desired=None`` removes conveyor's hooks. ``token_rotated=True`` forces the kept hook to be
+    rewritten even when every readable field matches (the secret cannot be compared).
+    """
+    desired_url = desired.url if desired is not None else None
+    managed = sorted(
+        (h for h in existing if is_managed(str(h.get("url", "")), desired_url, managed_url_prefix)),
+        key=lambda h: int(h["id"]),
+    )
+    unmanaged = tuple(sorted(int(h["id"]) for h in existing if not any(h is m for m in managed)))
+    if desired is None:
+        deletes = tuple(
+            DeleteHook(int(h["id"]), str(h["url"]), "no longer wanted") for h in managed
+        )
+        return HookPlan(deletes, unmanaged, None)
+    if not managed:
+        return HookPlan((CreateHook(desired.url),), unmanaged, desired)
+
+    def rank(hook: Mapping[str, Any]) -> tuple[int, int, int]:
+        exact = 0 if hook.get("url") == desired.url else 1
+        return (exact, len(hook_changes(hook, desired)), int(hook["id"]))
+
+    keeper = min(managed, key=rank)
+    actions: list[HookAction] = [
+        DeleteHook(int(h["id"]), str(h["url"]), f"duplicate of webhook {keeper['id']}")
+        for h in managed
+        if h is not keeper
+    ]
+    changes = hook_changes(keeper, desired)
+    if keeper.get("url") != desired.url and not any(c.field == "url" for c in changes):
+        changes = (FieldChange("url", keeper.get("url"), desired.url), *changes)
+    if changes or token_rotated:
+        actions.append(UpdateHook(int(keeper["id"]), desired.url, changes))
+    else:
+        actions.append(UnchangedHook(int(keeper["id"]), desired.url))
+    return HookPlan(tuple(actions), unmanaged, desired)
+
+
+def read_hooks(client: GitLabClient, project: int | str) -> list[dict[str, Any]]:
+    """All of the project's hooks, every page."""
+    return client.list_hooks(project)
+
+
+def apply_hook_plan(client: GitLabClient, project: int | str, plan: HookPlan) -> HookApplyResult:
+    """Perform ``plan`` on ``project``: deletes first (freeing slots), then create or update."""
+    created: list[int] = []
+    updated: list[int] = []
+    deleted: list[int] = []
+    gone: list[int] = []
+    unchanged: list[int] = []
+    ordered = [a for a in plan.actions if isinstance(a, DeleteHook)] + [
+        a for a in plan.actions if not isinstance(a, DeleteHook)
+    ]
+    for action in ordered:
+        if isinstance(action, DeleteHook):
+            (deleted if client.delete_hook(project, action.hook_id) else gone).append(
+                action.hook_id
+            )
+        elif isinstance(action, UnchangedHook):
+            unchanged.append(action.hook_id)
+        else:
+            if plan.desired is None:
+                raise ValueError("a plan that creates or updates must carry its desired hook")
+            if isinstance(action, CreateHook):
+                hook = client.create_hook(project, plan.desired.payload())
+                created.append(int(hook["id"]))
+            else:
+                client.update_hook(project, action.hook_id, plan.desired.payload())
+                updated.append(action.hook_id)
+    return HookApplyResult(
+        tuple(created), tuple(updated), tuple(deleted), tuple(gone), tuple(unchanged)
+    )
+
+
+def reconcile_hook(
+    client: GitLabClient,
+    project: int | str,
+    desired: DesiredHook | None,
+    *,
+    token_rotated: bool = False,
+    managed_url_prefix: str | None = None,
+) -> tuple[HookPlan, HookApplyResult]:
+    """Read all hooks, plan, apply. Returns both so callers can report what happened."""
+    plan = plan_hooks(
+        read_hooks(client, project), desired, token_rotated, managed_url_prefix=managed_url_prefix
+    )
+    return plan, apply_hook_plan(client, project, plan)

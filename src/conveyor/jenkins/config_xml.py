@@ -1,0 +1,270 @@
+"""Render a spec as a Jenkins pipeline job ``config.xml`` (workflow-job), and compare job configs.
+
+Pure. Every value goes through :mod:`conveyor.jenkins.xml` (the one XML escaper). The job carries:
+
+* a ``<description>`` whose last line is the managed-by marker ``[managed by conveyor: <project>]``
+  (Jenkins drops XML comments when it saves a job, the description survives; see :func:`is_managed`);
+* ``GitLabConnectionProperty``; ``BuildDiscarderProperty`` and ``DisableConcurrentBuildsJobProperty``
+  matching the Jenkinsfile's ``options`` (declarative sets them on the first run, so emitting them here
+  keeps the stored config from drifting); ``ParametersDefinitionProperty`` with the same parameters as
+  the Jenkinsfile (a ``parameters {}`` block only takes effect after one run);
+* ``PipelineTriggersJobProperty`` with a ``GitLabPushTrigger`` for the spec's triggers. gitlab-plugin has
+  one branch filter for all events: the branch of a push, the tag of a tag push, the target branch of a
+  merge request. conveyor gives it the union of those wildcards as one Java regex
+  (``RegexBasedFilter``), with the push ``exclude`` wildcards as a negative look-ahead; ``All`` when
+  everything is ``**``. conveyor's receiver applies the exact per-event rules itself;
+* ``CpsFlowDefinition`` (inline script, sandbox on) or ``CpsScmFlowDefinition`` (GitSCM + scriptPath).
+
+The GitLab trigger's ``secretToken`` is written only when a token is passed in: the XML sent to Jenkins
+(which encrypts it) has it, ``conveyor render`` to disk never does.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+
+from conveyor.errors import RenderError
+from conveyor.jenkins import xml
+from conveyor.jenkins.jenkinsfile import choices_in_order
+from conveyor.pipeline.match import glob_to_regex, patterns_to_regex
+from conveyor.spec.model import Parameter, Spec, Triggers
+
+MANAGED_MARKER = "[managed by conveyor: "
+_MARKER_LINE = re.compile(r"\[managed by conveyor: ([^\]\n]+)\]\s*$")
+
+GITLAB_TRIGGER = "com.dabsquared.gitlabjenkins.GitLabPushTrigger"
+GITLAB_CONNECTION = "com.dabsquared.gitlabjenkins.connection.GitLabConnectionProperty"
+TRIGGERS_PROPERTY = "org.jenkinsci.plugins.workflow.job.properties.PipelineTriggersJobProperty"
+PARAMETERS_PROPERTY = "hudson.model.ParametersDefinitionProperty"
+CPS_INLINE = "org.jenkinsci.plugins.workflow.cps.CpsFlowDefinition"
+CPS_SCM = "org.jenkinsci.plugins.workflow.cps.CpsScmFlowDefinition"
+SECRET_ELEMENTS = frozenset({"secretToken"})
+SECRET_MASK = "********"
+
+_PARAMETER_CLASS = {
+    "boolean": "hudson.model.BooleanParameterDefinition",
+    "string": "hudson.model.StringParameterDefinition",
+    "text": "hudson.model.TextParameterDefinition",
+    "choice": "hudson.model.ChoiceParameterDefinition",
+}
+
+
+def marker(project: str) -> str:
+    """The description line that marks a job as managed by conveyor for ``project``."""
+    return f"{MANAGED_MARKER}{project}]"
+
+
+def description(spec: Spec) -> str:
+    """The job description: the spec's text, then the managed-by marker as the last line."""
+    text = spec.jenkins.description or spec.description
+    return f"{text}\n\n{marker(spec.project)}" if text else marker(spec.project)
+
+
+def managed_project(config_xml: str) -> str | None:
+    """The project named by the managed-by marker of a job's config.xml, or None."""
+    try:
+        root = ET.fromstring(_without_declaration(config_xml))
+    except ET.ParseError:
+        return None
+    found = root.find("description")
+    if found is None or not found.text:
+        return None
+    match = _MARKER_LINE.search(found.text)
+    return match.group(1) if match else None
+
+
+def is_managed(config_xml: str) -> bool:
+    """Does this config.xml (as stored by Jenkins) belong to a job conveyor manages?"""
+    return managed_project(config_xml) is not None
+
+
+# ------------------------------------------------------------------------------------------- triggers
+
+
+def branch_filter(triggers: Triggers) -> tuple[str, str]:
+    """``(branchFilterType, targetBranchRegex)`` for gitlab-plugin's single branch filter."""
+    include: list[str] = []
+    exclude: list[str] = []
+    if triggers.push is not None:
+        include.extend(triggers.push.branches)
+        exclude.extend(triggers.push.exclude)
+    if triggers.tag_push is not None:
+        include.extend(triggers.tag_push.tags)
+    if triggers.merge_request is not None:
+        include.extend(triggers.merge_request.target_branches)
+    unique = list(dict.fromkeys(include))
+    if (not unique or "**" in unique) and not exclude:
+        return "All", ""
+    regex = "(?s:.*)" if "**" in unique else patterns_to_regex(unique)
+    if exclude:
+        excluded = "|".join(glob_to_regex(p) for p in dict.fromkeys(exclude))
+        regex = f"(?!(?:{excluded})$)(?:{regex})"
+    return "RegexBasedFilter", regex
+
+
+def _trigger(parent: xml.Element, triggers: Triggers, token: str | None) -> None:
+    mr = triggers.merge_request
+    actions = set(mr.actions) if mr is not None else set()
+    filter_type, regex = branch_filter(triggers)
+    t = parent.add(GITLAB_TRIGGER, plugin="gitlab-plugin")
+    flags = [
+        ("triggerOnPush", triggers.push is not None or triggers.tag_push is not None),
+        ("triggerOnMergeRequest", bool(actions & {"open", "reopen", "update"})),
+        ("triggerOnAcceptedMergeRequest", "merge" in actions),
+        ("triggerOnClosedMergeRequest", "close" in actions),
+    ]
+    for tag, flag in flags:
+        t.add(tag, _bool(flag))
+    t.add("triggerOpenMergeRequestOnPush", "never")
+    t.add("triggerOnNoteRequest", "false")
+    t.add("noteRegex", "Jenkins please retry a build")
+    t.add("ciSkip", _bool(triggers.skip_ci))
+    t.add("skipWorkInProgressMergeRequest", "true")
+    t.add("setBuildDescription", "true")
+    t.add("branchFilterType", filter_type)
+    t.add("includeBranchesSpec", "")
+    t.add("excludeBranchesSpec", "")
+    t.add("targetBranchRegex", regex)
+    if token is not None:
+        t.add("secretToken", token)
+
+
+# ----------------------------------------------------------------------------------------- properties
+
+
+def _parameter(parent: xml.Element, p: Parameter) -> None:
+    e = parent.add(_PARAMETER_CLASS[p.type])
+    e.add("name", p.name)
+    e.add("description", p.description)
+    if p.type == "boolean":
+        e.add("defaultValue", _bool(bool(p.default)))
+    elif p.type == "choice":
+        choices = e.add("choices", **{"class": "java.util.Arrays$ArrayList"})
+        array = choices.add("a", **{"class": "string-array"})
+        for choice in choices_in_order(p):
+            array.add("string", choice)
+    else:
+        e.add("defaultValue", p.default if isinstance(p.default, str) else "")
+        e.add("trim", "false")
+
+
+def _properties(root: xml.Element, spec: Spec, token: str | None) -> None:
+    props = root.add("properties")
+    props.add(GITLAB_CONNECTION, plugin="gitlab-plugin").add(
+        "gitLabConnection", spec.jenkins.connection
+    )
+    options = spec.jenkins.options
+    discarder = props.add("jenkins.model.BuildDiscarderProperty")
+    strategy = discarder.add("strategy", **{"class": "hudson.tasks.LogRotator"})
+    for tag, value in (
+        ("daysToKeep", "-1"),
+        ("numToKeep", str(options.keep_builds)),
+        ("artifactDaysToKeep", "-1"),
+        ("artifactNumToKeep", "-1"),
+    ):
+        strategy.add(tag, value)
+    if not options.concurrent:
+        props.add(
+            "org.jenkinsci.plugins.workflow.job.properties.DisableConcurrentBuildsJobProperty"
+        )
+    if spec.jenkins.parameters:
+        definitions = props.add(PARAMETERS_PROPERTY).add("parameterDefinitions")
+        for p in spec.jenkins.parameters:
+            _parameter(definitions, p)
+    triggers = spec.triggers
+    if triggers.push or triggers.tag_push or triggers.merge_request:
+        _trigger(props.add(TRIGGERS_PROPERTY).add("triggers"), triggers, token)
+
+
+# ----------------------------------------------------------------------------------------- definition
+
+
+def _definition(root: xml.Element, spec: Spec, script: str, clone_url: str | None) -> None:
+    if spec.jenkins.definition == "inline":
+        d = root.add("definition", **{"class": CPS_INLINE, "plugin": "workflow-cps"})
+        d.add("script", script)
+        d.add("sandbox", "true")
+        return
+    scm_spec = spec.jenkins.scm
+    url = scm_spec.url or clone_url
+    if url is None:
+        raise RenderError(
+            f"{spec.project}: jenkins.definition is 'scm' but no clone URL is known",
+            hint="set jenkins.scm.url in the spec, or CONVEYOR_GITLAB_URL to derive it",
+        )
+    d = root.add("definition", **{"class": CPS_SCM, "plugin": "workflow-cps"})
+    scm = d.add("scm", **{"class": "hudson.plugins.git.GitSCM", "plugin": "git"})
+    scm.add("configVersion", "2")
+    remote = scm.add("userRemoteConfigs").add("hudson.plugins.git.UserRemoteConfig")
+    remote.add("url", url)
+    if scm_spec.credentials is not None:
+        remote.add("credentialsId", scm_spec.credentials)
+    scm.add("branches").add("hudson.plugins.git.BranchSpec").add("name", scm_spec.branch)
+    scm.add("doGenerateSubmoduleConfigurations", "false")
+    scm.add("submoduleCfg", **{"class": "empty-list"})
+    scm.add("extensions")
+    d.add("scriptPath", scm_spec.script_path)
+    d.add("lightweight", _bool(scm_spec.lightweight))
+
+
+def _bool(flag: bool) -> str:
+    return "true" if flag else "false"
+
+
+def render_config_xml(
+    spec: Spec, jenkinsfile: str, *, trigger_token: str | None = None, clone_url: str | None = None
+) -> str:
+    """The job's config.xml. ``jenkinsfile`` is inlined for ``definition: inline``; ``trigger_token``
+    (a secret) becomes the GitLab trigger's ``secretToken`` only when given."""
+    root = xml.Element("flow-definition", attrs={"plugin": "workflow-job"})
+    root.add("actions")
+    root.add("description", description(spec))
+    root.add("keepDependencies", "false")
+    _properties(root, spec, trigger_token)
+    _definition(root, spec, jenkinsfile, clone_url)
+    root.add("disabled", "false")
+    return xml.serialize(root)
+
+
+# ------------------------------------------------------------------------------------------ normalize
+
+# Children of these elements form ordered lists; elsewhere children are named fields, compared as a set.
+_ORDERED = frozenset(
+    {"parameterDefinitions", "a", "userRemoteConfigs", "branches", "extensions", "choices"}
+)
+_DROP_ATTRS = frozenset({"plugin"})
+
+
+def _without_declaration(text: str) -> str:
+    # expat does not accept version='1.1', which Jenkins writes; the declaration carries nothing we need.
+    return re.sub(r"^\s*<\?xml[^>]*\?>", "", text, count=1)
+
+
+def _normalize(node: ET.Element) -> xml.Element | None:
+    attrs = {k: v for k, v in sorted(node.attrib.items()) if k not in _DROP_ATTRS}
+    children = [c for c in (_normalize(child) for child in node) if c is not None]
+    if node.tag not in _ORDERED:
+        tags = [c.tag for c in children]
+        if len(set(tags)) == len(tags):
+            children.sort(key=lambda c: c.tag)
+    text = node.text if node.text and node.text.strip() else None
+    if node.tag in SECRET_ELEMENTS and text is not None:
+        text = SECRET_MASK
+    if not children and text is None and not (set(attrs) - {"class"}):
+        return None  # an empty element means the same as an absent one (Jenkins drops defaults)
+    element = xml.Element(str(node.tag), text if not children else None, attrs)
+    element.children = children
+    return element
+
+
+def normalize_config_xml(config_xml: str) -> str:
+    """A canonical form of a job config for comparison and readable diffs: no XML declaration, no
+    ``plugin=`` attributes, sorted attributes, no whitespace-only text, no empty elements, named fields
+    sorted (lists keep their order), secret values masked. Raises RenderError on malformed XML."""
+    try:
+        root = ET.fromstring(_without_declaration(config_xml))
+    except ET.ParseError as exc:
+        raise RenderError(f"config.xml is not well-formed XML: {exc}") from exc
+    normalized = _normalize(root) or xml.Element(str(root.tag))
+    return xml.serialize(normalized, declaration=False)

@@ -1,0 +1,215 @@
+"""Jenkins side of the sync: desired jobs from specs, a plan of folder/job changes, and applying it.
+
+"Changed" is decided by comparing the *normalised* config.xml Jenkins returns now with the rendered
+one (:func:`conveyor.jenkins.config_xml.normalize_config_xml` drops ``plugin=`` attributes, the XML
+declaration, whitespace, and masks secret values such as the encrypted ``secretToken``), never raw
+bytes and never a local cache: a job edited by hand in the UI shows up as an update.
+
+Only jobs carrying conveyor's marker (:func:`conveyor.jenkins.config_xml.is_managed`) are ever
+updated or deleted. A job at a spec's path that conveyor did not create is a conflict, left alone.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from conveyor.config import Settings
+from conveyor.errors import JenkinsError
+from conveyor.jenkins.client import JenkinsClient, JenkinsItem
+from conveyor.jenkins.config_xml import is_managed, normalize_config_xml
+from conveyor.jenkins.render import render
+from conveyor.spec.model import Spec
+from conveyor.sync.targets import job_trigger_token
+
+JobAction = Literal["create", "update", "unchanged", "delete", "conflict", "absent"]
+MASK = "****"
+
+
+@dataclass(frozen=True)
+class DesiredJob:
+    """A job a spec wants. ``config_xml`` holds the trigger secret in clear: never print it."""
+
+    project: str
+    job: str
+    config_xml: str = field(repr=False)
+    rotate: bool = False  # the trigger secret changed (CONVEYOR_SECRET_PREVIOUS set)
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True)
+class JobChange:
+    """What happens to one job. ``diff`` is normalised and masked; ``config_xml`` is never shown."""
+
+    job: str
+    action: JobAction
+    reason: str = ""
+    diff: str = ""
+    project: str | None = None
+    config_xml: str = field(default="", repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class FolderChange:
+    path: str
+    action: Literal["create", "conflict"]
+    reason: str = ""
+
+
+def desired_job(spec: Spec, settings: Settings) -> DesiredJob:
+    """Render ``spec``'s job; for ``webhook.target: jenkins`` the config carries the trigger secret."""
+    job = spec.jenkins.job
+    token: str | None = None
+    secrets: list[str] = [s for s in (settings.secret, settings.previous_secret) if s]
+    if spec.webhook.target == "jenkins":
+        token = job_trigger_token(settings.secret or "", job)
+        secrets.append(token)
+        if settings.previous_secret:
+            secrets.append(job_trigger_token(settings.previous_secret, job))
+    rendered = render(spec, trigger_token=token, gitlab_url=settings.gitlab_url)
+    return DesiredJob(
+        project=spec.project,
+        job=rendered.job_path,
+        config_xml=rendered.config_xml,
+        rotate=token is not None and bool(settings.previous_secret),
+        secrets=tuple(secrets),
+    )
+
+
+def mask(text: str, secrets: Iterable[str]) -> str:
+    """Replace every secret value in ``text`` with ``****`` (belt and braces after normalising)."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
+
+
+def config_diff(job: str, current: str, desired: str, secrets: Iterable[str] = ()) -> str:
+    """Unified diff of the normalised, secret-masked config.xml (Jenkins now -> wanted)."""
+    before = mask(normalize_config_xml(current), secrets).splitlines()
+    after = mask(normalize_config_xml(desired), secrets).splitlines()
+    lines = difflib.unified_diff(
+        before,
+        after,
+        fromfile=f"jenkins:{job}/config.xml",
+        tofile=f"spec:{job}/config.xml",
+        lineterm="",
+        n=2,
+    )
+    return "\n".join(lines)
+
+
+def plan_job(desired: DesiredJob, current: str | None) -> JobChange:
+    """Compare the job Jenkins has now (``current`` config.xml, None if missing) with ``desired``."""
+    base = {"job": desired.job, "project": desired.project, "config_xml": desired.config_xml}
+    if current is None:
+        return JobChange(action="create", **base)
+    if not is_managed(current):
+        return JobChange(
+            action="conflict",
+            reason="a job conveyor did not create exists at this path; conveyor leaves it alone "
+            "(delete or rename it, or change jenkins.job)",
+            **base,
+        )
+    if normalize_config_xml(current) != normalize_config_xml(desired.config_xml):
+        return JobChange(
+            action="update",
+            reason="drift",
+            diff=config_diff(desired.job, current, desired.config_xml, desired.secrets),
+            **base,
+        )
+    if desired.rotate:
+        return JobChange(action="update", reason="token rotation", **base)
+    return JobChange(action="unchanged", **base)
+
+
+def plan_folders(
+    jobs: Sequence[str], existing: Sequence[JenkinsItem]
+) -> tuple[list[FolderChange], dict[str, str]]:
+    """Folders to create (outermost first) and, per blocked job, why it cannot be created."""
+    kinds = {item.full_name: item.is_folder for item in existing}
+    wanted: list[str] = []
+    for job in jobs:
+        parts = job.split("/")[:-1]
+        for i in range(len(parts)):
+            path = "/".join(parts[: i + 1])
+            if path not in wanted:
+                wanted.append(path)
+    changes: list[FolderChange] = []
+    blocked: dict[str, str] = {}
+    for path in sorted(wanted, key=lambda p: (p.count("/"), p)):
+        if path not in kinds:
+            changes.append(FolderChange(path, "create"))
+        elif not kinds[path]:
+            changes.append(FolderChange(path, "conflict", "a job (not a folder) has this name"))
+    bad = [c.path for c in changes if c.action == "conflict"]
+    for job in jobs:
+        for path in bad:
+            if job.startswith(path + "/"):
+                blocked[job] = f"folder {path!r} is a job, not a folder"
+    return changes, blocked
+
+
+def existing_jobs(items: Sequence[JenkinsItem]) -> set[str]:
+    return {i.full_name for i in items if not i.is_folder}
+
+
+def read_job(client: JenkinsClient, desired: DesiredJob, existing: set[str] | None) -> JobChange:
+    """Plan one job against what Jenkins returns now (one GET when the job exists)."""
+    current = (
+        client.get_config(desired.job) if existing is None or desired.job in existing else None
+    )
+    return plan_job(desired, current)
+
+
+def plan_orphans(
+    client: JenkinsClient, items: Sequence[JenkinsItem], wanted: set[str]
+) -> list[JobChange]:
+    """Conveyor-managed jobs that no spec wants any more (for ``apply --prune``)."""
+    out: list[JobChange] = []
+    for job in sorted(existing_jobs(items) - wanted):
+        current = client.get_config(job)
+        if current is not None and is_managed(current):
+            out.append(JobChange(job=job, action="delete", reason="no spec wants it"))
+    return out
+
+
+def plan_destroy_job(client: JenkinsClient, job: str, project: str) -> JobChange:
+    """Delete ``job`` only if conveyor manages it."""
+    current = client.get_config(job)
+    if current is None:
+        return JobChange(job=job, project=project, action="absent")
+    if not is_managed(current):
+        return JobChange(
+            job=job,
+            project=project,
+            action="conflict",
+            reason="not created by conveyor: left alone",
+        )
+    return JobChange(job=job, project=project, action="delete")
+
+
+def apply_folder(client: JenkinsClient, change: FolderChange) -> None:
+    if change.action == "create":
+        client.create_folder(change.path)
+
+
+def apply_job(client: JenkinsClient, change: JobChange) -> None:
+    """Perform one job change (create is idempotent: a job already there is reconciled)."""
+    if change.action == "create":
+        wanted = normalize_config_xml(change.config_xml)
+
+        def on_exists(current: str) -> bool:
+            if not is_managed(current):
+                raise JenkinsError(
+                    f"Jenkins: create job {change.job!r}: a job conveyor did not create appeared "
+                    "at this path; left alone"
+                )
+            return normalize_config_xml(current) != wanted
+
+        client.create_job(change.job, change.config_xml, on_exists=on_exists)
+    elif change.action == "update":
+        client.reconfig_job(change.job, change.config_xml)
+    elif change.action == "delete":
+        client.delete_job(change.job)

@@ -1,0 +1,143 @@
+"""How a stage's container is started: the ``docker run`` arguments (pure).
+
+A ``run`` stage's commands become one script run as ``sh -e -c SCRIPT`` (``--entrypoint sh``), in the
+stage's image (default: the agent image), with:
+
+* the workspace bind-mounted at :data:`WORKSPACE` (also the working directory and ``$WORKSPACE``);
+* the stage's cache volumes (``-v VOLUME:/path``);
+* the agent's engine access: ``-v /var/run/docker.sock:/var/run/docker.sock`` (``docker: socket``), or
+  ``DOCKER_HOST`` pointing at the run's nested daemon and its network (``docker: dind``), or nothing;
+* the agent's extra ``args``, verbatim (they are ``docker run`` arguments in Jenkins too);
+* every variable as ``-e NAME`` with the value taken from the docker CLI's environment, so values
+  (secrets, branch names, commit messages) are never part of the command line and never shell text.
+
+:func:`agent_args` is the part the Jenkinsfile's ``agent { docker { args '...' } }`` declares; the
+renderer and the runner both take it from here, which the parity tests check.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from conveyor.errors import RunnerError
+from conveyor.spec.model import Agent, Stage
+
+WORKSPACE = "/workspace"
+DOCKER_SOCKET = "/var/run/docker.sock"
+SOCKET_MOUNT = f"{DOCKER_SOCKET}:{DOCKER_SOCKET}"
+
+# Variables the docker CLI itself reads: a container value for them goes on the command line
+# (``-e NAME=VALUE``) so the CLI keeps talking to the engine it was told to.
+CLI_VARIABLES = frozenset(
+    {
+        "DOCKER_HOST",
+        "DOCKER_CONFIG",
+        "DOCKER_CONTEXT",
+        "DOCKER_CERT_PATH",
+        "DOCKER_TLS_VERIFY",
+        "DOCKER_API_VERSION",
+        "HOME",
+        "PATH",
+    }
+)
+
+
+@dataclass(frozen=True)
+class EngineAccess:
+    """How stage containers reach a Docker engine for this run."""
+
+    mode: str  # socket | dind | none
+    docker_host: str | None = None  # dind: tcp://HOST:PORT as seen from the run's network
+    network: str | None = None  # dind: the network shared with the nested daemon
+
+
+@dataclass(frozen=True)
+class ContainerRun:
+    """One ``docker run``: its arguments (after ``docker``) and the environment values it reads."""
+
+    name: str
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+
+
+def cache_args(stage: Stage) -> list[str]:
+    """``-v VOLUME:/path`` for each of the stage's cache volumes."""
+    out: list[str] = []
+    for cache in stage.cache:
+        out += ["-v", f"{cache.volume}:{cache.path}"]
+    return out
+
+
+def has_own_image(stage: Stage | None) -> bool:
+    """A ``run`` stage with its own ``image`` runs without the agent's Docker access (as in Jenkins,
+    where such a stage gets its own ``agent { docker { image ...; args <cache volumes> } }``)."""
+    return stage is not None and stage.image is not None
+
+
+def agent_args(agent: Agent, stage: Stage | None = None) -> list[str]:
+    """The ``docker run`` arguments the Jenkinsfile declares for ``stage`` (``None``: the pipeline).
+
+    A stage with its own image: its cache volumes only. Otherwise (the agent image): the engine socket
+    (``docker: socket``), the stage's cache volumes, then the spec's ``agent.args``. With
+    ``docker: dind`` the nested daemon's network and ``DOCKER_HOST`` are added per run, not declared.
+    """
+    if has_own_image(stage):
+        assert stage is not None
+        return cache_args(stage)
+    out: list[str] = []
+    if agent.docker == "socket":
+        out += ["-v", SOCKET_MOUNT]
+    if stage is not None:
+        out += cache_args(stage)
+    out += list(agent.args)
+    return out
+
+
+def script_of(commands: Sequence[str]) -> str:
+    """The stage's commands as one script for ``sh -e`` (spec text only, never event data)."""
+    return "\n".join(commands) + "\n"
+
+
+def container_name(run_number: int, stage: str, suffix: str) -> str:
+    """A docker-safe container name for a stage of a run."""
+    slug = re.sub(r"[^a-zA-Z0-9_.-]+", "-", stage).strip("-.").lower()[:40] or "stage"
+    return f"conveyor-run-{run_number}-{slug}-{suffix}"
+
+
+def run_args(
+    *,
+    name: str,
+    image: str,
+    commands: Sequence[str],
+    workdir: str,
+    agent: Agent,
+    stage: Stage | None,
+    engine: EngineAccess,
+    env: Mapping[str, str],
+    labels: Mapping[str, str],
+) -> ContainerRun:
+    """The ``docker run`` for ``commands`` of ``stage`` (``None``: pipeline post) in ``image``."""
+    argv: list[str] = ["run", "--rm", "--name", name, "--entrypoint", "sh"]
+    for key, value in sorted(labels.items()):
+        argv += ["--label", f"{key}={value}"]
+    argv += ["-w", WORKSPACE, "-v", f"{workdir}:{WORKSPACE}"]
+    argv += agent_args(agent, stage)
+    container_env = dict(env)
+    container_env["WORKSPACE"] = WORKSPACE
+    if engine.mode == "dind" and not has_own_image(stage):
+        if not engine.docker_host:
+            raise RunnerError("docker: dind needs the nested daemon's address (none was started)")
+        container_env["DOCKER_HOST"] = engine.docker_host
+        if engine.network:
+            argv += ["--network", engine.network]
+    passed: dict[str, str] = {}
+    for key in sorted(container_env):
+        if key in CLI_VARIABLES:
+            argv += ["-e", f"{key}={container_env[key]}"]
+        else:
+            argv += ["-e", key]
+            passed[key] = container_env[key]
+    argv += [image, "-e", "-c", script_of(commands)]
+    return ContainerRun(name=name, argv=tuple(argv), env=passed)

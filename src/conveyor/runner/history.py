@@ -1,0 +1,149 @@
+"""Run history in the state directory: ``<state>/runs.sqlite`` (numbers, results, full logs).
+
+A run gets its number (its ``BUILD_NUMBER``) when it starts, so a crashed run still shows up
+(``running``). Logs are stored already masked. sqlite3 errors become :class:`RunnerError`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from conveyor.errors import RunnerError
+from conveyor.runner.results import RunResult
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    number      INTEGER PRIMARY KEY AUTOINCREMENT,
+    project     TEXT NOT NULL,
+    spec        TEXT NOT NULL,
+    trigger     TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    exit_code   INTEGER,
+    started     REAL NOT NULL,
+    finished    REAL,
+    result      TEXT,
+    log         TEXT NOT NULL DEFAULT ''
+);
+"""
+
+DB_NAME = "runs.sqlite"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of the history."""
+
+    number: int
+    project: str
+    spec: str
+    trigger: dict[str, Any]
+    status: str
+    exit_code: int | None
+    started: float
+    finished: float | None
+    result: dict[str, Any] | None
+    log: str
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.finished is None else self.finished - self.started
+
+
+class History:
+    """The run history of one state directory."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / DB_NAME
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            with self._db() as db:
+                db.executescript(_SCHEMA)
+        except OSError as exc:
+            raise RunnerError(
+                f"cannot use the state directory {state_dir}: {exc}",
+                hint="set CONVEYOR_STATE or pass --state DIR",
+            ) from None
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        try:
+            db = sqlite3.connect(self.path, timeout=30)
+        except sqlite3.Error as exc:
+            raise RunnerError(f"cannot open the run history {self.path}: {exc}") from None
+        try:
+            with db:
+                yield db
+        except sqlite3.Error as exc:
+            raise RunnerError(f"run history {self.path}: {exc}") from None
+        finally:
+            db.close()
+
+    def start(self, project: str, spec: str, trigger: dict[str, Any]) -> int:
+        """Record a new run as ``running``; return its number."""
+        with self._db() as db:
+            cursor = db.execute(
+                "INSERT INTO runs (project, spec, trigger, status, started) VALUES (?, ?, ?, ?, ?)",
+                (project, spec, json.dumps(trigger, sort_keys=True), "running", time.time()),
+            )
+            number = cursor.lastrowid
+        assert number is not None
+        return int(number)
+
+    def finish(self, result: RunResult, log: str) -> None:
+        """Store the result and the full (masked) log."""
+        with self._db() as db:
+            db.execute(
+                "UPDATE runs SET status = ?, exit_code = ?, finished = ?, result = ?, log = ? "
+                "WHERE number = ?",
+                (
+                    result.status,
+                    result.exit_code,
+                    time.time(),
+                    json.dumps(result.to_json(), sort_keys=True),
+                    log,
+                    result.number,
+                ),
+            )
+
+    def _record(self, row: tuple[Any, ...]) -> RunRecord:
+        return RunRecord(
+            number=row[0],
+            project=row[1],
+            spec=row[2],
+            trigger=json.loads(row[3]),
+            status=row[4],
+            exit_code=row[5],
+            started=row[6],
+            finished=row[7],
+            result=json.loads(row[8]) if row[8] else None,
+            log=row[9],
+        )
+
+    _COLUMNS = "number, project, spec, trigger, status, exit_code, started, finished, result, log"
+
+    def list(self, limit: int = 20) -> list[RunRecord]:
+        """The latest runs, newest first."""
+        with self._db() as db:
+            rows = db.execute(
+                f"SELECT {self._COLUMNS} FROM runs ORDER BY number DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [self._record(r) for r in rows]
+
+    def get(self, number: int) -> RunRecord:
+        """One run; RunnerError if there is none with that number."""
+        with self._db() as db:
+            row = db.execute(
+                f"SELECT {self._COLUMNS} FROM runs WHERE number = ?", (number,)
+            ).fetchone()
+        if row is None:
+            raise RunnerError(
+                f"no run #{number} in {self.path}", hint="`conveyor runs list` shows the runs"
+            )
+        return self._record(row)

@@ -1,0 +1,144 @@
+"""``build`` (+ ``push``) and ``deploy`` stage bodies: the Docker plugin's library, on the stage's engine.
+
+The same functions ``conveyor build/push/deploy`` (what the Jenkinsfile's stages call) use:
+:func:`conveyor.docker.build.plan_build` + :func:`~conveyor.docker.build.build_image`,
+:func:`conveyor.docker.push.push_tags`, :func:`conveyor.docker.deploy.deploy`. Placeholders
+(``{sha}``, ``{branch}``, ``{build_number}``...) come from the run's build variables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from conveyor.docker.build import BuildEvent, build_image, plan_build
+from conveyor.docker.credentials import find_auth
+from conveyor.docker.deploy import DeployRequest, deploy
+from conveyor.docker.gitfacts import GitFacts, public_url
+from conveyor.docker.images import expand_tags, parse_ref, placeholder_values
+from conveyor.docker.push import PushEvent, push_tags
+from conveyor.errors import RunnerError
+from conveyor.spec.model import Spec, Stage
+
+
+@dataclass(frozen=True)
+class StageWork:
+    """What a build/deploy stage body needs from its run."""
+
+    number: int
+    spec: Spec
+    spec_file: str
+    workdir: Path
+    state_dir: Path
+    env: Mapping[str, str]
+    environ: Mapping[str, str]
+    log: Callable[[str], None]
+
+
+def facts_of(env: Mapping[str, str]) -> GitFacts:
+    """The checkout facts a build uses, from the build variables (not from git)."""
+    source = env.get("gitlabSourceRepoHttpUrl", "")
+    return GitFacts(
+        sha=env.get("GIT_COMMIT", ""),
+        branch=env.get("BRANCH_NAME", ""),
+        tag=env.get("TAG_NAME", ""),
+        source=public_url(source) if source else "",
+    )
+
+
+def _build_event(log: Callable[[str], None]) -> Callable[[BuildEvent], None]:
+    def on_event(event: BuildEvent) -> None:
+        if event.kind == "step":
+            log(f"Step {event.step}/{event.total} : {event.text}")
+        elif event.kind == "cached":
+            log(" ---> Using cache")
+        else:
+            log(event.text)
+
+    return on_event
+
+
+def _push_event(log: Callable[[str], None]) -> Callable[[PushEvent], None]:
+    def on_event(event: PushEvent) -> None:
+        if event.kind == "note":
+            log(event.status)
+        elif event.status in ("Pushed", "Layer already exists"):
+            log(f"{event.tag} {event.layer}: {event.status}")
+
+    return on_event
+
+
+def build_stage(work: StageWork, stage: Stage, client: Any) -> tuple[str, ...]:
+    """Build (and push) the stage's image; the tags built."""
+    request = plan_build(
+        work.spec, stage, facts_of(work.env), work.workdir, build_number=str(work.number)
+    )
+    work.log(f"building {', '.join(request.tags)}")
+    result = build_image(client, request, _build_event(work.log))
+    work.log(
+        f"built {result.image_id[:19]} ({result.steps_cached}/{result.steps} steps cached) "
+        f"in {result.duration:.1f}s"
+    )
+    if stage.push is not None:
+        host = stage.push.registry.rstrip("/")
+        lookup = find_auth(parse_ref(f"{host}/x").registry or host, env=work.environ)
+        if lookup.note:
+            work.log(lookup.note)
+        pushed = push_tags(
+            client, request.tags, registry=host, auth=lookup.auth, on_event=_push_event(work.log)
+        )
+        for tag in pushed.pushed:
+            work.log(f"pushed {tag.reference}@{tag.digest}")
+    return request.tags
+
+
+def deploy_image(work: StageWork, stage: Stage) -> str:
+    """The image a deploy stage runs: its ``image`` (expanded), else the first build stage's first tag."""
+    assert stage.deploy is not None
+    if stage.deploy.image is not None:
+        values = placeholder_values(
+            facts_of(work.env),
+            project=work.spec.project,
+            registry=work.spec.registry,
+            build_number=str(work.number),
+        )
+        return expand_tags([stage.deploy.image], values)[0]
+    for candidate in work.spec.all_stages():
+        if candidate.build is not None:
+            request = plan_build(
+                work.spec,
+                candidate,
+                facts_of(work.env),
+                work.workdir,
+                build_number=str(work.number),
+            )
+            return request.tags[0]
+    raise RunnerError(
+        f"deploy stage {stage.name!r} names no image and the spec builds none",
+        hint="set deploy.image",
+    )
+
+
+def deploy_stage(work: StageWork, stage: Stage, client: Any) -> None:
+    """Deploy the stage's service and wait until it is healthy."""
+    assert stage.deploy is not None
+    image = deploy_image(work, stage)
+    work.log(
+        f"deploying {image} as {stage.deploy.name} ({stage.deploy.target}, {stage.deploy.strategy})"
+    )
+    request = DeployRequest(
+        deploy=stage.deploy,
+        image=image,
+        project=work.spec.project,
+        spec_file=work.spec_file,
+        workdir=work.workdir,
+        state_dir=work.state_dir,
+        stage=stage.name,
+    )
+    result = deploy(request, client=client)
+    if result.message:
+        work.log(result.message)
+    for endpoint in result.endpoints:
+        work.log(f"serving at {endpoint}")

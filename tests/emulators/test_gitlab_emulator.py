@@ -1,0 +1,375 @@
+"""The GitLab emulator, driven through python-gitlab only."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+import requests
+from gitlab.v4.objects import Project
+
+import gitlab
+from tests.emulators.gitlab import GitLabEmulator
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.fixture
+def project(gitlab_api: gitlab.Gitlab) -> Project:
+    return gitlab_api.projects.get("demo/hello-web")
+
+
+def _api(emulator: GitLabEmulator, user: str = "maintainer", **kwargs: Any) -> gitlab.Gitlab:
+    return gitlab.Gitlab(emulator.url, private_token=emulator.tokens[user], timeout=10, **kwargs)
+
+
+# ---------------------------------------------------------------------------- projects, auth
+def test_project_by_path_and_by_id(
+    gitlab_api: gitlab.Gitlab, gitlab_emulator: GitLabEmulator
+) -> None:
+    by_path = gitlab_api.projects.get("demo/hello-web")
+    by_id = gitlab_api.projects.get(by_path.id)
+    assert by_id.path_with_namespace == "demo/hello-web"
+    assert by_path.default_branch == "main"
+    assert by_path.archived is False
+    assert by_path.http_url_to_repo == f"{gitlab_emulator.url}/demo/hello-web.git"
+    assert gitlab_emulator.log.records("GET")[0].path == "/api/v4/projects/demo/hello-web"
+
+
+def test_current_user_and_bearer_auth(gitlab_emulator: GitLabEmulator) -> None:
+    gl = gitlab.Gitlab(gitlab_emulator.url, oauth_token=gitlab_emulator.tokens["developer"])
+    gl.auth()
+    assert gl.user is not None
+    assert gl.user.username == "developer"
+
+
+def test_bad_token_is_401_with_gitlab_message(gitlab_emulator: GitLabEmulator) -> None:
+    gl = gitlab.Gitlab(gitlab_emulator.url, private_token="glpat-wrong")
+    with pytest.raises(gitlab.GitlabAuthenticationError) as info:
+        gl.projects.get("demo/hello-web")
+    assert info.value.response_code == 401
+    assert info.value.error_message == "401 Unauthorized"
+
+
+def test_hidden_project_is_404_and_hooks_need_maintainer(gitlab_emulator: GitLabEmulator) -> None:
+    outsider = _api(gitlab_emulator, "outsider")
+    with pytest.raises(gitlab.GitlabGetError) as hidden:
+        outsider.projects.get("demo/hello-web")
+    assert hidden.value.response_code == 404
+    assert hidden.value.error_message == "404 Project Not Found"
+    developer = _api(gitlab_emulator, "developer")
+    with pytest.raises(gitlab.GitlabListError) as forbidden:
+        developer.projects.get("demo/hello-web", lazy=True).hooks.list(get_all=True)
+    assert forbidden.value.response_code == 403
+    with pytest.raises(gitlab.GitlabCreateError) as forbidden_create:
+        developer.projects.get("demo/hello-web", lazy=True).hooks.create({"url": "http://r/h"})
+    assert forbidden_create.value.response_code == 403
+    assert gitlab_emulator.hooks("demo/hello-web") == []
+
+
+def test_group_projects_include_subgroups_archived_filter_and_pages(
+    gitlab_api: gitlab.Gitlab, gitlab_emulator: GitLabEmulator
+) -> None:
+    for i in range(25):
+        gitlab_emulator.add_project(
+            f"demo/backend/svc-{i:02d}", members={"maintainer": "maintainer"}
+        )
+    group = gitlab_api.groups.get("demo")
+    assert group.full_path == "demo"
+    direct = [p.path_with_namespace for p in group.projects.list(get_all=True)]
+    assert direct == ["demo/hello-web", "demo/app", "demo/legacy"]
+    every = group.projects.list(get_all=True, include_subgroups=True, archived=False)
+    paths = [p.path_with_namespace for p in every]
+    assert len(paths) == 29
+    assert "demo/backend/deep/worker" in paths and "demo/legacy" not in paths
+    archived = group.projects.list(get_all=True, include_subgroups=True, archived=True)
+    assert [p.path_with_namespace for p in archived] == ["demo/legacy"]
+    first_page = group.projects.list(include_subgroups=True, per_page=10, get_all=False)
+    assert len(first_page) == 10
+    with pytest.raises(gitlab.GitlabGetError) as missing:
+        gitlab_api.groups.get("nope")
+    assert missing.value.response_code == 404
+
+
+# ---------------------------------------------------------------------------- hook pagination
+def test_hook_list_pages_like_gitlab(project: Project, gitlab_emulator: GitLabEmulator) -> None:
+    ids = [gitlab_emulator.insert_hook("demo/hello-web", "http://dup/hook") for _ in range(45)]
+    assert len(project.hooks.list(get_all=False)) == 20  # python-gitlab: page 1 only
+    listing = project.hooks.list(iterator=True)
+    assert (listing.total, listing.total_pages, listing.per_page) == (45, 3, 20)
+    assert [h.id for h in listing] == ids
+    assert [h.id for h in project.hooks.list(get_all=True)] == ids
+    # per_page is capped at 100
+    for _ in range(80):
+        gitlab_emulator.insert_hook("demo/hello-web", "http://dup/hook")
+    assert len(project.hooks.list(per_page=500, get_all=False)) == 100
+
+
+def test_hook_list_headers_and_links(
+    gitlab_api: gitlab.Gitlab, gitlab_emulator: GitLabEmulator
+) -> None:
+    for _ in range(5):
+        gitlab_emulator.insert_hook("demo/app", "http://x/h")
+    path = "/projects/demo%2Fapp/hooks"
+    middle = gitlab_api.http_request("get", path, query_data={"per_page": 2, "page": 2})
+    assert middle.headers["X-Page"] == "2"
+    assert middle.headers["X-Per-Page"] == "2"
+    assert middle.headers["X-Next-Page"] == "3"
+    assert middle.headers["X-Prev-Page"] == "1"
+    assert middle.headers["X-Total"] == "5"
+    assert middle.headers["X-Total-Pages"] == "3"
+    assert set(middle.links) == {"next", "prev", "first", "last"}
+    assert "page=3" in middle.links["next"]["url"]
+    last = gitlab_api.http_request("get", path, query_data={"per_page": 2, "page": 3})
+    assert last.headers["X-Next-Page"] == ""
+    assert "next" not in last.links
+    assert len(last.json()) == 1
+    beyond = gitlab_api.http_request("get", path, query_data={"per_page": 2, "page": 9})
+    assert beyond.json() == []
+
+
+# ---------------------------------------------------------------------------- hook CRUD
+def test_create_hook_defaults_201_and_token_is_write_only(
+    project: Project, gitlab_emulator: GitLabEmulator
+) -> None:
+    hook = project.hooks.create({"url": "https://ci.example/hook", "token": "s3cr3t"})
+    assert gitlab_emulator.log.records("POST")[-1].status == 201
+    attrs = hook.attributes
+    assert "token" not in attrs
+    assert attrs["push_events"] is True
+    assert attrs["tag_push_events"] is False
+    assert attrs["merge_requests_events"] is False
+    assert attrs["enable_ssl_verification"] is True
+    assert attrs["branch_filter_strategy"] == "wildcard"
+    assert attrs["project_id"] == project.id
+    assert attrs["alert_status"] == "executable"
+    assert attrs["disabled_until"] is None
+    assert "created_at" in attrs
+    assert gitlab_emulator.hook_token("demo/hello-web", hook.id) == "s3cr3t"
+    fetched = project.hooks.get(hook.id)
+    assert "token" not in fetched.attributes
+    assert all("token" not in h.attributes for h in project.hooks.list(get_all=True))
+
+
+def test_update_requires_url_and_url_change_resets_token(
+    gitlab_api: gitlab.Gitlab, project: Project, gitlab_emulator: GitLabEmulator
+) -> None:
+    hook = project.hooks.create({"url": "https://ci.example/hook", "token": "one"})
+    project.hooks.update(hook.id, {"url": "https://ci.example/hook", "tag_push_events": True})
+    assert gitlab_emulator.hook_token("demo/hello-web", hook.id) == "one"
+    project.hooks.update(hook.id, {"url": "https://ci.example/other"})
+    assert gitlab_emulator.hook_token("demo/hello-web", hook.id) == ""
+    project.hooks.update(hook.id, {"url": "https://ci.example/other", "token": "two"})
+    assert gitlab_emulator.hook_token("demo/hello-web", hook.id) == "two"
+    assert project.hooks.get(hook.id).tag_push_events is True
+    with pytest.raises(gitlab.GitlabHttpError) as no_url:
+        gitlab_api.http_put(
+            f"/projects/{project.id}/hooks/{hook.id}", post_data={"push_events": False}
+        )
+    assert no_url.value.response_code == 400
+
+
+def test_delete_is_204_and_unknown_is_404(
+    project: Project, gitlab_emulator: GitLabEmulator
+) -> None:
+    hook = project.hooks.create({"url": "https://ci.example/hook"})
+    project.hooks.delete(hook.id)
+    deleted = gitlab_emulator.log.records("DELETE")[-1]
+    assert deleted.status == 204
+    assert gitlab_emulator.hooks("demo/hello-web") == []
+    with pytest.raises(gitlab.GitlabDeleteError) as info:
+        project.hooks.delete(hook.id)
+    assert info.value.response_code == 404
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        ({"push_events": True}, 400),  # url missing
+        ({"url": "not a url"}, 422),
+        ({"url": "ftp://ci.example/hook"}, 422),
+        ({"url": "https://ci.example/h", "push_events_branch_filter": "bad branch~name"}, 422),
+        (
+            {
+                "url": "https://ci.example/h",
+                "push_events_branch_filter": "(unclosed",
+                "branch_filter_strategy": "regex",
+            },
+            422,
+        ),
+        ({"url": "https://ci.example/h", "branch_filter_strategy": "glob"}, 400),
+        ({"url": "https://ci.example/h", "push_events": "maybe"}, 400),
+    ],
+)
+def test_hook_validation(
+    gitlab_api: gitlab.Gitlab, gitlab_emulator: GitLabEmulator, data: dict[str, Any], code: int
+) -> None:
+    with pytest.raises(gitlab.GitlabHttpError) as info:
+        gitlab_api.http_post("/projects/demo%2Fhello-web/hooks", post_data=data)
+    assert info.value.response_code == code
+    assert gitlab_emulator.hooks("demo/hello-web") == []
+
+
+def test_valid_branch_filters_are_accepted(project: Project) -> None:
+    wildcard = project.hooks.create(
+        {"url": "https://ci.example/h", "push_events_branch_filter": "release/*"}
+    )
+    regex = project.hooks.create(
+        {
+            "url": "https://ci.example/h",
+            "push_events_branch_filter": "^(main|release/.*)$",
+            "branch_filter_strategy": "regex",
+        }
+    )
+    assert wildcard.push_events_branch_filter == "release/*"
+    assert regex.branch_filter_strategy == "regex"
+
+
+def test_hook_creation_rate_limit(gitlab_emulator: GitLabEmulator) -> None:
+    gitlab_emulator.hook_rate_limit = 2
+    gl = _api(gitlab_emulator)
+    hooks = gl.projects.get("demo/app", lazy=True).hooks
+    hooks.create({"url": "https://ci.example/1"}, obey_rate_limit=False)
+    hooks.create({"url": "https://ci.example/2"}, obey_rate_limit=False)
+    with pytest.raises(gitlab.GitlabCreateError) as info:
+        hooks.create({"url": "https://ci.example/3"}, obey_rate_limit=False)
+    assert info.value.response_code == 429
+    # another project has its own budget
+    gl.projects.get("demo/hello-web", lazy=True).hooks.create({"url": "https://ci.example/1"})
+    assert len(gitlab_emulator.hooks("demo/app")) == 2
+
+
+def test_request_log_counts_writes(project: Project, gitlab_emulator: GitLabEmulator) -> None:
+    gitlab_emulator.log.clear()
+    hook = project.hooks.create({"url": "https://ci.example/hook"})
+    project.hooks.list(get_all=True)
+    project.hooks.update(hook.id, {"url": "https://ci.example/hook"})
+    project.hooks.delete(hook.id)
+    assert gitlab_emulator.log.count_writes() == 3
+    assert gitlab_emulator.log.count_writes(r"/statuses/") == 0
+    post = gitlab_emulator.log.writes()[0]
+    assert (post.method, post.path, post.status) == (
+        "POST",
+        f"/api/v4/projects/{project.id}/hooks",
+        201,
+    )
+    assert post.json() == {"url": "https://ci.example/hook"}
+
+
+# ---------------------------------------------------------------------------- statuses
+def test_commit_statuses_recorded_in_order(gitlab_emulator: GitLabEmulator) -> None:
+    dev = _api(gitlab_emulator, "developer")
+    commit = dev.projects.get("demo/hello-web", lazy=True).commits.get(SHA, lazy=True)
+    commit.statuses.create({"state": "pending"})
+    commit.statuses.create({"state": "running", "name": "build", "ref": "feature/x"})
+    commit.statuses.create({"state": "success", "context": "build", "target_url": "http://ci/1"})
+    assert gitlab_emulator.log.records("POST")[-1].status == 201
+    recorded = gitlab_emulator.statuses("demo/hello-web", SHA)
+    assert [(s.state, s.name, s.ref) for s in recorded] == [
+        ("pending", "default", "main"),
+        ("running", "build", "feature/x"),
+        ("success", "build", "main"),
+    ]
+    listed = commit.statuses.list(get_all=True)
+    assert [s.status for s in listed] == ["success", "running", "pending"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"name": "x"},
+        {"state": "exploded"},
+        {"state": "success", "description": "d" * 256},
+        {"state": "success", "target_url": "http://x/" + "u" * 250},
+        {"state": "success", "ref": "r" * 256},
+    ],
+)
+def test_commit_status_validation(gitlab_api: gitlab.Gitlab, data: dict[str, Any]) -> None:
+    with pytest.raises(gitlab.GitlabHttpError) as info:
+        gitlab_api.http_post(f"/projects/demo%2Fhello-web/statuses/{SHA}", post_data=data)
+    assert info.value.response_code == 400
+
+
+def test_commit_status_needs_developer_and_known_commit(gitlab_emulator: GitLabEmulator) -> None:
+    gitlab_emulator.set_role("demo/app", "developer", "reporter")
+    reporter = _api(gitlab_emulator, "developer")
+    statuses = reporter.projects.get("demo/app", lazy=True).commits.get(SHA, lazy=True).statuses
+    with pytest.raises(gitlab.GitlabCreateError) as forbidden:
+        statuses.create({"state": "success"})
+    assert forbidden.value.response_code == 403
+    gitlab_emulator.project("demo/hello-web").commits = {SHA}
+    other = "f" * 40
+    maint = _api(gitlab_emulator).projects.get("demo/hello-web", lazy=True)
+    with pytest.raises(gitlab.GitlabCreateError) as missing:
+        maint.commits.get(other, lazy=True).statuses.create({"state": "success"})
+    assert missing.value.response_code == 404
+
+
+# ---------------------------------------------------------------------------- faults
+def test_429_with_retry_after_is_retried_by_python_gitlab(
+    project: Project, gitlab_emulator: GitLabEmulator
+) -> None:
+    gitlab_emulator.faults.rate_limit("POST", r"/hooks$", times=2, retry_after=0)
+    hook = project.hooks.create({"url": "https://ci.example/hook"})
+    statuses = [r.status for r in gitlab_emulator.log.records("POST")]
+    assert statuses == [429, 429, 201]
+    assert gitlab_emulator.log.records("POST")[0].headers["private-token"]
+    assert [h["id"] for h in gitlab_emulator.hooks("demo/hello-web")] == [hook.id]
+
+
+@pytest.mark.parametrize("code", [500, 502, 503])
+def test_5xx_retried_only_with_retry_transient_errors(
+    gitlab_emulator: GitLabEmulator, code: int
+) -> None:
+    gitlab_emulator.faults.error("GET", r"/projects/", status=code)
+    plain = _api(gitlab_emulator)
+    with pytest.raises(gitlab.GitlabGetError) as info:
+        plain.projects.get("demo/app")
+    assert info.value.response_code == code
+    gitlab_emulator.faults.error("GET", r"/projects/", status=code, times=2)
+    retrying = _api(gitlab_emulator, retry_transient_errors=True)
+    assert retrying.projects.get("demo/app").path == "app"
+    assert gitlab_emulator.faults.pending() == 0
+
+
+def test_dropped_connection_and_slow_response(gitlab_emulator: GitLabEmulator) -> None:
+    gitlab_emulator.faults.drop("GET", r"/projects/demo/app$")
+    with pytest.raises(requests.ConnectionError):
+        _api(gitlab_emulator).projects.get("demo/app")
+    gitlab_emulator.faults.drop("GET", r"/projects/demo/app$")
+    gitlab_emulator.faults.slow("GET", r"/projects/demo/app$", delay=1.0)
+    retrying = gitlab.Gitlab(
+        gitlab_emulator.url,
+        private_token=gitlab_emulator.tokens["maintainer"],
+        retry_transient_errors=True,
+        timeout=0.3,
+    )
+    assert retrying.projects.get("demo/app").path == "app"
+    assert gitlab_emulator.faults.pending() == 0
+    # the slow answer may be logged after the retry's, so count rather than order
+    assert [r.status for r in gitlab_emulator.log.records("GET")].count(0) == 2
+
+
+def test_concurrent_clients(gitlab_emulator: GitLabEmulator) -> None:
+    gitlab_emulator.latency = 0.005
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            gl = _api(gitlab_emulator)
+            hooks = gl.projects.get("demo/hello-web", lazy=True).hooks
+            for i in range(5):
+                hooks.create({"url": f"https://ci.example/{n}/{i}"})
+            hooks.list(get_all=True)
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    ids = [h["id"] for h in gitlab_emulator.hooks("demo/hello-web")]
+    assert len(ids) == 80 == len(set(ids))

@@ -1,0 +1,1 @@
+"""Tests of conveyor.gitlab against the GitLab emulator."""

@@ -1,0 +1,1 @@
+from tests.docker.fixtures import docker_client, registry, unique  # noqa: F401

@@ -1,0 +1,112 @@
+"""The docker run arguments of a stage: mounts, engine access, and data never on the command line."""
+
+from __future__ import annotations
+
+import pytest
+
+from conveyor.errors import RunnerError
+from conveyor.runner.containers import (
+    SOCKET_MOUNT,
+    WORKSPACE,
+    EngineAccess,
+    agent_args,
+    container_name,
+    run_args,
+)
+from tests.runner.specs import make_spec
+
+SPEC = make_spec(
+    [
+        {"name": "agent", "run": ["echo hi"]},
+        {
+            "name": "cached",
+            "run": ["true"],
+            "cache": [{"volume": "gocache", "path": "/root/.cache"}],
+        },
+        {
+            "name": "own",
+            "run": ["true"],
+            "image": "busybox",
+            "cache": [{"volume": "m2", "path": "/root/.m2"}],
+        },
+    ],
+    agent={"image": "busybox", "docker": "socket", "args": ["--add-host", "db:10.0.0.1"]},
+)
+
+
+def test_agent_args_match_the_declared_agent_blocks() -> None:
+    agent = SPEC.jenkins.agent
+    assert agent_args(agent, SPEC.stages[0]) == ["-v", SOCKET_MOUNT, "--add-host", "db:10.0.0.1"]
+    assert agent_args(agent, SPEC.stages[1]) == [
+        "-v",
+        SOCKET_MOUNT,
+        "-v",
+        "gocache:/root/.cache",
+        "--add-host",
+        "db:10.0.0.1",
+    ]
+    assert agent_args(agent, SPEC.stages[2]) == ["-v", "m2:/root/.m2"]  # own image: no socket
+
+
+def test_run_args_keep_values_off_the_command_line() -> None:
+    hostile = "$(touch /tmp/pwned)'; rm -rf / #"
+    run = run_args(
+        name="c1",
+        image="busybox",
+        commands=['echo "$gitlabBranch"'],
+        workdir="/src",
+        agent=SPEC.jenkins.agent,
+        stage=SPEC.stages[0],
+        engine=EngineAccess("socket"),
+        env={"gitlabBranch": hostile, "TOKEN": "s3cret-value"},
+        labels={"conveyor.run": "1"},
+    )
+    argv = list(run.argv)
+    assert not any(hostile in a or "s3cret-value" in a for a in argv)
+    assert run.env["gitlabBranch"] == hostile and run.env["TOKEN"] == "s3cret-value"
+    assert argv[argv.index("gitlabBranch") - 1 : argv.index("gitlabBranch") + 1] == [
+        "-e",
+        "gitlabBranch",
+    ]
+    assert argv[argv.index("-w") + 1] == WORKSPACE
+    assert f"/src:{WORKSPACE}" in argv
+    assert argv[-4:] == ["busybox", "-e", "-c", 'echo "$gitlabBranch"\n']
+    assert argv[argv.index("--entrypoint") + 1] == "sh"
+
+
+def test_dind_sets_docker_host_and_joins_the_daemon_namespace() -> None:
+    spec = make_spec(
+        [{"name": "b", "run": ["docker info"]}], agent={"image": "docker:cli", "docker": "dind"}
+    )
+    engine = EngineAccess("dind", docker_host="tcp://127.0.0.1:2375", network="container:d1")
+    run = run_args(
+        name="c",
+        image="docker:cli",
+        commands=["docker info"],
+        workdir="/w",
+        agent=spec.jenkins.agent,
+        stage=spec.stages[0],
+        engine=engine,
+        env={},
+        labels={},
+    )
+    argv = list(run.argv)
+    assert "DOCKER_HOST=tcp://127.0.0.1:2375" in argv  # a CLI variable: literal, not inherited
+    assert argv[argv.index("--network") + 1] == "container:d1"
+    assert SOCKET_MOUNT not in argv
+    with pytest.raises(RunnerError, match="nested daemon"):
+        run_args(
+            name="c",
+            image="x",
+            commands=["true"],
+            workdir="/w",
+            agent=spec.jenkins.agent,
+            stage=spec.stages[0],
+            engine=EngineAccess("dind"),
+            env={},
+            labels={},
+        )
+
+
+def test_container_names_are_docker_safe() -> None:
+    assert container_name(3, "$(touch x) / Build!", "ab12") == "conveyor-run-3-touch-x-build-ab12"
