@@ -58,8 +58,8 @@ def command(project: str | None, template: str | None, output: Path | None,
         if as_json:
             print_json({"group": group, "written": written})
         else:
-            for path in written:
-                console.print(f"wrote {path}")
+            for name in written:
+                console.print(f"wrote {name}")
             console.print(f"{len(written)} spec(s) written for group {group}")
         return
     if not project:
@@ -74,6 +74,6 @@ def command(project: str | None, template: str | None, output: Path | None,
         return
     for path in result.written:
         console.print(f"wrote {path}")
-    for path in result.kept:
-        console.print(f"kept  {path} (exists)")
+    for kept in result.kept:
+        console.print(f"kept  {kept} (exists)")
     console.print(f"next: edit {out}, then `conveyor validate {out}`")

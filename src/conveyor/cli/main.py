@@ -5,7 +5,6 @@ conveyor errors into one clear message and an exit code (never a traceback)."""
 from __future__ import annotations
 
 import importlib
-import sys
 from typing import Any
 
 import click
@@ -73,4 +72,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

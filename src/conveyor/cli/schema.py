@@ -7,18 +7,23 @@ from pathlib import Path
 
 import click
 
+from conveyor.spec.reference import spec_reference_markdown
 from conveyor.spec.schema import spec_json_schema
 
 
 @click.command()
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write to a file instead of stdout.")
-def command(output: Path | None) -> None:
+@click.option("--markdown", is_flag=True, help="Print the spec reference as Markdown instead.")
+def command(output: Path | None, markdown: bool) -> None:
     """Print the JSON Schema of `apiVersion: conveyor/v1` specs.
 
     Point your editor's YAML language server at it, e.g. a first line
     `# yaml-language-server: $schema=conveyor.schema.json`.
     """
-    text = json.dumps(spec_json_schema(), indent=2, sort_keys=True) + "\n"
+    if markdown:
+        text = spec_reference_markdown()
+    else:
+        text = json.dumps(spec_json_schema(), indent=2, sort_keys=True) + "\n"
     if output:
         output.write_text(text, encoding="utf-8")
         click.echo(f"wrote {output}")

@@ -76,16 +76,11 @@ def get_plugin_manager() -> pluggy.PluginManager:
 def loaded_plugins(pm: pluggy.PluginManager | None = None) -> list[LoadedPlugin]:
     """Every registered plugin with its distribution, version and implemented hooks."""
     pm = pm or get_plugin_manager()
-    dists = {}
-    for dist, plugin in pm.list_plugin_distinfo():
-        dists[id(plugin)] = (dist.project_name, dist.version)
     out = []
     for name, plugin in pm.list_name_plugin():
         if plugin is None:
             continue
-        dist_name, version = dists.get(id(plugin), ("", ""))
-        if not dist_name:
-            dist_name, version = _dist_of(name)
+        dist_name, version = _dist_of(name)
         hooks = tuple(sorted(h.name for h in pm.get_hookcallers(plugin) or []))
         module = getattr(plugin, "__name__", type(plugin).__name__)
         out.append(LoadedPlugin(name, module, dist_name, version, hooks))

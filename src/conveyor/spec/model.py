@@ -80,7 +80,8 @@ class MergeRequestTrigger(_Model):
     """Build on merge request events. ``update`` only counts when new commits arrived."""
 
     actions: list[MergeRequestAction] = Field(
-        default_factory=lambda: ["open", "reopen", "update"], min_length=1
+        default_factory=lambda: list[MergeRequestAction](["open", "reopen", "update"]),
+        min_length=1,
     )
     target_branches: list[NonEmpty] = Field(default_factory=lambda: ["**"], min_length=1)
 
@@ -119,19 +120,23 @@ class DindOptions(_Model):
 class Agent(_Model):
     """The container every stage's steps run in, and how it reaches a Docker engine."""
 
-    image: NonEmpty = "conveyor-agent:1"
-    docker: Literal["socket", "dind", "none"] = "socket"
+    image: NonEmpty = Field("conveyor-agent:1", description="Agent image (docker CLI, git, conveyor).")
+    docker: Literal["socket", "dind", "none"] = Field(
+        "socket",
+        description="`socket`: mount the host's /var/run/docker.sock (fast; root on the host); "
+        "`dind`: a nested daemon per stage (isolated); `none`: no Docker access.",
+    )
     args: list[str] = Field(default_factory=list, description="Extra `docker run` arguments.")
-    dind: DindOptions = Field(default_factory=DindOptions)
+    dind: DindOptions = Field(default_factory=DindOptions, description="Nested daemon options.")
 
 
 class Parameter(_Model):
     """A build parameter, declared both in the Jenkinsfile and in config.xml."""
 
-    name: EnvName
+    name: EnvName = Field(description="Parameter name (an environment variable name).")
     type: Literal["boolean", "string", "text", "choice"] = "string"
-    default: bool | str | None = None
-    choices: list[str] | None = None
+    default: bool | str | None = Field(None, description="true/false for boolean, else a string.")
+    choices: list[str] | None = Field(None, description="The values of a `choice` parameter.")
     description: str = ""
 
     @model_validator(mode="after")
@@ -161,23 +166,30 @@ class ScmDefinition(_Model):
 
 
 class JobOptions(_Model):
-    timeout: Duration = "60m"
-    keep_builds: int = Field(20, ge=1, le=10000)
-    concurrent: bool = False
-    timestamps: bool = True
+    """Jenkins job options."""
+
+    timeout: Duration = Field("60m", description="Whole-build timeout (`options { timeout }`).")
+    keep_builds: int = Field(20, ge=1, le=10000, description="Builds kept (`buildDiscarder`).")
+    concurrent: bool = Field(False, description="Allow concurrent builds of the job.")
+    timestamps: bool = Field(True, description="Timestamp console lines.")
 
 
 class Jenkins(_Model):
     """The Jenkins pipeline job generated for this project."""
 
     job: NonEmpty = Field(description="Folders and job name, e.g. `demo/hello-web`.")
-    agent: Agent = Field(default_factory=Agent)
-    parameters: list[Parameter] = Field(default_factory=list)
-    definition: Literal["inline", "scm"] = "inline"
-    scm: ScmDefinition = Field(default_factory=ScmDefinition)
+    agent: Agent = Field(default_factory=Agent, description="Where stages run.")
+    parameters: list[Parameter] = Field(
+        default_factory=list, description="Build parameters (Jenkinsfile and config.xml)."
+    )
+    definition: Literal["inline", "scm"] = Field(
+        "inline",
+        description="`inline`: the Jenkinsfile is stored in the job; `scm`: read from the repository.",
+    )
+    scm: ScmDefinition = Field(default_factory=ScmDefinition, description="For `definition: scm`.")
     connection: NonEmpty = Field("gitlab", description="Name of the GitLab connection in Jenkins.")
-    options: JobOptions = Field(default_factory=JobOptions)
-    description: str = ""
+    options: JobOptions = Field(default_factory=JobOptions, description="Job options.")
+    description: str = Field("", description="Job description (a managed-by-conveyor line is added).")
 
     @field_validator("job")
     @classmethod
@@ -216,7 +228,7 @@ class Webhook(_Model):
         description="`receiver`: conveyor's receiver (CONVEYOR_WEBHOOK_URL); "
         "`jenkins`: the gitlab-plugin endpoint JENKINS/project/<job>.",
     )
-    enable_ssl_verification: bool = True
+    enable_ssl_verification: bool = Field(True, description="GitLab verifies the TLS certificate.")
 
 
 # ----------------------------------------------------------------------------------------------- stages
@@ -231,7 +243,9 @@ class When(_Model):
 
     branch: list[NonEmpty] | None = Field(None, description="Branch wildcards (`main`, `release/*`).")
     tag: list[NonEmpty] | None = Field(None, description="Run only for tags matching these wildcards.")
-    event: list[Literal["push", "tag_push", "merge_request"]] | None = None
+    event: list[Literal["push", "tag_push", "merge_request"]] | None = Field(
+        None, description="Only for these event kinds."
+    )
     parameter: dict[EnvName, bool | str] | None = Field(
         None, description="Build parameters that must have these values."
     )
@@ -246,21 +260,28 @@ class When(_Model):
 class Cache(_Model):
     """A named volume mounted into the stage's container, kept between builds."""
 
-    volume: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
-    path: Annotated[str, Field(pattern=r"^/")]
+    volume: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] = Field(
+        description="Named volume."
+    )
+    path: Annotated[str, Field(pattern=r"^/")] = Field(description="Mount path in the container.")
 
 
 class Build(_Model):
     """Build an image with the Docker engine."""
 
-    context: NonEmpty = "."
-    dockerfile: NonEmpty = "Dockerfile"
+    context: NonEmpty = Field(".", description="Build context, relative to the checkout.")
+    dockerfile: NonEmpty = Field("Dockerfile", description="Relative to the context.")
     tags: list[NonEmpty] = Field(
-        default_factory=lambda: ["{registry}/{project}:{sha}"], min_length=1
+        default_factory=lambda: ["{registry}/{project}:{sha}"],
+        min_length=1,
+        description="Image tags; placeholders {registry} {project} {sha} {short_sha} {branch} {tag} "
+        "{build_number} are expanded at run time.",
     )
-    args: dict[EnvName, str] = Field(default_factory=dict)
-    target: NonEmpty | None = None
-    labels: dict[NonEmpty, str] = Field(default_factory=dict)
+    args: dict[EnvName, str] = Field(default_factory=dict, description="Build args (placeholders allowed).")
+    target: NonEmpty | None = Field(None, description="Multi-stage build target.")
+    labels: dict[NonEmpty, str] = Field(
+        default_factory=dict, description="Extra labels (OCI labels are added)."
+    )
     cache_from: list[NonEmpty] = Field(
         default_factory=list, description="Extra images to reuse layers from (the last pushed tag is added)."
     )
@@ -283,7 +304,7 @@ class Build(_Model):
 class Push(_Model):
     """Push the stage's built tags. Credentials are a Jenkins credentials ID, never a password."""
 
-    registry: NonEmpty
+    registry: NonEmpty = Field(description="Registry host[:port], e.g. registry.example.com.")
     credentials: NonEmpty | None = Field(
         None, description="Jenkins username/password credentials ID for the registry."
     )
@@ -292,11 +313,11 @@ class Push(_Model):
 class Health(_Model):
     """How a deployed version proves it is ready. Exactly one of ``http`` and ``cmd``."""
 
-    http: Annotated[str, Field(pattern=r"^/")] | None = None
-    cmd: list[NonEmpty] | None = None
+    http: Annotated[str, Field(pattern=r"^/")] | None = Field(None, description="HTTP path; 2xx = healthy.")
+    cmd: list[NonEmpty] | None = Field(None, description="Command run in the container; exit 0 = healthy.")
     port: int | None = Field(None, ge=1, le=65535, description="Container port; default: first port.")
-    timeout: Duration = "30s"
-    interval: Duration = "1s"
+    timeout: Duration = Field("30s", description="Give up (and keep the old version) after this.")
+    interval: Duration = Field("1s", description="Time between checks.")
 
     @model_validator(mode="after")
     def _one(self) -> Health:

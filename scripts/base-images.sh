@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Builds the base images conveyor's Dockerfiles, tests and examples use, locally and without pulls
+# (this machine cannot reach Docker Hub). Each image keeps its usual name so Dockerfiles stay idiomatic
+# (`FROM debian:bookworm-slim`) and the classic builder uses the local copy.
+#
+#   busybox:latest          FROM scratch + Debian's busybox-static + applet symlinks
+#   debian:bookworm-slim    debootstrap --variant=minbase bookworm, packed into a FROM scratch image
+#   python:3.11-slim        debian + python3 python3-pip python3-venv (`python`, `pip` on PATH)
+#   eclipse-temurin:17-jre  debian + openjdk-17-jre-headless
+#   eclipse-temurin:17-jdk  debian + openjdk-17-jdk-headless (java, javac, jar)
+#   docker:cli              debian + docker.io
+#   docker:dind             debian + docker.io, entrypoint starts dockerd (TLS like the official image)
+#
+# Dockerfiles: docker-in-docker/base/<dir>/Dockerfile. Idempotent: a tag that exists is skipped, so a
+# second run takes about a second. `FORCE=1` rebuilds everything; arguments select images by tag.
+# Needs: a running engine, busybox-static, debootstrap (scripts/system-deps.sh installs them).
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+base="$root/docker-in-docker/base"
+mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+force="${FORCE:-0}"
+
+# tag -> directory under docker-in-docker/base, in dependency order
+order=(busybox:latest debian:bookworm-slim python:3.11-slim eclipse-temurin:17-jre
+       eclipse-temurin:17-jdk docker:cli docker:dind)
+declare -A dirs=(
+  [busybox:latest]=busybox [debian:bookworm-slim]=debian [python:3.11-slim]=python
+  [eclipse-temurin:17-jre]=temurin-jre [eclipse-temurin:17-jdk]=temurin-jdk
+  [docker:cli]=cli [docker:dind]=dind
+)
+
+wanted=("$@")
+if ((${#wanted[@]} == 0)); then wanted=("${order[@]}"); fi
+for tag in "${wanted[@]}"; do
+  [[ -n "${dirs[$tag]:-}" ]] || { echo "base-images: unknown image $tag (known: ${order[*]})" >&2; exit 2; }
+done
+
+exists() { docker image inspect "$1" >/dev/null 2>&1; }
+
+# docker build, quiet unless it fails (then the last lines of its log)
+build() {
+  local log="$workdir/build.log"
+  if ! DOCKER_BUILDKIT=0 docker build "$@" >"$log" 2>&1; then
+    tail -30 "$log" >&2
+    return 1
+  fi
+}
+
+workdir="$(mktemp -d /tmp/conveyor-base.XXXXXX)"
+trap 'rm -rf "$workdir"' EXIT
+
+build_busybox() {
+  local ctx="$workdir/busybox"
+  mkdir -p "$ctx"
+  cp /bin/busybox "$ctx/busybox"
+  build -t busybox:latest -f "$base/busybox/Dockerfile" "$ctx"
+}
+
+build_debian() {
+  local rootfs="$workdir/rootfs" ctx="$workdir/debian"
+  mkdir -p "$rootfs" "$ctx"
+  debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >"$workdir/debootstrap.log" 2>&1 \
+    || { tail -20 "$workdir/debootstrap.log" >&2; return 1; }
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs"/tmp/*
+  tar --numeric-owner -C "$rootfs" -cf "$ctx/rootfs.tar" .
+  rm -rf "$rootfs"
+  build -t debian:bookworm-slim -f "$base/debian/Dockerfile" "$ctx"
+}
+
+build_dir() {  # tag, directory whose Dockerfile and files are the whole context
+  build -t "$1" "$base/$2"
+}
+
+for tag in "${order[@]}"; do
+  [[ " ${wanted[*]} " == *" $tag "* ]] || continue
+  if [[ "$force" != 1 ]] && exists "$tag"; then
+    echo "base-images: $tag exists, skipped"
+    continue
+  fi
+  echo "base-images: building $tag (docker-in-docker/base/${dirs[$tag]})"
+  start=$SECONDS
+  case "$tag" in
+    busybox:latest) build_busybox ;;
+    debian:bookworm-slim) build_debian ;;
+    *) build_dir "$tag" "${dirs[$tag]}" ;;
+  esac
+  echo "base-images: built $tag in $((SECONDS - start)) s"
+done

@@ -1,0 +1,1 @@
+from tests.docker.fixtures import agent_image, docker_client, registry, unique  # noqa: F401
