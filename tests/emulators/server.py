@@ -223,6 +223,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
     timeout = 60
+    disable_nagle_algorithm = True  # real Jetty/GitLab set TCP_NODELAY
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

@@ -20,12 +20,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-import jenkins
 import requests
 
+import jenkins
 from conveyor.errors import JenkinsAuthError, JenkinsError, JenkinsNotFoundError
 
 T = TypeVar("T")
@@ -109,6 +110,9 @@ class JenkinsClient:
             requests.Request(method, url, **kwargs), add_crumb=method != "GET"
         )
         return response
+
+    def _get_json(self, url: str) -> Any:
+        return self._request("GET", url).json()
 
     def _call(self, what: str, fn: Callable[[], T], *, retry: bool = True) -> T:
         """Run ``fn`` with error mapping and, if ``retry``, bounded retries with backoff."""
@@ -207,8 +211,8 @@ class JenkinsClient:
         while pending:
             folder = pending.pop(0)
             url = (self._url(folder) if folder else self.url + "/") + "api/json?tree=" + _TREE
-            data = self._call(
-                f"list jobs in {folder or 'Jenkins'}", lambda url=url: self._request("GET", url).json()
+            data: dict[str, Any] = self._call(
+                f"list jobs in {folder or 'Jenkins'}", partial(self._get_json, url)
             )
             stack: list[tuple[str, list[dict[str, Any]]]] = [(folder, data.get("jobs") or [])]
             while stack:

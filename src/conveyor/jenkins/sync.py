@@ -12,7 +12,7 @@ updated or deleted. A job at a spec's path that conveyor did not create is a con
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -26,6 +26,7 @@ from conveyor.sync.targets import job_trigger_token
 
 JobAction = Literal["create", "update", "unchanged", "delete", "conflict", "absent"]
 MASK = "****"
+MAX_DIFF_LINE = 160
 
 
 @dataclass(frozen=True)
@@ -86,18 +87,55 @@ def mask(text: str, secrets: Iterable[str]) -> str:
 
 
 def config_diff(job: str, current: str, desired: str, secrets: Iterable[str] = ()) -> str:
-    """Unified diff of the normalised, secret-masked config.xml (Jenkins now -> wanted)."""
+    """Unified diff of the normalised, secret-masked config.xml (Jenkins now -> wanted).
+
+    Long changed lines (the inline Jenkinsfile embeds one-line JSON) are cut to a window around
+    their first difference, so the diff stays readable."""
     before = mask(normalize_config_xml(current), secrets).splitlines()
     after = mask(normalize_config_xml(desired), secrets).splitlines()
-    lines = difflib.unified_diff(
-        before,
-        after,
-        fromfile=f"jenkins:{job}/config.xml",
-        tofile=f"spec:{job}/config.xml",
-        lineterm="",
-        n=2,
+    lines = list(
+        difflib.unified_diff(
+            before,
+            after,
+            fromfile=f"jenkins:{job}/config.xml",
+            tofile=f"spec:{job}/config.xml",
+            lineterm="",
+            n=2,
+        )
     )
-    return "\n".join(lines)
+    return "\n".join(_shorten_changed(lines))
+
+
+def _shorten_changed(lines: list[str], width: int = MAX_DIFF_LINE) -> list[str]:
+    out = list(lines)
+    removed = [
+        i for i, line in enumerate(lines) if line.startswith("-") and not line.startswith("---")
+    ]
+    added = [
+        i for i, line in enumerate(lines) if line.startswith("+") and not line.startswith("+++")
+    ]
+    for i in removed + added:
+        line = lines[i]
+        if len(line) <= width:
+            continue
+        partners = added if i in removed else removed
+        other = min(partners, key=lambda j: abs(j - i), default=None)
+        start = 1
+        if other is not None:
+            a, b = line[1:], lines[other][1:]
+            common = next(
+                (k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
+                min(len(a), len(b)),
+            )
+            start = max(1, common + 1 - width // 3)
+        end = start + width
+        out[i] = (
+            line[0]
+            + ("…" if start > 1 else "")
+            + line[start:end]
+            + ("…" if end < len(line) else "")
+        )
+    return out
 
 
 def plan_job(desired: DesiredJob, current: str | None) -> JobChange:
@@ -115,7 +153,7 @@ def plan_job(desired: DesiredJob, current: str | None) -> JobChange:
     if normalize_config_xml(current) != normalize_config_xml(desired.config_xml):
         return JobChange(
             action="update",
-            reason="drift",
+            reason="drift; token rotation" if desired.rotate else "drift",
             diff=config_diff(desired.job, current, desired.config_xml, desired.secrets),
             **base,
         )
@@ -164,15 +202,24 @@ def read_job(client: JenkinsClient, desired: DesiredJob, existing: set[str] | No
 
 
 def plan_orphans(
-    client: JenkinsClient, items: Sequence[JenkinsItem], wanted: set[str]
+    client: JenkinsClient,
+    items: Sequence[JenkinsItem],
+    wanted: set[str],
+    run: Callable[[Callable[[str], JobChange | None], list[str]], list[JobChange | None]]
+    | None = None,
 ) -> list[JobChange]:
-    """Conveyor-managed jobs that no spec wants any more (for ``apply --prune``)."""
-    out: list[JobChange] = []
-    for job in sorted(existing_jobs(items) - wanted):
+    """Conveyor-managed jobs that no spec wants any more (for ``apply --prune``). ``run`` maps a
+    function over the candidates (e.g. on a thread pool); default: one after the other."""
+
+    def check(job: str) -> JobChange | None:
         current = client.get_config(job)
         if current is not None and is_managed(current):
-            out.append(JobChange(job=job, action="delete", reason="no spec wants it"))
-    return out
+            return JobChange(job=job, action="delete", reason="no spec wants it")
+        return None
+
+    candidates = sorted(existing_jobs(items) - wanted)
+    results = run(check, candidates) if run is not None else [check(j) for j in candidates]
+    return [r for r in results if r is not None]
 
 
 def plan_destroy_job(client: JenkinsClient, job: str, project: str) -> JobChange:

@@ -1,0 +1,33 @@
+"""``conveyor plan PATH...``: what ``apply`` would change in Jenkins and GitLab (reads only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from conveyor.cli.sync_common import prepare, show, sync_options
+from conveyor.sync.survey import build_plan
+
+
+@click.command()
+@sync_options
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="Also list every conveyor-managed Jenkins job (on the whole Jenkins) that "
+    "none of the given specs wants.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="List unchanged jobs and hooks too.")
+def command(
+    paths: tuple[Path, ...], as_json: bool, concurrency: int, prune: bool, verbose: bool
+) -> None:
+    """Show what apply would do: Jenkins folders and jobs (with a diff of the normalised
+    config.xml), GitLab hooks. Sends no write request.
+
+    Exit status: 0, or 1 when a project cannot be read (it is named, with the reason).
+    """
+    ctx, specs = prepare(paths, concurrency)
+    plan = build_plan(ctx, specs, prune=prune)
+    show(plan, as_json, verbose=verbose)
+    raise SystemExit(1 if plan.has_errors else 0)

@@ -1,0 +1,261 @@
+"""Read Jenkins and GitLab now and build the :class:`~conveyor.sync.plan.SyncPlan` (no writes).
+
+One listing of every Jenkins item (folders and jobs), then per project, on two thread pools at once
+(one per server, ``--concurrency`` threads each): on the Jenkins side the job is rendered and compared
+with the config.xml Jenkins returns (read only when the job exists); on the GitLab side every page of
+the project's hooks is read and planned. A project that cannot be read or rendered (404, 403 for lack
+of Maintainer, a conflicting job) gets its ``error`` set; the others are planned as usual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from conveyor.errors import ConveyorError
+from conveyor.gitlab.hooks import (
+    CreateHook,
+    DeleteHook,
+    DesiredHook,
+    HookPlan,
+    UpdateHook,
+    plan_hooks,
+)
+from conveyor.jenkins.sync import (
+    JobChange,
+    desired_job,
+    existing_jobs,
+    mask,
+    plan_destroy_job,
+    plan_folders,
+    plan_orphans,
+    read_job,
+)
+from conveyor.spec.load import LoadedSpec
+from conveyor.sync.context import SyncContext
+from conveyor.sync.plan import HookChange, ProjectPlan, SyncPlan
+from conveyor.sync.targets import desired_hook, job_trigger_token, managed_urls, redact_url
+from conveyor.tokens import project_token
+
+T = TypeVar("T")
+R = TypeVar("R")
+S = TypeVar("S")
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """One spec's desired hook (holds its token: never printed); the job is rendered later, on
+    the Jenkins thread that compares it, so rendering overlaps the GitLab reads."""
+
+    loaded: LoadedSpec
+    hook: DesiredHook
+
+    @property
+    def project(self) -> str:
+        return self.loaded.spec.project
+
+    @property
+    def job_path(self) -> str:
+        return self.loaded.spec.jenkins.job
+
+
+def run_parallel(ctx: SyncContext, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """``fn`` over ``items`` on ``ctx.concurrency`` threads, results in order."""
+    if len(items) <= 1 or ctx.concurrency == 1:
+        return [fn(i) for i in items]
+    with ThreadPoolExecutor(
+        max_workers=min(ctx.concurrency, len(items)), thread_name_prefix="conveyor-sync"
+    ) as pool:
+        return list(pool.map(fn, items))
+
+
+def run_both(
+    ctx: SyncContext,
+    jenkins_fn: Callable[[T], R],
+    gitlab_fn: Callable[[T], S],
+    items: Sequence[T],
+) -> list[tuple[R, S]]:
+    """``jenkins_fn`` and ``gitlab_fn`` over ``items`` at the same time, each on its own pool of
+    ``ctx.concurrency`` threads (so each server sees at most that many requests at once)."""
+    if not items:
+        return []
+    workers = min(ctx.concurrency, len(items))
+    with (
+        ThreadPoolExecutor(workers, thread_name_prefix="conveyor-jenkins") as jenkins_pool,
+        ThreadPoolExecutor(workers, thread_name_prefix="conveyor-gitlab") as gitlab_pool,
+    ):
+        jenkins_results = [jenkins_pool.submit(jenkins_fn, i) for i in items]
+        gitlab_results = [gitlab_pool.submit(gitlab_fn, i) for i in items]
+        return [
+            (j.result(), g.result()) for j, g in zip(jenkins_results, gitlab_results, strict=True)
+        ]
+
+
+def secrets_of(ctx: SyncContext, targets: Iterable[tuple[str, str | None]] = ()) -> list[str]:
+    """Every secret value this run knows, to mask in any text it shows: the settings' secrets and
+    every token derived for ``targets`` (``(project, job path)`` pairs)."""
+    s = ctx.settings
+    found = [v for v in (s.secret, s.previous_secret, s.gitlab_token, s.jenkins_token) if v]
+    for secret in [v for v in (s.secret, s.previous_secret) if v]:
+        for project, job in targets:
+            found.append(project_token(secret, project))
+            if job:
+                found.append(job_trigger_token(secret, job))
+    return found
+
+
+def hook_changes(plan: HookPlan, rotated: bool) -> tuple[HookChange, ...]:
+    """The plan's actions as secret-free :class:`HookChange` rows."""
+    out: list[HookChange] = []
+    for action in plan.actions:
+        if isinstance(action, CreateHook):
+            out.append(HookChange("create", action.url))
+        elif isinstance(action, UpdateHook):
+            if action.changes:
+                reason = "; ".join(
+                    f"{c.field}: {redact_url(str(c.old))} -> {redact_url(str(c.new))}"
+                    if c.field == "url"
+                    else f"{c.field}: {c.old!r} -> {c.new!r}"
+                    for c in action.changes
+                )
+                if rotated:
+                    reason += "; token rotation"
+            else:
+                reason = "token rotation" if rotated else "rewrite token"
+            out.append(HookChange("update", action.url, action.hook_id, reason))
+        elif isinstance(action, DeleteHook):
+            out.append(HookChange("delete", action.url, action.hook_id, action.reason))
+        else:
+            out.append(HookChange("unchanged", action.url, action.hook_id))
+    return tuple(out)
+
+
+def plan_project_hooks(
+    existing: Sequence[dict[str, Any]], hook: DesiredHook, other_urls: frozenset[str], rotated: bool
+) -> HookPlan:
+    """conveyor's hook for one project: collapse duplicates, update, and delete conveyor hooks that
+    point at the other target (the spec switched between receiver and jenkins)."""
+    plan = plan_hooks(existing, hook, rotated)
+    stale = tuple(
+        DeleteHook(int(h["id"]), str(h["url"]), "webhook target changed")
+        for h in existing
+        if str(h.get("url")) in other_urls and str(h.get("url")) != hook.url
+    )
+    if not stale:
+        return plan
+    ids = {d.hook_id for d in stale}
+    return HookPlan(
+        plan.actions + stale, tuple(i for i in plan.unmanaged if i not in ids), plan.desired
+    )
+
+
+def wanted_state(ctx: SyncContext, specs: Sequence[LoadedSpec]) -> list[Wanted]:
+    """Each spec's hook (pure; no request)."""
+    return [Wanted(ls, desired_hook(ls.spec, ctx.settings)) for ls in specs]
+
+
+def build_plan(ctx: SyncContext, specs: Sequence[LoadedSpec], *, prune: bool = False) -> SyncPlan:
+    """What ``apply`` would do now."""
+    wanted = wanted_state(ctx, specs)
+    secrets = secrets_of(ctx, [(w.project, w.job_path) for w in wanted])
+    ctx.gitlab.current_username()  # a wrong token fails once here, not once per project
+    items = ctx.jenkins.list_items()
+    folders, blocked = plan_folders([w.job_path for w in wanted], items)
+    jobs_now = existing_jobs(items)
+
+    def jenkins_side(w: Wanted) -> tuple[JobChange | None, str | None]:
+        if w.job_path in blocked:
+            reason = blocked[w.job_path]
+            change = JobChange(job=w.job_path, project=w.project, action="conflict", reason=reason)
+            return change, f"Jenkins job {w.job_path!r}: {reason}"
+        try:
+            desired = desired_job(w.loaded.spec, ctx.settings)
+            change = read_job(ctx.jenkins, desired, jobs_now)
+        except ConveyorError as exc:
+            return None, mask(str(exc), secrets)
+        if change.action == "conflict":
+            return change, f"Jenkins job {change.job!r}: {change.reason}"
+        return change, None
+
+    def gitlab_side(w: Wanted) -> tuple[HookPlan | None, str | None]:
+        try:
+            existing = ctx.gitlab.list_hooks(w.project)
+        except ConveyorError as exc:
+            return None, mask(str(exc), secrets)
+        others = managed_urls(ctx.settings, w.job_path)
+        return plan_project_hooks(existing, w.hook, others, ctx.rotating), None
+
+    projects: list[ProjectPlan] = []
+    for w, ((job, job_error), (hook_plan, hook_error)) in zip(
+        wanted, run_both(ctx, jenkins_side, gitlab_side, wanted), strict=True
+    ):
+        errors = [e for e in (job_error, hook_error) if e]
+        hooks = hook_changes(hook_plan, ctx.rotating) if hook_plan is not None else ()
+        projects.append(
+            ProjectPlan(
+                w.project,
+                str(w.loaded.path),
+                job,
+                hooks,
+                hook_plan,
+                "; ".join(errors) if errors else None,
+            )
+        )
+    orphans: list[JobChange] = []
+    if prune:
+        orphans = plan_orphans(
+            ctx.jenkins,
+            items,
+            {w.job_path for w in wanted},
+            lambda fn, jobs: run_parallel(ctx, fn, jobs),
+        )
+    return SyncPlan("plan", tuple(folders), tuple(projects), tuple(orphans))
+
+
+def build_destroy_plan(ctx: SyncContext, specs: Sequence[LoadedSpec]) -> SyncPlan:
+    """Conveyor's hooks and managed jobs for ``specs``, to delete (nothing else is touched)."""
+    secrets = secrets_of(ctx, [(ls.spec.project, ls.spec.jenkins.job) for ls in specs])
+    ctx.gitlab.current_username()
+
+    def jenkins_side(loaded: LoadedSpec) -> tuple[JobChange | None, str | None]:
+        spec = loaded.spec
+        try:
+            return plan_destroy_job(ctx.jenkins, spec.jenkins.job, spec.project), None
+        except ConveyorError as exc:
+            return None, mask(str(exc), secrets)
+
+    def gitlab_side(loaded: LoadedSpec) -> tuple[HookPlan | None, str | None]:
+        spec = loaded.spec
+        try:
+            existing = ctx.gitlab.list_hooks(spec.project)
+        except ConveyorError as exc:
+            return None, mask(str(exc), secrets)
+        ours = managed_urls(ctx.settings, spec.jenkins.job)
+        deletes = tuple(
+            DeleteHook(int(h["id"]), str(h["url"]), "destroy")
+            for h in sorted(existing, key=lambda h: int(h["id"]))
+            if str(h.get("url")) in ours
+        )
+        ids = {d.hook_id for d in deletes}
+        unmanaged = tuple(int(h["id"]) for h in existing if int(h["id"]) not in ids)
+        return HookPlan(deletes, unmanaged, None), None
+
+    projects: list[ProjectPlan] = []
+    for loaded, ((job, job_error), (hook_plan, hook_error)) in zip(
+        specs, run_both(ctx, jenkins_side, gitlab_side, list(specs)), strict=True
+    ):
+        errors = [e for e in (job_error, hook_error) if e]
+        hooks = hook_changes(hook_plan, False) if hook_plan is not None else ()
+        projects.append(
+            ProjectPlan(
+                loaded.spec.project,
+                str(loaded.path),
+                job,
+                hooks,
+                hook_plan,
+                "; ".join(errors) if errors else None,
+            )
+        )
+    return SyncPlan("destroy", (), tuple(projects), ())
