@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages conveyor's tests and demo need, skipping what is already there.
 set -euo pipefail
-pkgs=(docker.io docker-registry apache2-utils groovy debootstrap busybox-static caddy git curl)
+pkgs=(docker.io docker-registry docker-compose apache2-utils groovy debootstrap busybox-static caddy git curl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

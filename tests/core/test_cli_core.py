@@ -61,3 +61,22 @@ def test_schema_is_valid_json_schema_and_accepts_the_example_specs() -> None:
     bad = {"apiVersion": "conveyor/v1", "project": "a/b", "jenkins": {"job": "b"},
            "stages": [{"name": "t", "run": ["x"], "bogus": 1}]}
     assert list(validator.iter_errors(bad))
+
+
+def test_readme_spec_reference_is_current() -> None:
+    from conveyor.spec.reference import END, START, spec_reference_markdown
+
+    readme = (REPO / "README.md").read_text()
+    embedded = readme[readme.index(START) : readme.index(END) + len(END)] + "\n"
+    assert embedded == spec_reference_markdown(), (
+        "README's spec reference is stale: replace the block with `conveyor schema --markdown`"
+    )
+
+
+def test_readme_quick_start_is_the_two_dev_commands_and_ci_runs_the_test_one() -> None:
+    readme = (REPO / "README.md").read_text()
+    quick = readme.split("## Quick start", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    commands = [line.split("#")[0].strip() for line in quick.strip().splitlines()]
+    assert commands == ["./dev.sh demo", "./dev.sh test"]
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "./dev.sh test" in ci.splitlines()

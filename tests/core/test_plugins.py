@@ -84,3 +84,14 @@ def test_cli_lists_plugins_with_versions_and_validate_runs_their_checks(tmp_path
                          env=env, capture_output=True, text=True)
     assert res.returncode == 1
     assert "every spec needs a description" in res.stderr
+
+
+def test_gitlab_plugin_flags_a_spec_whose_hook_would_carry_nothing(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yml"
+    spec.write_text("apiVersion: conveyor/v1\nproject: a/b\njenkins: {job: b}\ntriggers: {}\n"
+                    "stages: [{name: t, run: ['true']}]\n")
+    res = subprocess.run([sys.executable, "-m", "conveyor.cli.main", "validate", "--json", str(spec)],
+                         capture_output=True, text=True)
+    assert res.returncode == 1
+    (error,) = json.loads(res.stdout)["errors"]
+    assert "no push, tag_push or merge_request trigger" in error["message"]

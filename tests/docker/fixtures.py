@@ -160,7 +160,7 @@ def docker_client() -> Iterator[docker.DockerClient]:
 
 def remove_prefixed(client: docker.DockerClient, prefix: str) -> None:
     """Remove every container, image tag, volume and network whose name starts with ``prefix``."""
-    for container in client.containers.list(all=True):
+    for container in client.containers.list(all=True, ignore_removed=True):
         if container.name.startswith(prefix):
             container.remove(force=True, v=True)
     for image in client.images.list():

@@ -26,7 +26,7 @@ import xml.etree.ElementTree as ET
 
 from conveyor.errors import RenderError
 from conveyor.jenkins import xml
-from conveyor.jenkins.jenkinsfile import choices_in_order
+from conveyor.jenkins.jenkinsfile import choices_in_order, job_parameters
 from conveyor.pipeline.match import glob_to_regex, patterns_to_regex
 from conveyor.spec.model import Parameter, Spec, Triggers
 
@@ -168,10 +168,9 @@ def _properties(root: xml.Element, spec: Spec, token: str | None) -> None:
         props.add(
             "org.jenkinsci.plugins.workflow.job.properties.DisableConcurrentBuildsJobProperty"
         )
-    if spec.jenkins.parameters:
-        definitions = props.add(PARAMETERS_PROPERTY).add("parameterDefinitions")
-        for p in spec.jenkins.parameters:
-            _parameter(definitions, p)
+    definitions = props.add(PARAMETERS_PROPERTY).add("parameterDefinitions")
+    for p in job_parameters(spec):
+        _parameter(definitions, p)
     triggers = spec.triggers
     if triggers.push or triggers.tag_push or triggers.merge_request:
         _trigger(props.add(TRIGGERS_PROPERTY).add("triggers"), triggers, token)

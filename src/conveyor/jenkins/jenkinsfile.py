@@ -38,6 +38,7 @@ import shlex
 
 from conveyor.errors import RenderError
 from conveyor.jenkins import groovy
+from conveyor.pipeline.context import TRIGGER_PARAMETERS
 from conveyor.pipeline.when import groovy_expression
 from conveyor.spec.model import Parameter, Post, Spec, Stage
 
@@ -240,9 +241,7 @@ class _Renderer:
         out.close()
 
     def parameters(self) -> None:
-        params = self.spec.jenkins.parameters
-        if not params:
-            return
+        params = job_parameters(self.spec)
         self.out.open("parameters")
         for p in params:
             self.out.line(parameter(p))
@@ -437,6 +436,17 @@ class _Renderer:
 
 def _cache_args(stage: Stage) -> list[str]:
     return [f"-v {shlex.quote(c.volume + ':' + c.path)}" for c in stage.cache]
+
+
+def job_parameters(spec: Spec) -> list[Parameter]:
+    """The spec's parameters, then the trigger variables conveyor's receiver (or gitlab-plugin)
+    passes to every build: Jenkins drops parameters a job does not declare."""
+    trigger = [
+        Parameter(name=name, type="string", default="",
+                  description="Set by conveyor's receiver or gitlab-plugin; leave empty.")
+        for name in TRIGGER_PARAMETERS
+    ]
+    return [*spec.jenkins.parameters, *trigger]
 
 
 def choices_in_order(param: Parameter) -> list[str]:

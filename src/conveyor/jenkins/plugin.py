@@ -1,8 +1,11 @@
-"""The built-in jenkins plugin: renders each spec to a Jenkinsfile and a config.xml."""
+"""The built-in jenkins plugin: renders each spec to a Jenkinsfile and a config.xml, and dispatches
+received events as Jenkins builds."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from conveyor.plugins.hookspecs import hookimpl
 from conveyor.spec.model import Spec
@@ -23,3 +26,10 @@ def conveyor_render_files(spec: Spec) -> list[File]:
         File(f"{job.job_path}/Jenkinsfile", job.jenkinsfile),
         File(f"{job.job_path}/config.xml", job.config_xml),
     ]
+
+
+@hookimpl
+def conveyor_dispatchers() -> Mapping[str, Any]:
+    from conveyor.receiver.dispatch import JenkinsDispatcher
+
+    return {"jenkins": JenkinsDispatcher}

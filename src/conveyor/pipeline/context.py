@@ -14,6 +14,26 @@ from typing import Literal
 EventKind = Literal["push", "tag_push", "merge_request", "manual"]
 
 ACTION_TYPES: dict[str, str] = {"push": "PUSH", "tag_push": "TAG_PUSH", "merge_request": "MERGE"}
+
+#: The build variables conveyor's receiver passes to a Jenkins build (``buildWithParameters``), under
+#: gitlab-plugin's names. Jenkins drops parameters a job does not declare, so every generated job
+#: declares each of these as a string parameter (gitlab-plugin fills the same names when GitLab calls
+#: Jenkins directly). Spec parameters may not reuse them.
+TRIGGER_PARAMETERS: tuple[str, ...] = (
+    "gitlabActionType",
+    "gitlabBranch",
+    "gitlabSourceBranch",
+    "gitlabTargetBranch",
+    "gitlabBefore",
+    "gitlabAfter",
+    "gitlabMergeRequestIid",
+    "gitlabMergeRequestAction",
+    "gitlabMergeRequestTitle",
+    "gitlabSourceRepoHttpUrl",
+    "gitlabUserName",
+    "gitlabUserEmail",
+    "CONVEYOR_EVENT_ID",
+)
 ZERO_SHA = "0" * 40
 
 
@@ -73,6 +93,14 @@ def build_variables(trigger: Trigger, build_number: int | None = None) -> dict[s
         env["BUILD_NUMBER"] = str(build_number)
     env.update(dict(trigger.extra))
     return env
+
+
+def trigger_parameters(variables: dict[str, str], event_id: int | None = None) -> dict[str, str]:
+    """The subset of ``variables`` sent to Jenkins as build parameters (see TRIGGER_PARAMETERS)."""
+    params = {k: variables[k] for k in TRIGGER_PARAMETERS if k in variables}
+    if event_id is not None:
+        params["CONVEYOR_EVENT_ID"] = str(event_id)
+    return params
 
 
 def placeholders(env: dict[str, str], project: str, registry: str | None) -> dict[str, str]:

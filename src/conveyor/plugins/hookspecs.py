@@ -67,15 +67,17 @@ def conveyor_templates() -> list[Path]:  # type: ignore[empty-body]
 def conveyor_deploy_targets() -> Mapping[str, Any]:  # type: ignore[empty-body]
     """Deploy targets by name (``docker``, ``compose``, ``swarm``...) -> a deployer object.
 
-    The docker plugin provides the built-in ones. A deployer has ``deploy(...)`` and ``rollback(...)``
-    as defined in :mod:`conveyor.docker.deploy`.
+    The docker plugin provides the built-in ones. A deployer has a ``target`` name and
+    ``deploy(client, request, image, previous_image) -> DeployResult`` (the ``Deployer`` protocol of
+    :mod:`conveyor.docker.deploy`); history, locking and rollback are shared by every target.
     """
 
 
 @hookspec
 def conveyor_dispatchers() -> Mapping[str, Any]:  # type: ignore[empty-body]
-    """Receiver dispatch targets by name (``jenkins``, ``local``) -> a factory taking
-    ``(settings, specs)`` and returning a dispatcher (see :mod:`conveyor.receiver.dispatch`)."""
+    """Receiver dispatch targets by name (``jenkins``, ``local``) -> a factory taking the
+    :class:`~conveyor.config.Settings` and returning a dispatcher (the ``Dispatcher`` protocol of
+    :mod:`conveyor.receiver.dispatch`). ``conveyor serve --dispatch NAME`` picks one."""
 
 
 @hookspec

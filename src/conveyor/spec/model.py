@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from conveyor.pipeline.context import TRIGGER_PARAMETERS
+
 API_VERSION = "conveyor/v1"
 
 PLACEHOLDERS = ("registry", "project", "sha", "short_sha", "branch", "tag", "build_number")
@@ -210,6 +212,10 @@ class Jenkins(_Model):
         for p in self.parameters:
             if p.name in seen:
                 raise ValueError(f"duplicate parameter {p.name!r}")
+            if p.name in TRIGGER_PARAMETERS:
+                raise ValueError(
+                    f"parameter name {p.name!r} is reserved: conveyor passes it to every build"
+                )
             seen.add(p.name)
         return self
 

@@ -1,0 +1,145 @@
+"""``conveyor deploy SPEC``: run a stage's image as a service (thin over :mod:`conveyor.docker.deploy`).
+
+The image is ``--image``, else the deploy block's ``image``, else the first tag the spec builds, with
+``{sha} {branch} {tag}`` ... taken from git in ``--workdir``. Every deploy is recorded in the state
+directory (``--state``, default ``$CONVEYOR_STATE``) for ``conveyor history`` and ``conveyor rollback``.
+Secrets (``deploy.secrets``) are read from the environment variable of the same name.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+from rich.markup import escape
+
+from conveyor.cli.output import console, err_console, print_json
+from conveyor.config import load_settings
+from conveyor.docker.build import find_stage
+from conveyor.docker.deploy import DeployRequest, DeployResult, deploy
+from conveyor.docker.gitfacts import git_facts
+from conveyor.docker.images import expand, placeholder_values
+from conveyor.errors import ConfigError, HealthCheckError
+from conveyor.spec.load import load_spec
+
+
+def deploy_request(
+    spec_path: Path,
+    stage_name: str | None,
+    *,
+    image: str | None,
+    workdir: Path,
+    state: Path | None,
+    need_image: bool = True,
+) -> DeployRequest:
+    """The request for the spec's deploy stage ``stage_name`` (default: the first deploy stage).
+
+    ``need_image=False`` (rollback, history: the image comes from the history) skips resolving it.
+    """
+    loaded = load_spec(spec_path)
+    stage = find_stage(loaded.spec, stage_name, "deploy")
+    assert stage.deploy is not None  # find_stage(kind="deploy") guarantees it
+    template = (image or stage.deploy.image) if need_image else ""
+    if need_image and template is None:
+        built = [s.build.tags[0] for s in loaded.spec.all_stages() if s.build is not None]
+        if not built:
+            raise ConfigError(
+                f"stage {stage.name!r} names no image and the spec builds none",
+                hint="give deploy.image in the spec or --image REF",
+            )
+        template = built[0]
+    if template and "{" in template:
+        facts = git_facts(workdir)
+        template = expand(
+            template,
+            placeholder_values(facts, project=loaded.spec.project, registry=loaded.spec.registry),
+        )
+    return DeployRequest(
+        deploy=stage.deploy,
+        image=template or "",
+        project=loaded.spec.project,
+        spec_file=str(loaded.path),
+        workdir=workdir.resolve(),
+        state_dir=(state or load_settings().state_dir).expanduser(),
+        stage=stage.name,
+    )
+
+
+def result_json(result: DeployResult, seconds: float) -> dict[str, object]:
+    return {
+        "name": result.name,
+        "target": result.target,
+        "strategy": result.strategy,
+        "action": result.action,
+        "image": result.image,
+        "image_id": result.image_id,
+        "digest": result.digest,
+        "previous_image": result.previous_image,
+        "endpoints": list(result.endpoints),
+        "message": result.message,
+        "seconds": round(seconds, 3),
+    }
+
+
+def report(result: DeployResult, seconds: float, as_json: bool) -> None:
+    if as_json:
+        print_json(result_json(result, seconds))
+        return
+    verb = "rolled back" if result.action == "rollback" else "deployed"
+    console.print(
+        f"{verb} {escape(result.image)} ({result.digest[:19]}) as {escape(result.name)} "
+        + escape(f"[{result.target}/{result.strategy}]")
+        + f" in {seconds:.1f} s"
+    )
+    if result.previous_image:
+        console.print(f"  previous: {escape(result.previous_image)}")
+    for endpoint in result.endpoints:
+        console.print(f"  serving at http://{endpoint}/")
+
+
+def report_health_failure(exc: HealthCheckError) -> None:
+    if exc.health_log:
+        err_console.print("health log:")
+        for line in exc.health_log.splitlines():
+            err_console.print(f"  | {escape(line)}")
+
+
+STATE_HELP = "State directory holding the deploy history (default: $CONVEYOR_STATE)."
+WORKDIR_HELP = "The repository checkout: relative bind mounts and {sha}/{branch} come from here."
+
+
+@click.command()
+@click.argument("spec", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--stage", "stage_name", help="The deploy stage (default: the first deploy stage).")
+@click.option("--image", help="Image reference to deploy (default: deploy.image or the built tag).")
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=Path("."),
+    show_default="the current directory",
+    help=WORKDIR_HELP,
+)
+@click.option("--state", type=click.Path(path_type=Path, file_okay=False), help=STATE_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def command(
+    spec: Path,
+    stage_name: str | None,
+    image: str | None,
+    workdir: Path,
+    state: Path | None,
+    as_json: bool,
+) -> None:
+    """Deploy a spec's image (docker: blue-green/recreate behind caddy; compose; swarm).
+
+    A new version that never becomes healthy is removed (the old one keeps serving); the health log is
+    printed and the exit status is 1.
+    """
+    request = deploy_request(spec, stage_name, image=image, workdir=workdir, state=state)
+    start = time.monotonic()
+    try:
+        result = deploy(request)
+    except HealthCheckError as exc:
+        report_health_failure(exc)
+        raise
+    report(result, time.monotonic() - start, as_json)

@@ -1,0 +1,121 @@
+"""``conveyor events list|show|replay``: look into the receiver's event queue.
+
+The queue is found like ``conveyor serve`` finds it: ``--state``, else ``CONVEYOR_STATE``,
+else the per-user default.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from conveyor.config import load_settings
+from conveyor.errors import QueueError
+from conveyor.receiver.queue import EventQueue, Status, database_path
+
+_STATE = click.option(
+    "--state",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="State directory (default: $CONVEYOR_STATE, else the per-user state dir).",
+)
+
+
+def _open(state: Path | None) -> EventQueue:
+    directory = state.expanduser() if state is not None else load_settings().state_dir
+    path = database_path(directory)
+    if not path.exists():
+        raise QueueError(
+            f"no event queue at {path}",
+            hint="run `conveyor serve` first, or point --state / CONVEYOR_STATE at its state dir",
+        )
+    return EventQueue(path)
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@click.group("events")
+def command() -> None:
+    """Inspect and replay received GitLab events."""
+
+
+@command.command("list")
+@_STATE
+@click.option(
+    "--status", "status", type=click.Choice([s.value for s in Status]), help="Only this status."
+)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100000))
+@click.option("--json", "as_json", is_flag=True, help="One JSON array of event summaries.")
+def list_events(state: Path | None, status: str | None, limit: int, as_json: bool) -> None:
+    """List events, newest first."""
+    queue = _open(state)
+    try:
+        records = queue.list_events(Status(status) if status else None, limit=limit)
+    finally:
+        queue.close()
+    if as_json:
+        click.echo(json.dumps([r.summary() for r in records], indent=2))
+        return
+    if not records:
+        click.echo("no events")
+        return
+    click.echo(
+        f"{'ID':>6}  {'RECEIVED (UTC)':19}  {'STATUS':10}  {'KIND':13}  {'PROJECT':28}  {'REF':24}  REASON"
+    )
+    for r in records:
+        ref = (r.ref or "-").removeprefix("refs/heads/").removeprefix("refs/tags/")
+        click.echo(
+            f"{r.id:>6}  {_when(r.received_at):19}  {r.status.value:10}  {(r.kind or r.event_header)[:13]:13}"
+            f"  {(r.project or '-')[:28]:28}  {ref[:24]:24}  {r.reason or r.last_error or ''}"
+        )
+
+
+@command.command("show")
+@_STATE
+@click.argument("event_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Summary, statuses and payload as JSON.")
+def show_event(state: Path | None, event_id: int, as_json: bool) -> None:
+    """Show one event: its state, commit statuses and payload."""
+    queue = _open(state)
+    try:
+        record = queue.get(event_id)
+        if record is None:
+            raise QueueError(f"no event with id {event_id}", hint="see `conveyor events list`")
+        statuses = queue.statuses_for(event_id)
+    finally:
+        queue.close()
+    try:
+        payload = record.payload()
+    except ValueError:
+        payload = record.body.decode("utf-8", "replace")
+    if as_json:
+        data = record.summary() | {"statuses": statuses, "payload": payload}
+        click.echo(json.dumps(data, indent=2))
+        return
+    for key, value in record.summary().items():
+        if value is not None:
+            click.echo(f"{key:16} {value}")
+    for item in statuses:
+        sent = "sent" if item["sent_at"] else ("gave up" if item["gave_up"] else "pending")
+        click.echo(f"{'status':16} {item['state']} ({sent}) {item['target_url'] or ''}")
+    click.echo("payload:")
+    click.echo(json.dumps(payload, indent=2))
+
+
+@command.command("replay")
+@_STATE
+@click.argument("event_id", type=int)
+def replay_event(state: Path | None, event_id: int) -> None:
+    """Queue a stored event again (a running `conveyor serve` picks it up)."""
+    queue = _open(state)
+    try:
+        new_id = queue.replay(event_id)
+    finally:
+        queue.close()
+    click.echo(f"event {event_id} queued again as event {new_id}")

@@ -1,0 +1,67 @@
+"""``conveyor history SPEC``: what was deployed for a spec's deploy stage, newest first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from conveyor.cli.deploy import STATE_HELP, deploy_request
+from conveyor.cli.output import console, print_json
+from conveyor.docker.history import DeployHistory
+
+
+@click.command()
+@click.argument("spec", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--stage", "stage_name", help="The deploy stage (default: the first deploy stage).")
+@click.option("--state", type=click.Path(path_type=Path, file_okay=False), help=STATE_HELP)
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON on stdout.")
+def command(
+    spec: Path, stage_name: str | None, state: Path | None, limit: int, as_json: bool
+) -> None:
+    """List the deploys and rollbacks of a spec: image, digest, time, result."""
+    request = deploy_request(
+        spec, stage_name, image=None, workdir=Path("."), state=state, need_image=False
+    )
+    records = DeployHistory(request.state_dir).records(request.name, limit=limit)
+    if as_json:
+        print_json(
+            [
+                {
+                    "id": r.id,
+                    "action": r.action,
+                    "target": r.target,
+                    "image": r.image,
+                    "digest": r.digest,
+                    "image_id": r.image_id,
+                    "previous_image": r.previous_image,
+                    "started": r.started.isoformat(),
+                    "finished": r.finished.isoformat() if r.finished else None,
+                    "result": r.result,
+                    "message": r.message,
+                }
+                for r in records
+            ]
+        )
+        return
+    if not records:
+        console.print(f"no deploys of {request.name} recorded in {request.state_dir}")
+        return
+    table = Table(title=f"deploys of {request.name}")
+    for column in ("#", "time (UTC)", "action", "image", "digest", "result", "message"):
+        table.add_column(column)
+    for r in records:
+        style = {"success": "green", "failure": "red"}.get(r.result, "yellow")
+        table.add_row(
+            str(r.id),
+            r.started.strftime("%Y-%m-%d %H:%M:%S"),
+            r.action,
+            escape(r.image),
+            r.digest[:19],
+            f"[{style}]{r.result}[/{style}]",
+            escape(r.message.splitlines()[0][:80] if r.message else ""),
+        )
+    console.print(table)

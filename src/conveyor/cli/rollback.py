@@ -1,0 +1,50 @@
+"""``conveyor rollback SPEC``: deploy the last good version before the current one again.
+
+The target comes from the deploy history in the state directory (``conveyor history SPEC``); the
+rollback goes through the same health gate and traffic switch as a deploy and is recorded too.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from conveyor.cli.deploy import (
+    STATE_HELP,
+    WORKDIR_HELP,
+    deploy_request,
+    report,
+    report_health_failure,
+)
+from conveyor.docker.deploy import rollback
+from conveyor.errors import HealthCheckError
+
+
+@click.command()
+@click.argument("spec", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--stage", "stage_name", help="The deploy stage (default: the first deploy stage).")
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=Path("."),
+    show_default="the current directory",
+    help=WORKDIR_HELP,
+)
+@click.option("--state", type=click.Path(path_type=Path, file_okay=False), help=STATE_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def command(
+    spec: Path, stage_name: str | None, workdir: Path, state: Path | None, as_json: bool
+) -> None:
+    """Roll a deploy back to its previous successful image."""
+    request = deploy_request(
+        spec, stage_name, image=None, workdir=workdir, state=state, need_image=False
+    )
+    start = time.monotonic()
+    try:
+        result = rollback(request)
+    except HealthCheckError as exc:
+        report_health_failure(exc)
+        raise
+    report(result, time.monotonic() - start, as_json)

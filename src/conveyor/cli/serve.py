@@ -1,0 +1,172 @@
+"""``conveyor serve PATH...``: run the webhook receiver (uvicorn) over the specs under PATH.
+
+The state directory (the event queue lives in ``<state>/receiver/events.db``) is ``--state``,
+else ``CONVEYOR_STATE``, else the per-user default, the same resolution ``conveyor events``
+uses, so both find the same queue without flags. An optional GitLab signing token
+(``whsec_...``) is read from ``CONVEYOR_WEBHOOK_SIGNING_TOKEN`` (never from a flag, so it does
+not show in process lists).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import click
+import uvicorn
+
+from conveyor.config import Settings, load_settings
+from conveyor.errors import ConfigError
+from conveyor.receiver.app import DEFAULT_MAX_BODY, Receiver, ReceiverOptions, create_app
+from conveyor.receiver.dispatch import make_dispatcher
+from conveyor.receiver.logs import setup_logging
+from conveyor.receiver.queue import database_path
+from conveyor.receiver.routing import Router
+from conveyor.receiver.verify import decode_signing_key
+from conveyor.receiver.worker import WorkerOptions
+from conveyor.spec.load import load_specs
+
+SIGNING_TOKEN_ENV = "CONVEYOR_WEBHOOK_SIGNING_TOKEN"
+
+
+def state_dir(option: Path | None, settings: Settings) -> Path:
+    """``--state`` wins; else the settings' state dir (CONVEYOR_STATE, else the default)."""
+    return option.expanduser() if option is not None else settings.state_dir
+
+
+def signing_keys(env: Mapping[str, str]) -> tuple[bytes, ...]:
+    raw = env.get(SIGNING_TOKEN_ENV, "")
+    keys: list[bytes] = []
+    for part in raw.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            keys.append(decode_signing_key(part))
+        except ValueError as exc:
+            raise ConfigError(f"{SIGNING_TOKEN_ENV}: {exc}") from None
+    return tuple(keys)
+
+
+def build_receiver(
+    paths: tuple[Path, ...],
+    *,
+    state: Path | None,
+    dispatch: str,
+    workers: int,
+    max_body: int,
+    require_signature: bool,
+    grace: float = 20.0,
+    store: bool = True,
+    env: Mapping[str, str] | None = None,
+) -> Receiver:
+    """Everything ``serve`` needs, checked before a port is opened (raises ConveyorError)."""
+    env = os.environ if env is None else env
+    settings = load_settings(env)
+    settings.require("secret")
+    loaded = load_specs(list(paths))
+    router = Router(item.spec for item in loaded)
+    dispatcher = make_dispatcher(dispatch, settings)
+    keys = signing_keys(env)
+    if require_signature and not keys:
+        raise ConfigError(
+            f"--require-signature needs {SIGNING_TOKEN_ENV} (the hook's whsec_ token)"
+        )
+    return Receiver(
+        settings,
+        router,
+        database_path(state_dir(state, settings)),
+        dispatcher,
+        options=ReceiverOptions(
+            max_body_bytes=max_body,
+            signing_keys=keys,
+            require_signature=require_signature,
+            store=store,
+        ),
+        worker_options=WorkerOptions(workers=workers, grace_s=grace),
+    )
+
+
+def run_server(receiver: Receiver, *, host: str, port: int) -> None:
+    """Serve ``receiver`` with uvicorn until SIGINT/SIGTERM (then shut down gracefully)."""
+    # Worker and writer threads share the GIL with the event loop: a short switch interval
+    # keeps a busy worker from delaying acknowledgements by the default 5 ms slices.
+    sys.setswitchinterval(0.0005)
+    config = uvicorn.Config(
+        create_app(receiver),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=30,
+    )
+    uvicorn.Server(config).run()
+
+
+@click.command("serve")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--state",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="State directory (default: $CONVEYOR_STATE, else the per-user state dir).",
+)
+@click.option(
+    "--dispatch",
+    default="auto",
+    show_default=True,
+    help="auto | jenkins | local | none, or a plugin's dispatch target. "
+    "auto: jenkins when CONVEYOR_JENKINS_* are set, else local.",
+)
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(0, 64))
+@click.option(
+    "--max-body",
+    default=DEFAULT_MAX_BODY,
+    show_default=True,
+    type=click.IntRange(1024),
+    help="Largest accepted payload in bytes (413 beyond).",
+)
+@click.option(
+    "--require-signature", is_flag=True, help=f"Refuse unsigned deliveries ({SIGNING_TOKEN_ENV})."
+)
+@click.option(
+    "--grace",
+    default=20.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="On SIGTERM, seconds running work may take to finish before it is released.",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+def command(
+    paths: tuple[Path, ...],
+    host: str,
+    port: int,
+    state: Path | None,
+    dispatch: str,
+    workers: int,
+    max_body: int,
+    require_signature: bool,
+    grace: float,
+    log_level: str,
+) -> None:
+    """Receive GitLab webhooks for the specs under PATH... and dispatch their builds."""
+    setup_logging(log_level)
+    receiver = build_receiver(
+        paths,
+        state=state,
+        dispatch=dispatch,
+        workers=workers,
+        max_body=max_body,
+        require_signature=require_signature,
+        grace=grace,
+    )
+    run_server(receiver, host=host, port=port)

@@ -1,0 +1,294 @@
+"""``target: compose``: the app plus its ``services`` (a database, say) as one compose project.
+
+:func:`render_compose` (pure) writes the compose file: the app service ``app`` with the image, ports,
+env, volumes, restart policy, resources, labels and a healthcheck; every ``services`` entry beside it;
+named volumes declared at the top level. The app ``depends_on`` its extras (``service_healthy`` when they
+have a health check). Secrets appear only as ``${VAR}`` references, resolved by compose from the
+environment at ``up`` time, so their values never land in the file.
+
+The file lives in ``<state dir>/compose/<name>/docker-compose.yml``; the project name is the deploy name
+(so named volume ``data`` is the engine volume ``<name>_data``, as for the docker target). It is applied
+with ``docker compose`` (the plugin) when the CLI has it, else Debian's ``docker-compose`` (1.29,
+``apt-get install docker-compose``). After ``up -d`` conveyor waits for the app container's healthcheck;
+if it never turns healthy, the previous file is restored and brought up again, and the deploy fails with
+the health log.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import docker
+import yaml
+from docker.models.containers import Container
+
+from conveyor.docker.deploy.model import (
+    LABEL_PREFIX,
+    DeployRequest,
+    DeployResult,
+    ImageRef,
+    resolve_env,
+)
+from conveyor.docker.deploy.mounts import check_bind_sources, parse_port, parse_volumes
+from conveyor.docker.engine import docker_errors
+from conveyor.errors import DeployError, HealthCheckError
+from conveyor.spec.model import ComposeService, Health, parse_duration
+
+APP_SERVICE = "app"
+
+
+def _healthcheck(health: Health, default_port: int | None) -> dict[str, Any]:
+    interval = parse_duration(health.interval)
+    timeout = parse_duration(health.timeout)
+    if health.cmd is not None:
+        test: list[str] = ["CMD", *health.cmd]
+    else:
+        port = health.port or default_port
+        if port is None:
+            raise DeployError("an HTTP health check needs health.port or a port mapping")
+        url = f"http://127.0.0.1:{port}{health.http}"
+        # Runs inside the container: wget (busybox, Debian) or curl, whichever the image has.
+        test = ["CMD-SHELL", f"wget -q -O /dev/null {url} || curl -fsS -o /dev/null {url}"]
+    return {
+        "test": test,
+        "interval": f"{max(interval, 0.5)}s",
+        "timeout": f"{max(min(interval * 2, timeout), 1.0)}s",
+        "retries": max(1, int(timeout / max(interval, 0.5))),
+        "start_period": "0s",
+    }
+
+
+def _service_volumes(lines: list[str], request: DeployRequest, named: set[str]) -> list[str]:
+    out: list[str] = []
+    for mount in parse_volumes(lines, deploy_name=request.name, workdir=request.workdir):
+        source = mount.volume if mount.kind == "volume" else mount.source
+        if mount.kind == "volume":
+            named.add(mount.volume)
+        out.append(f"{source}:{mount.target}" + (":ro" if mount.read_only else ""))
+    return out
+
+
+def _extra(service: ComposeService, request: DeployRequest, named: set[str]) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "image": service.image,
+        "restart": request.deploy.restart,
+        "labels": request.labels("service", service=service.name),
+    }
+    if service.env:
+        body["environment"] = dict(service.env)
+    if service.volumes:
+        body["volumes"] = _service_volumes(service.volumes, request, named)
+    if service.health is not None:
+        body["healthcheck"] = _healthcheck(service.health, None)
+    return body
+
+
+def render_compose(request: DeployRequest, image: ImageRef) -> dict[str, Any]:
+    """The compose document for ``request`` running ``image`` (pure; secrets as ``${VAR}``)."""
+    deploy = request.deploy
+    named: set[str] = set()
+    ports = [parse_port(p) for p in deploy.ports]
+    env: dict[str, str] = {k: v.replace("$", "$$") for k, v in deploy.env.items()}
+    env.update({var: "${" + var + "}" for var in deploy.secrets})
+    app: dict[str, Any] = {
+        "image": image.ref,
+        "restart": deploy.restart,
+        "labels": request.labels("app", version=image.ref, image_id=image.image_id),
+    }
+    if env:
+        app["environment"] = env
+    if ports:
+        app["ports"] = [
+            (f"{p.host}:{p.container}" if p.host else str(p.container)) + f"/{p.protocol}"
+            for p in ports
+        ]
+    if deploy.volumes:
+        app["volumes"] = _service_volumes(deploy.volumes, request, named)
+    if deploy.health is not None:
+        app["healthcheck"] = _healthcheck(deploy.health, ports[0].container if ports else None)
+    if deploy.resources is not None:
+        if deploy.resources.cpus is not None:
+            app["cpus"] = deploy.resources.cpus
+        if deploy.resources.memory is not None:
+            app["mem_limit"] = deploy.resources.memory.lower()
+    services: dict[str, Any] = {}
+    for extra in deploy.services:
+        if extra.name == APP_SERVICE:
+            raise DeployError(f"compose service name {APP_SERVICE!r} is reserved for the app")
+        services[extra.name] = _extra(extra, request, named)
+    if deploy.services:
+        app["depends_on"] = {
+            s.name: {"condition": "service_healthy" if s.health else "service_started"}
+            for s in deploy.services
+        }
+    doc: dict[str, Any] = {"version": "2.4", "services": {APP_SERVICE: app, **services}}
+    if named:
+        doc["volumes"] = {v: {"labels": request.labels("volume")} for v in sorted(named)}
+    return doc
+
+
+def compose_command() -> list[str]:
+    """``docker compose`` when the plugin is installed, else ``docker-compose``."""
+    docker_cli = shutil.which("docker")
+    if docker_cli:
+        probe = subprocess.run(
+            [docker_cli, "compose", "version"], capture_output=True, text=True, check=False
+        )
+        if probe.returncode == 0:
+            return [docker_cli, "compose"]
+    legacy = shutil.which("docker-compose")
+    if legacy:
+        return [legacy]
+    raise DeployError(
+        "neither `docker compose` nor `docker-compose` is installed",
+        hint="apt-get install docker-compose (Debian) or install the compose plugin",
+    )
+
+
+def compose_file(request: DeployRequest) -> Path:
+    return request.state_dir / "compose" / request.name / "docker-compose.yml"
+
+
+def run_compose(
+    request: DeployRequest, file: Path, *args: str, env: dict[str, str] | None = None
+) -> str:
+    """Run compose for this deploy's project; DeployError with its output on failure."""
+    cmd = [*compose_command(), "-p", request.name, "-f", str(file), *args]
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **(env or {})},
+        cwd=str(request.workdir),
+    )
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr).strip()[-3000:]
+        raise DeployError(f"compose {' '.join(args)} for {request.name} failed:\n{tail}")
+    return proc.stdout + proc.stderr
+
+
+def project_containers(client: docker.DockerClient, project: str, service: str) -> list[Container]:
+    with docker_errors(f"list compose containers of {project}"):
+        return list(
+            client.containers.list(
+                all=True,
+                ignore_removed=True,
+                filters={
+                    "label": [
+                        f"com.docker.compose.project={project}",
+                        f"com.docker.compose.service={service}",
+                    ]
+                },
+            )
+        )
+
+
+def _wait_app(client: docker.DockerClient, request: DeployRequest, image: ImageRef) -> str:
+    """Wait for the app container of ``image`` to be healthy (or running, without a healthcheck)."""
+    health = request.deploy.health
+    timeout = parse_duration(health.timeout) + 15 if health else 10.0
+    deadline = time.monotonic() + timeout
+    last: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        containers = [
+            c
+            for c in project_containers(client, request.name, APP_SERVICE)
+            if c.labels.get(LABEL_PREFIX + "image_id") == image.image_id
+        ]
+        if containers:
+            state = containers[0].attrs.get("State", {})
+            last = state
+            status = (state.get("Health") or {}).get("Status")
+            if state.get("Status") in ("exited", "dead"):
+                break
+            if status == "healthy" or (health is None and state.get("Status") == "running"):
+                return f"{containers[0].name} {status or state.get('Status')}"
+            if status == "unhealthy":
+                break
+        time.sleep(0.5)
+    entries = (last.get("Health") or {}).get("Log") or []
+    log = "\n".join(
+        f"{e.get('Start', '')[:19]} exit {e.get('ExitCode')}: {str(e.get('Output', '')).strip()[-300:]}"
+        for e in entries
+    )
+    raise HealthCheckError(
+        f"compose app of {request.name} never became healthy (state {last.get('Status', 'absent')})",
+        health_log=log,
+    )
+
+
+class ComposeDeployer:
+    """Multi-container deploys with compose."""
+
+    target = "compose"
+
+    def deploy(
+        self,
+        client: docker.DockerClient,
+        request: DeployRequest,
+        image: ImageRef,
+        previous_image: str | None,
+    ) -> DeployResult:
+        started = datetime.now(UTC)
+        deploy = request.deploy
+        mounts = parse_volumes(deploy.volumes, deploy_name=request.name, workdir=request.workdir)
+        for extra in deploy.services:
+            mounts += parse_volumes(
+                extra.volumes, deploy_name=request.name, workdir=request.workdir
+            )
+        check_bind_sources(mounts)
+        secrets = {k: v for k, v in resolve_env(deploy).items() if k in deploy.secrets}
+
+        path = compose_file(request)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        previous_text = path.read_text() if path.exists() else None
+        path.write_text(
+            "# written by conveyor deploy; do not edit (rewritten on every deploy)\n"
+            + yaml.safe_dump(render_compose(request, image), sort_keys=False)
+        )
+        try:
+            run_compose(request, path, "up", "-d", "--remove-orphans", env=secrets)
+            health_log = _wait_app(client, request, image)
+        except DeployError:
+            if previous_text is not None:
+                path.write_text(previous_text)
+                run_compose(request, path, "up", "-d", "--remove-orphans", env=secrets)
+            else:
+                run_compose(request, path, "down", "--remove-orphans")
+            raise
+        app = project_containers(client, request.name, APP_SERVICE)
+        return DeployResult(
+            name=request.name,
+            target=self.target,
+            strategy="recreate",
+            action=request.action,
+            image=image.ref,
+            image_id=image.image_id,
+            digest=image.digest,
+            previous_image=previous_image,
+            started=started,
+            finished=datetime.now(UTC),
+            endpoints=tuple(
+                f"127.0.0.1:{parse_port(p).host}" for p in deploy.ports if parse_port(p).host
+            ),
+            message=f"compose project {request.name} serving {image.ref}",
+            details={
+                "compose_file": str(path),
+                "container": str(app[0].name) if app else "",
+                "health_log": health_log,
+            },
+        )
+
+
+def remove_project(request: DeployRequest, *, volumes: bool = False) -> None:
+    """``compose down`` for the deploy (with ``-v`` when asked), if its file exists."""
+    path = compose_file(request)
+    if path.exists():
+        run_compose(request, path, "down", "--remove-orphans", *(["-v"] if volumes else []))

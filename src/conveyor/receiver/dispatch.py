@@ -1,0 +1,331 @@
+"""Where a routed event's work goes: a Jenkins build, the local Docker runner, or nowhere.
+
+Every target implements :class:`Dispatcher`. ``dispatch`` runs one attempt to completion and
+returns an :class:`Outcome` (the build ran: succeeded or not), or raises a
+:class:`~conveyor.errors.ConveyorError` for a failure worth retrying (the server could not
+be reached, refused, ...). Through :class:`Progress` it reports where the work can be
+followed, saves *resume state* (so a retried or reclaimed attempt follows the build it
+already started instead of starting another), and calls ``tick`` between polls, which
+extends the claim's lease and raises :class:`Interrupted` when the worker must let go.
+
+Targets:
+
+* ``jenkins``: ``buildWithParameters`` with the gitlab-plugin variables from
+  :func:`conveyor.pipeline.context.build_variables` (``gitlabBranch``, ``gitlabSourceBranch``,
+  ``gitlabTargetBranch``, ``gitlabActionType`` PUSH|TAG_PUSH|MERGE, ``gitlabMergeRequestIid``,
+  ``GIT_COMMIT``...) plus ``CONVEYOR_EVENT_ID``; then queue item -> build number -> result.
+* ``local``: check out the event's commit (:mod:`conveyor.receiver.checkout`) and run
+  ``conveyor.runner.execute.run_pipeline`` on it, imported lazily; :meth:`check` fails at
+  startup with a clear error when the runner is not installed. A local run cannot be handed
+  to another worker, so on shutdown it is finished, not released.
+* ``none``: store only; the event is marked done.
+* ``auto``: ``jenkins`` when the Jenkins settings are complete, else ``local``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import shutil
+import tempfile
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from conveyor.config import Settings
+from conveyor.errors import ConfigError
+from conveyor.gitlab.events import EventKind, GitLabEvent
+from conveyor.jenkins import builds
+from conveyor.pipeline.context import Trigger, build_variables, trigger_parameters
+from conveyor.receiver.checkout import checkout
+from conveyor.spec.model import Spec
+
+log = logging.getLogger("conveyor.receiver.dispatch")
+
+
+class Interrupted(Exception):
+    """The worker must let go of the event (shutdown, or its lease was lost)."""
+
+
+@dataclass(frozen=True)
+class DispatchJob:
+    """One attempt at one event. ``resume`` is what an earlier attempt saved, if anything."""
+
+    event_id: int
+    event: GitLabEvent
+    spec: Spec
+    attempt: int
+    resume: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The work ran. ``succeeded`` False means the build itself failed (not retried)."""
+
+    succeeded: bool
+    detail: str
+    url: str | None = None
+
+
+class Progress(Protocol):
+    """What a dispatcher can tell the worker while it runs."""
+
+    def remember(self, state: Mapping[str, Any], *, url: str | None = None) -> None:
+        """Save resume state (and the URL to follow), durably, before going on."""
+
+    def started(self, url: str | None) -> None:
+        """The work is running now (posts the ``running`` commit status)."""
+
+    def tick(self) -> None:
+        """Between polls: extends the lease; raises :class:`Interrupted` to stop."""
+
+
+class Dispatcher(Protocol):
+    """A dispatch target."""
+
+    name: str
+
+    def check(self) -> None:
+        """Raise ConfigError if this target cannot work (called once at startup)."""
+
+    def job_url(self, spec: Spec) -> str | None:
+        """A link for the ``pending`` commit status, if the target has one before running."""
+
+    def dispatch(self, job: DispatchJob, progress: Progress) -> Outcome:
+        """Run one attempt."""
+
+
+def trigger_of(event: GitLabEvent) -> Trigger:
+    """The build trigger (shared with the local runner) described by a GitLab event."""
+    branch = event.source_branch if event.kind is EventKind.MERGE_REQUEST else event.branch
+    return Trigger(
+        kind=event.kind.value,
+        project=event.project_path,
+        sha=event.sha,
+        branch=branch,
+        tag=event.tag,
+        target_branch=event.target_branch,
+        before=event.before,
+        mr_iid=event.mr_iid,
+        mr_action=event.action,
+        mr_title=event.mr_title,
+        repo_url=event.git_http_url,
+        user_name=event.user_name,
+    )
+
+
+def jenkins_parameters(job: DispatchJob) -> dict[str, str]:
+    """The parameters sent with ``buildWithParameters`` (never empty)."""
+    return trigger_parameters(build_variables(trigger_of(job.event)), job.event_id)
+
+
+class NoneDispatcher:
+    """Store only: the event is recorded as done without running anything."""
+
+    name = "none"
+
+    def check(self) -> None:
+        return None
+
+    def job_url(self, spec: Spec) -> str | None:
+        return None
+
+    def dispatch(self, job: DispatchJob, progress: Progress) -> Outcome:
+        return Outcome(succeeded=True, detail="stored only (--dispatch none)")
+
+
+class JenkinsDispatcher:
+    """Trigger the spec's Jenkins job and follow the build to its result."""
+
+    name = "jenkins"
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        queue_poll_s: float = 1.0,
+        build_poll_s: float = 2.0,
+        start_timeout_s: float = 3600.0,
+    ) -> None:
+        self._settings = settings
+        self._queue_poll_s = queue_poll_s
+        self._build_poll_s = build_poll_s
+        self._start_timeout_s = start_timeout_s
+
+    def check(self) -> None:
+        self._settings.require("jenkins_url", "jenkins_user", "jenkins_token")
+
+    def job_url(self, spec: Spec) -> str | None:
+        base = self._settings.jenkins_url
+        return builds.job_url(base, spec.jenkins.job) if base else None
+
+    def dispatch(self, job: DispatchJob, progress: Progress) -> Outcome:
+        settings = self._settings
+        assert settings.jenkins_url is not None  # check() ran at startup
+        server = builds.connect(settings.jenkins_url, settings.jenkins_user, settings.jenkins_token)
+        name = job.spec.jenkins.job
+        resume = dict(job.resume or {})
+        number = resume.get("build_number")
+        if not isinstance(number, int):
+            queue_id = resume.get("queue_id")
+            if not isinstance(queue_id, int):
+                queue_id = builds.trigger(server, name, jenkins_parameters(job))
+                progress.remember({"job": name, "queue_id": queue_id})
+            started = builds.wait_started(
+                server,
+                name,
+                queue_id,
+                poll_s=self._queue_poll_s,
+                timeout_s=self._start_timeout_s,
+                tick=progress.tick,
+            )
+            number = started.number
+            progress.remember(
+                {"job": name, "queue_id": queue_id, "build_number": number}, url=started.url
+            )
+            progress.started(started.url or None)
+        else:
+            progress.started(None)
+        result = builds.wait_finished(
+            server, name, number, poll_s=self._build_poll_s, tick=progress.tick
+        )
+        return Outcome(
+            succeeded=result.succeeded,
+            detail=f"{name} #{number}: {result.result}",
+            url=result.url or None,
+        )
+
+
+RUNNER_MODULE = "conveyor.runner.execute"
+
+
+class LogSink:
+    """The local runner's output as structured log lines carrying the event id."""
+
+    def __init__(self, event_id: int) -> None:
+        self._extra: dict[str, Any] = {"event_id": event_id}
+
+    def run_started(self, number: int, project: str) -> None:
+        log.info("local run started", extra={**self._extra, "run": number, "project": project})
+
+    def stage_started(self, stage: str) -> None:
+        log.info("stage started", extra={**self._extra, "stage": stage})
+
+    def stage_skipped(self, stage: str, reason: str) -> None:
+        log.info("stage skipped", extra={**self._extra, "stage": stage, "reason": reason})
+
+    def line(self, stage: str, text: str) -> None:
+        log.debug(text, extra={**self._extra, "stage": stage})
+
+    def stage_finished(self, result: Any) -> None:
+        log.info(
+            "stage finished",
+            extra={
+                **self._extra,
+                "stage": getattr(result, "name", ""),
+                "result": getattr(result, "result", ""),
+            },
+        )
+
+    def run_finished(self, result: Any) -> None:
+        log.info(
+            "local run finished", extra={**self._extra, "summary": getattr(result, "summary", "")}
+        )
+
+
+class LocalDispatcher:
+    """Run the pipeline with conveyor's local Docker runner (``conveyor.runner.execute``)."""
+
+    name = "local"
+
+    def __init__(self, settings: Settings, *, poll_s: float = 2.0) -> None:
+        self._settings = settings
+        self._poll_s = poll_s
+
+    def _runner(self) -> Any:
+        try:
+            module = importlib.import_module(RUNNER_MODULE)
+        except ImportError:
+            raise ConfigError(
+                f"--dispatch local needs the local runner ({RUNNER_MODULE}), which is not installed",
+                hint="use --dispatch jenkins (set CONVEYOR_JENKINS_URL/USER/TOKEN) or --dispatch none",
+            ) from None
+        run = getattr(module, "run_pipeline", None)
+        if not callable(run):
+            raise ConfigError(
+                f"{RUNNER_MODULE} has no run_pipeline(): the local runner is incomplete",
+                hint="use --dispatch jenkins or --dispatch none",
+            )
+        return run
+
+    def check(self) -> None:
+        self._runner()
+
+    def job_url(self, spec: Spec) -> str | None:
+        return None
+
+    def dispatch(self, job: DispatchJob, progress: Progress) -> Outcome:
+        run = self._runner()
+        workdir = Path(tempfile.mkdtemp(prefix=f"conveyor-event-{job.event_id}-"))
+        try:
+            checkout(job.event, workdir / "src", token=self._settings.gitlab_token)
+            progress.started(None)
+            box: dict[str, Any] = {}
+
+            def target() -> None:
+                try:
+                    box["result"] = run(
+                        job.spec,
+                        trigger_of(job.event),
+                        workdir=workdir / "src",
+                        state_dir=self._settings.state_dir,
+                        sink=LogSink(job.event_id),
+                    )
+                except BaseException as exc:
+                    box["error"] = exc
+
+            thread = threading.Thread(target=target, name=f"conveyor-local-{job.event_id}")
+            thread.start()
+            while thread.is_alive():
+                thread.join(self._poll_s)
+                try:
+                    progress.tick()
+                except Interrupted as exc:
+                    if str(exc) != "shutting down":
+                        raise
+                    # A local run cannot be handed over: finish it before letting go.
+            if "error" in box:
+                raise box["error"]
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        result = box["result"]
+        succeeded = bool(getattr(result, "succeeded", False))
+        detail = str(getattr(result, "summary", "") or ("succeeded" if succeeded else "failed"))
+        return Outcome(succeeded=succeeded, detail=f"local {detail}")
+
+
+def available_dispatchers() -> dict[str, Any]:
+    """Dispatch targets by name: ``none`` here, the others from plugins (``conveyor_dispatchers``:
+    the jenkins plugin provides ``jenkins``, the docker plugin ``local``)."""
+    from conveyor.plugins import get_plugin_manager
+
+    targets: dict[str, Any] = {"none": lambda settings: NoneDispatcher()}
+    for answer in get_plugin_manager().hook.conveyor_dispatchers():
+        targets.update(answer)
+    return targets
+
+
+def make_dispatcher(mode: str, settings: Settings) -> Dispatcher:
+    """The dispatcher for ``--dispatch MODE``, checked (raises ConfigError if unusable)."""
+    targets = available_dispatchers()
+    if mode != "auto" and mode not in targets:
+        raise ConfigError(
+            f"unknown dispatch mode {mode!r}: use one of {', '.join(['auto', *sorted(targets)])}"
+        )
+    if mode == "auto":
+        mode = "jenkins" if settings.jenkins_configured else "local"
+    dispatcher: Dispatcher = targets[mode](settings)
+    dispatcher.check()
+    return dispatcher

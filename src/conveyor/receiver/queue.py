@@ -1,0 +1,936 @@
+"""The durable event queue: one SQLite file (``<state>/receiver/events.db``) in WAL mode.
+
+Durability promise: an event is answered 2xx only after its row is committed. The database
+runs ``journal_mode=WAL`` with ``synchronous=FULL``: every commit fsyncs the WAL, so a
+committed event survives a power loss or kernel crash, not only a killed process (``NORMAL``
+would survive ``kill -9`` but may lose the last commits on power loss, which would break the
+promise made by the 2xx). The cost of the fsync is paid once per *batch*: the
+:class:`IntakeWriter` thread commits every event waiting at that moment in one transaction
+(group commit), then acknowledges them all. Its connection never checkpoints (a checkpoint
+fsyncs the database file and would stall acknowledgements); the :class:`Checkpointer`
+thread does that in the background.
+
+Workers, the status sender and operators open their connections with ``synchronous=NORMAL``:
+in WAL mode their commits (claims, outcomes) survive a process crash without an fsync, and
+become power-safe with the next ``FULL`` commit or checkpoint. A power loss can only roll
+back the latest outcomes, and those events then run again: at least once, never lost.
+
+Tables::
+
+    events        one row per accepted delivery (dedupe: unique idempotency_key)
+    deploy_locks  deploy target -> event holding it (lease-bound, so a crash frees it)
+    status_outbox commit statuses to post to GitLab, in order (sent by the status sender)
+
+Event lifecycle::
+
+    queued -> running -> done | failed            (failed: the build ran and failed)
+       |         |-> queued (retry with backoff)  -> ... -> dead (retries exhausted)
+       |         '-> queued (released on shutdown, lease expired after a crash)
+       '-> superseded (a newer event in the same lane arrived while this one waited)
+    ignored (stored with a reason, never run)
+
+Claims carry a lease (owner + expiry). A worker extends it while it follows a build; a
+crashed worker's claims expire and are claimed again (that attempt counts). Finishing is
+conditional on still owning the lease, so a completion is recorded exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import queue as stdlib_queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from conveyor.errors import QueueError
+
+SCHEMA_VERSION = 1
+
+
+class Status(StrEnum):
+    """Where an event is in its life."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    DEAD = "dead"
+    IGNORED = "ignored"
+    SUPERSEDED = "superseded"
+
+
+FINAL = frozenset({Status.DONE, Status.FAILED, Status.DEAD, Status.IGNORED, Status.SUPERSEDED})
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id               INTEGER PRIMARY KEY,
+    idempotency_key  TEXT,
+    delivery_uuid    TEXT,
+    event_header     TEXT NOT NULL,
+    kind             TEXT,
+    project          TEXT,
+    ref              TEXT,
+    sha              TEXT,
+    lane             TEXT,
+    deploy_targets   TEXT NOT NULL DEFAULT '[]',
+    status           TEXT NOT NULL,
+    reason           TEXT,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  REAL NOT NULL DEFAULT 0,
+    lease_owner      TEXT,
+    lease_expires    REAL,
+    last_error       TEXT,
+    result_url       TEXT,
+    dispatch_state   TEXT,
+    replay_of        INTEGER,
+    received_at      REAL NOT NULL,
+    started_at       REAL,
+    finished_at      REAL,
+    updated_at       REAL NOT NULL,
+    body             BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS events_idempotency ON events(idempotency_key);
+CREATE INDEX IF NOT EXISTS events_status ON events(status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS events_lane ON events(lane, status);
+CREATE TABLE IF NOT EXISTS deploy_locks (
+    target         TEXT PRIMARY KEY,
+    event_id       INTEGER NOT NULL,
+    lease_expires  REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS status_outbox (
+    id           INTEGER PRIMARY KEY,
+    event_id     INTEGER NOT NULL,
+    project      TEXT NOT NULL,
+    sha          TEXT NOT NULL,
+    ref          TEXT,
+    state        TEXT NOT NULL,
+    target_url   TEXT,
+    description  TEXT,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_at      REAL NOT NULL DEFAULT 0,
+    sent_at      REAL,
+    gave_up      INTEGER NOT NULL DEFAULT 0,
+    last_error   TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON status_outbox(sent_at, gave_up, id);
+"""
+
+
+def database_path(state_dir: Path) -> Path:
+    """Where the queue lives inside a state directory."""
+    return state_dir / "receiver" / "events.db"
+
+
+class ServerLock:
+    """An exclusive ``flock`` beside the database: one ``conveyor serve`` per queue.
+
+    Holding it proves every ``running`` claim in the queue belongs to a dead server, so
+    they can be recovered at once instead of waiting for their leases to expire. The
+    kernel drops the lock when the process dies, even on ``kill -9``.
+    """
+
+    def __init__(self, db_path: Path) -> None:
+        self.path = db_path.with_name(db_path.name + ".lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise QueueError(f"cannot create {self.path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise QueueError(
+                f"another `conveyor serve` is using the event queue {self.path.parent}",
+                hint="stop it, or give this one another --state directory",
+            ) from None
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def connect(
+    path: Path, *, synchronous: str = "FULL", autocheckpoint: bool = True
+) -> sqlite3.Connection:
+    """Open (creating if needed) the queue database with the durability settings above.
+
+    ``autocheckpoint=False`` leaves WAL checkpoints to someone else (the intake writer's
+    commits must not pay for copying the WAL into the database: see :class:`Checkpointer`).
+    The intake writer uses ``FULL``. Workers and operators may use ``NORMAL``: their
+    commits (claims, outcomes) are made durable by the next ``FULL`` commit or checkpoint,
+    and surviving a process crash needs no fsync in WAL mode. On a power loss the last
+    outcomes may roll back, and those events run again (at least once, never lost).
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout=30000")
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise QueueError(f"event queue {path}: the file system refused WAL mode ({mode})")
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+        if not autocheckpoint:
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+        conn.execute("PRAGMA foreign_keys=ON")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise QueueError(
+                f"event queue {path} has schema version {version}, newer than this conveyor "
+                f"({SCHEMA_VERSION})",
+                hint="upgrade conveyor or point --state at another directory",
+            )
+        if version < SCHEMA_VERSION:
+            conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        return conn
+    except sqlite3.Error as exc:
+        raise QueueError(
+            f"cannot open the event queue {path}: {exc}",
+            hint="check that the state directory is writable (--state / CONVEYOR_STATE)",
+        ) from None
+    except OSError as exc:
+        raise QueueError(
+            f"cannot create the state directory {path.parent}: {exc.strerror}",
+            hint="choose a writable directory with --state or CONVEYOR_STATE",
+        ) from None
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection, what: str) -> Iterator[sqlite3.Connection]:
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:
+        raise QueueError(f"event queue: cannot {what}: {exc}") from None
+    try:
+        yield conn
+    except sqlite3.Error as exc:
+        conn.execute("ROLLBACK")
+        raise QueueError(f"event queue: cannot {what}: {exc}") from None
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    else:
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise QueueError(f"event queue: cannot {what}: {exc}") from None
+
+
+# --------------------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """A commit status to post for an event (state in GitLab's vocabulary)."""
+
+    state: str
+    description: str
+    target_url: str | None = None
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """A verified delivery, ready to store. ``status`` is QUEUED or IGNORED."""
+
+    event_header: str
+    body: bytes
+    status: Status
+    received_at: float
+    idempotency_key: str | None = None
+    delivery_uuid: str | None = None
+    kind: str | None = None
+    project: str | None = None
+    ref: str | None = None
+    sha: str | None = None
+    status_ref: str | None = None
+    lane: str | None = None
+    deploy_targets: tuple[str, ...] = ()
+    reason: str | None = None
+    pending_status: StatusUpdate | None = None
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The intake's answer: the stored event's id, and whether it was a resend."""
+
+    event_id: int
+    duplicate: bool
+    status: Status
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One stored event (``body`` is the raw payload)."""
+
+    id: int
+    idempotency_key: str | None
+    delivery_uuid: str | None
+    event_header: str
+    kind: str | None
+    project: str | None
+    ref: str | None
+    sha: str | None
+    lane: str | None
+    deploy_targets: tuple[str, ...]
+    status: Status
+    reason: str | None
+    attempts: int
+    next_attempt_at: float
+    lease_owner: str | None
+    lease_expires: float | None
+    last_error: str | None
+    result_url: str | None
+    dispatch_state: dict[str, Any] | None
+    replay_of: int | None
+    received_at: float
+    started_at: float | None
+    finished_at: float | None
+    updated_at: float
+    body: bytes = field(repr=False)
+
+    def payload(self) -> Any:
+        """The JSON payload."""
+        return json.loads(self.body)
+
+    def summary(self) -> dict[str, Any]:
+        """Everything but the body, JSON-ready."""
+        return {
+            "id": self.id,
+            "status": self.status.value,
+            "reason": self.reason,
+            "event": self.event_header,
+            "kind": self.kind,
+            "project": self.project,
+            "ref": self.ref,
+            "sha": self.sha,
+            "idempotency_key": self.idempotency_key,
+            "delivery_uuid": self.delivery_uuid,
+            "deploy_targets": list(self.deploy_targets),
+            "attempts": self.attempts,
+            "next_attempt_at": self.next_attempt_at or None,
+            "last_error": self.last_error,
+            "result_url": self.result_url,
+            "dispatch_state": self.dispatch_state,
+            "replay_of": self.replay_of,
+            "received_at": self.received_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "updated_at": self.updated_at,
+        }
+
+
+def _record(row: sqlite3.Row) -> EventRecord:
+    return EventRecord(
+        id=row["id"],
+        idempotency_key=row["idempotency_key"],
+        delivery_uuid=row["delivery_uuid"],
+        event_header=row["event_header"],
+        kind=row["kind"],
+        project=row["project"],
+        ref=row["ref"],
+        sha=row["sha"],
+        lane=row["lane"],
+        deploy_targets=tuple(json.loads(row["deploy_targets"])),
+        status=Status(row["status"]),
+        reason=row["reason"],
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        lease_owner=row["lease_owner"],
+        lease_expires=row["lease_expires"],
+        last_error=row["last_error"],
+        result_url=row["result_url"],
+        dispatch_state=json.loads(row["dispatch_state"]) if row["dispatch_state"] else None,
+        replay_of=row["replay_of"],
+        received_at=row["received_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        updated_at=row["updated_at"],
+        body=bytes(row["body"]),
+    )
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """A commit status waiting to be posted."""
+
+    id: int
+    event_id: int
+    project: str
+    sha: str
+    ref: str | None
+    state: str
+    target_url: str | None
+    description: str | None
+    attempts: int
+    next_at: float
+
+
+def _outbox(
+    conn: sqlite3.Connection,
+    event_id: int,
+    project: str | None,
+    sha: str | None,
+    ref: str | None,
+    update: StatusUpdate,
+) -> None:
+    if not project or not sha:
+        return
+    conn.execute(
+        "INSERT INTO status_outbox (event_id, project, sha, ref, state, target_url, description)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (event_id, project, sha, ref, update.state, update.target_url, update.description[:255]),
+    )
+
+
+# ---------------------------------------------------------------------------------- intake writer
+
+
+class Checkpointer:
+    """Copies the WAL back into the database every ``interval_s`` (PASSIVE: never blocks writers).
+
+    The intake writer runs with auto-checkpoints off so that no acknowledgement waits for a
+    checkpoint's fsyncs; this thread keeps the WAL from growing instead.
+    """
+
+    def __init__(self, path: Path, *, interval_s: float = 1.0) -> None:
+        self._path = path
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="conveyor-checkpoint", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
+
+    def _run(self) -> None:
+        conn = connect(self._path)
+        try:
+            while not self._stop.wait(self._interval_s):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error:
+                    continue
+            with suppress(sqlite3.Error):
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            conn.close()
+
+
+_Waiter = Future[Accepted] | tuple[asyncio.AbstractEventLoop, "asyncio.Future[Accepted]"]
+
+
+def _settle_async(items: list[tuple[asyncio.Future[Accepted], Accepted | QueueError]]) -> None:
+    for future, outcome in items:
+        if future.cancelled():
+            continue
+        if isinstance(outcome, QueueError):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
+class IntakeWriter:
+    """Stores verified deliveries with group commit, on its own thread and connection.
+
+    :meth:`store` (async) and :meth:`submit` (a concurrent Future) resolve with
+    :class:`Accepted` once the row is committed, or fail with :class:`QueueError`. The
+    answers of one batch are handed to an event loop in a single wake-up. ``on_commit`` is
+    called after each batch that queued new work (the worker pool's wake-up).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_batch: int = 256,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self._conn = connect(path, autocheckpoint=False)
+        self._max_batch = max_batch
+        self._on_commit = on_commit
+        self._inbox: stdlib_queue.SimpleQueue[tuple[NewEvent, _Waiter] | None] = (
+            stdlib_queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._run, name="conveyor-intake", daemon=True)
+        self._stopped = False
+        self._thread.start()
+
+    def submit(self, event: NewEvent) -> Future[Accepted]:
+        future: Future[Accepted] = Future()
+        if self._stopped:
+            future.set_exception(QueueError("event queue: the intake writer is stopped"))
+            return future
+        self._inbox.put((event, future))
+        return future
+
+    async def store(self, event: NewEvent) -> Accepted:
+        """Commit ``event``; returns once it is durable."""
+        if self._stopped:
+            raise QueueError("event queue: the intake writer is stopped")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Accepted] = loop.create_future()
+        self._inbox.put((event, (loop, future)))
+        return await future
+
+    def close(self) -> None:
+        """Commit what is waiting, then stop the thread and close the connection."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._inbox.put(None)
+        self._thread.join()
+        self._conn.close()
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = self._inbox.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._inbox.get_nowait()
+                except stdlib_queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self._commit(batch)
+
+    def _commit(self, batch: list[tuple[NewEvent, _Waiter]]) -> None:
+        outcomes: list[Accepted | QueueError] = []
+        queued_new = False
+        try:
+            with _transaction(self._conn, "store events"):
+                for event, _ in batch:
+                    accepted = _insert(self._conn, event)
+                    queued_new |= not accepted.duplicate and accepted.status is Status.QUEUED
+                    outcomes.append(accepted)
+        except QueueError as exc:
+            outcomes = [exc] * len(batch)
+        by_loop: dict[
+            asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Accepted], Accepted | QueueError]]
+        ] = {}
+        for (_, waiter), outcome in zip(batch, outcomes, strict=True):
+            if isinstance(waiter, Future):
+                if isinstance(outcome, QueueError):
+                    waiter.set_exception(outcome)
+                else:
+                    waiter.set_result(outcome)
+            else:
+                loop, future = waiter
+                by_loop.setdefault(loop, []).append((future, outcome))
+        for loop, items in by_loop.items():
+            # RuntimeError: the loop is closed, nobody waits for these answers any more.
+            with suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle_async, items)
+        if queued_new and self._on_commit is not None:
+            self._on_commit()
+
+
+def _insert(conn: sqlite3.Connection, event: NewEvent) -> Accepted:
+    now = time.time()
+    row = conn.execute(
+        "INSERT INTO events (idempotency_key, delivery_uuid, event_header, kind, project, ref, sha,"
+        " lane, deploy_targets, status, reason, received_at, updated_at, body)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT(idempotency_key) DO NOTHING RETURNING id",
+        (
+            event.idempotency_key,
+            event.delivery_uuid,
+            event.event_header,
+            event.kind,
+            event.project,
+            event.ref,
+            event.sha,
+            event.lane,
+            json.dumps(list(event.deploy_targets)),
+            event.status.value,
+            event.reason,
+            event.received_at,
+            now,
+            event.body,
+        ),
+    ).fetchone()
+    if row is None:
+        existing = conn.execute(
+            "SELECT id, status FROM events WHERE idempotency_key = ?", (event.idempotency_key,)
+        ).fetchone()
+        return Accepted(event_id=existing["id"], duplicate=True, status=Status(existing["status"]))
+    event_id = int(row[0])
+    if event.status is Status.QUEUED:
+        if event.lane is not None:
+            _supersede(conn, event_id, event.lane, now)
+        if event.pending_status is not None:
+            _outbox(
+                conn, event_id, event.project, event.sha, event.status_ref, event.pending_status
+            )
+    return Accepted(event_id=event_id, duplicate=False, status=event.status)
+
+
+def _supersede(conn: sqlite3.Connection, event_id: int, lane: str, now: float) -> None:
+    older = conn.execute(
+        "UPDATE events SET status = 'superseded', reason = ?, updated_at = ?, finished_at = ?"
+        " WHERE lane = ? AND status = 'queued' AND id < ? RETURNING id, project, sha, ref",
+        (f"superseded by event {event_id}", now, now, lane, event_id),
+    ).fetchall()
+    for row in older:
+        _outbox(
+            conn,
+            row["id"],
+            row["project"],
+            row["sha"],
+            short_ref(row["ref"]),
+            StatusUpdate("canceled", f"superseded by a newer event ({event_id})"),
+        )
+
+
+# ------------------------------------------------------------------------------------ the queue
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An event a worker now holds until its lease expires."""
+
+    record: EventRecord
+    owner: str
+
+
+class EventQueue:
+    """Worker- and operator-side access to the queue (one per thread)."""
+
+    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+        self.path = path
+        self._conn = connect(path, synchronous=synchronous)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            return self._conn.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise QueueError(f"event queue {self.path}: {exc}") from None
+
+    # ------------------------------------------------------------------ operator view
+
+    def get(self, event_id: int) -> EventRecord | None:
+        rows = self._query("SELECT * FROM events WHERE id = ?", (event_id,))
+        return _record(rows[0]) if rows else None
+
+    def list_events(self, status: Status | None = None, limit: int = 100) -> list[EventRecord]:
+        """Newest first."""
+        if status is None:
+            rows = self._query("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))
+        else:
+            rows = self._query(
+                "SELECT * FROM events WHERE status = ? ORDER BY id DESC LIMIT ?",
+                (status.value, limit),
+            )
+        return [_record(r) for r in rows]
+
+    def counts(self) -> dict[Status, int]:
+        rows = self._query("SELECT status, COUNT(*) AS n FROM events GROUP BY status")
+        out = dict.fromkeys(Status, 0)
+        for row in rows:
+            out[Status(row["status"])] = int(row["n"])
+        return out
+
+    def replay(self, event_id: int, *, now: float | None = None) -> int:
+        """Queue a copy of a stored event (its routing as stored); returns the new id."""
+        now = time.time() if now is None else now
+        with _transaction(self._conn, f"replay event {event_id}") as conn:
+            row = conn.execute("SELECT * FROM events WHERE id = ?", (event_id,)).fetchone()
+            if row is None:
+                raise QueueError(f"no event with id {event_id}", hint="see `conveyor events list`")
+            if row["status"] == Status.IGNORED.value:
+                raise QueueError(
+                    f"event {event_id} was ignored ({row['reason']}); there is nothing to replay",
+                    hint="fix the spec's triggers and push again",
+                )
+            new_id = conn.execute(
+                "INSERT INTO events (delivery_uuid, event_header, kind, project, ref, sha, lane,"
+                " deploy_targets, status, received_at, updated_at, body, replay_of)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?) RETURNING id",
+                (
+                    row["delivery_uuid"],
+                    row["event_header"],
+                    row["kind"],
+                    row["project"],
+                    row["ref"],
+                    row["sha"],
+                    row["lane"],
+                    row["deploy_targets"],
+                    now,
+                    now,
+                    row["body"],
+                    event_id,
+                ),
+            ).fetchone()[0]
+            if row["lane"] is not None:
+                _supersede(conn, int(new_id), row["lane"], now)
+        return int(new_id)
+
+    # ------------------------------------------------------------------ worker side
+
+    def claim(self, owner: str, *, lease_s: float, now: float | None = None) -> Claim | None:
+        """Take the oldest runnable event whose deploy targets are free, or ``None``.
+
+        Runnable: queued and due, or running with an expired lease (a crashed worker's).
+        """
+        now = time.time() if now is None else now
+        with _transaction(self._conn, "claim an event") as conn:
+            candidates = conn.execute(
+                "SELECT id, deploy_targets FROM events WHERE"
+                " (status = 'queued' AND next_attempt_at <= ?)"
+                " OR (status = 'running' AND lease_expires < ?)"
+                " ORDER BY id LIMIT 64",
+                (now, now),
+            ).fetchall()
+            for cand in candidates:
+                targets = json.loads(cand["deploy_targets"])
+                if targets:
+                    marks = ",".join("?" * len(targets))
+                    busy = conn.execute(
+                        f"SELECT 1 FROM deploy_locks WHERE target IN ({marks})"
+                        " AND lease_expires >= ? AND event_id != ? LIMIT 1",
+                        (*targets, now, cand["id"]),
+                    ).fetchone()
+                    if busy is not None:
+                        continue
+                    conn.executemany(
+                        "INSERT INTO deploy_locks (target, event_id, lease_expires) VALUES (?, ?, ?)"
+                        " ON CONFLICT(target) DO UPDATE SET event_id = excluded.event_id,"
+                        " lease_expires = excluded.lease_expires",
+                        [(t, cand["id"], now + lease_s) for t in targets],
+                    )
+                conn.execute(
+                    "UPDATE events SET status = 'running', lease_owner = ?, lease_expires = ?,"
+                    " attempts = attempts + 1, started_at = ?, updated_at = ? WHERE id = ?",
+                    (owner, now + lease_s, now, now, cand["id"]),
+                )
+                row = conn.execute("SELECT * FROM events WHERE id = ?", (cand["id"],)).fetchone()
+                return Claim(record=_record(row), owner=owner)
+        return None
+
+    def recover_orphans(self) -> int:
+        """Requeue every claim left by a server that died (call only holding the server lock).
+
+        The interrupted attempt stays counted; its resume state is kept, so a Jenkins build
+        already started is followed, not triggered again.
+        """
+        now = time.time()
+        with _transaction(self._conn, "recover interrupted events") as conn:
+            cur = conn.execute(
+                "UPDATE events SET status = 'queued', lease_owner = NULL, lease_expires = NULL,"
+                " last_error = 'interrupted: the server stopped while running it',"
+                " updated_at = ? WHERE status = 'running'",
+                (now,),
+            )
+            conn.execute("DELETE FROM deploy_locks")
+        return int(cur.rowcount)
+
+    def heartbeat(self, claim: Claim, *, lease_s: float) -> bool:
+        """Extend the lease; False if the claim was lost (expired and taken by another)."""
+        now = time.time()
+        with _transaction(self._conn, "extend a lease") as conn:
+            cur = conn.execute(
+                "UPDATE events SET lease_expires = ?, updated_at = ?"
+                " WHERE id = ? AND status = 'running' AND lease_owner = ?",
+                (now + lease_s, now, claim.record.id, claim.owner),
+            )
+            if cur.rowcount == 0:
+                return False
+            conn.execute(
+                "UPDATE deploy_locks SET lease_expires = ? WHERE event_id = ?",
+                (now + lease_s, claim.record.id),
+            )
+        return True
+
+    def _settle(
+        self,
+        claim: Claim,
+        sql: str,
+        args: Sequence[Any],
+        status: StatusUpdate | None,
+        what: str,
+    ) -> bool:
+        rec = claim.record
+        with _transaction(self._conn, what) as conn:
+            cur = conn.execute(
+                sql + " WHERE id = ? AND status = 'running' AND lease_owner = ?",
+                (*args, rec.id, claim.owner),
+            )
+            if cur.rowcount == 0:
+                return False
+            conn.execute("DELETE FROM deploy_locks WHERE event_id = ?", (rec.id,))
+            if status is not None:
+                _outbox(conn, rec.id, rec.project, rec.sha, short_ref(rec.ref), status)
+        return True
+
+    def progress(
+        self,
+        claim: Claim,
+        *,
+        result_url: str | None = None,
+        dispatch_state: dict[str, Any] | None = None,
+        status: StatusUpdate | None = None,
+    ) -> bool:
+        """Record how to follow (or resume following) the work, and post ``status``.
+
+        ``dispatch_state`` (e.g. a Jenkins queue item id) lets a later attempt resume the
+        same build instead of starting another. False if the claim was lost.
+        """
+        rec = claim.record
+        state = json.dumps(dispatch_state, sort_keys=True) if dispatch_state is not None else None
+        with _transaction(self._conn, "record progress") as conn:
+            cur = conn.execute(
+                "UPDATE events SET result_url = COALESCE(?, result_url),"
+                " dispatch_state = COALESCE(?, dispatch_state), updated_at = ?"
+                " WHERE id = ? AND status = 'running' AND lease_owner = ?",
+                (result_url, state, time.time(), rec.id, claim.owner),
+            )
+            if cur.rowcount == 0:
+                return False
+            if status is not None:
+                _outbox(conn, rec.id, rec.project, rec.sha, short_ref(rec.ref), status)
+        return True
+
+    def finish(
+        self,
+        claim: Claim,
+        *,
+        succeeded: bool,
+        result_url: str | None,
+        detail: str | None,
+        status: StatusUpdate | None,
+    ) -> bool:
+        """Mark done (or failed: the work ran and failed). False if the claim was lost."""
+        now = time.time()
+        return self._settle(
+            claim,
+            "UPDATE events SET status = ?, reason = ?, result_url = COALESCE(?, result_url),"
+            " finished_at = ?, updated_at = ?, lease_owner = NULL, lease_expires = NULL",
+            (Status.DONE.value if succeeded else Status.FAILED.value, detail, result_url, now, now),
+            status,
+            "finish an event",
+        )
+
+    def retry_later(self, claim: Claim, *, error: str, delay_s: float) -> bool:
+        now = time.time()
+        return self._settle(
+            claim,
+            "UPDATE events SET status = 'queued', last_error = ?, next_attempt_at = ?,"
+            " updated_at = ?, lease_owner = NULL, lease_expires = NULL",
+            (error, now + delay_s, now),
+            None,
+            "reschedule an event",
+        )
+
+    def dead_letter(self, claim: Claim, *, error: str, status: StatusUpdate | None) -> bool:
+        now = time.time()
+        return self._settle(
+            claim,
+            "UPDATE events SET status = 'dead', last_error = ?, reason = ?, finished_at = ?,"
+            " updated_at = ?, lease_owner = NULL, lease_expires = NULL",
+            (error, "retries exhausted", now, now),
+            status,
+            "dead-letter an event",
+        )
+
+    def release(self, claim: Claim) -> bool:
+        """Give the event back untouched (shutdown): this attempt does not count."""
+        now = time.time()
+        return self._settle(
+            claim,
+            "UPDATE events SET status = 'queued', attempts = MAX(attempts - 1, 0),"
+            " updated_at = ?, lease_owner = NULL, lease_expires = NULL",
+            (now,),
+            None,
+            "release an event",
+        )
+
+    # ------------------------------------------------------------------ status outbox
+
+    def pending_statuses(self, *, limit: int = 200) -> list[OutboxItem]:
+        """Unsent statuses, oldest first (due or not: the sender keeps each event's order)."""
+        rows = self._query(
+            "SELECT * FROM status_outbox WHERE sent_at IS NULL AND gave_up = 0 ORDER BY id LIMIT ?",
+            (limit,),
+        )
+        return [
+            OutboxItem(
+                id=r["id"],
+                event_id=r["event_id"],
+                project=r["project"],
+                sha=r["sha"],
+                ref=r["ref"],
+                state=r["state"],
+                target_url=r["target_url"],
+                description=r["description"],
+                attempts=r["attempts"],
+                next_at=r["next_at"],
+            )
+            for r in rows
+        ]
+
+    def status_sent(self, item: OutboxItem) -> None:
+        with _transaction(self._conn, "record a sent status") as conn:
+            conn.execute(
+                "UPDATE status_outbox SET sent_at = ?, attempts = attempts + 1 WHERE id = ?",
+                (time.time(), item.id),
+            )
+
+    def status_failed(self, item: OutboxItem, *, error: str, delay_s: float, give_up: bool) -> None:
+        with _transaction(self._conn, "record a failed status") as conn:
+            conn.execute(
+                "UPDATE status_outbox SET attempts = attempts + 1, last_error = ?, next_at = ?,"
+                " gave_up = ? WHERE id = ?",
+                (error, time.time() + delay_s, 1 if give_up else 0, item.id),
+            )
+
+    def statuses_for(self, event_id: int) -> list[dict[str, Any]]:
+        rows = self._query(
+            "SELECT state, target_url, description, sent_at, gave_up, last_error FROM status_outbox"
+            " WHERE event_id = ? ORDER BY id",
+            (event_id,),
+        )
+        return [dict(r) for r in rows]
+
+
+def short_ref(ref: str | None) -> str | None:
+    """``refs/heads/main`` -> ``main`` (the ref GitLab statuses name)."""
+    if ref is None:
+        return None
+    for prefix in ("refs/heads/", "refs/tags/"):
+        if ref.startswith(prefix):
+            return ref[len(prefix) :]
+    return ref

@@ -1,0 +1,188 @@
+"""Pure parts of deploys (no engine): proxy config, mounts, compose rendering, swarm specs, history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conveyor.docker.deploy import deploy_lock
+from conveyor.docker.deploy.compose import render_compose
+from conveyor.docker.deploy.model import ImageRef, resolve_env
+from conveyor.docker.deploy.mounts import PortMap, parse_port, parse_ports, parse_volume
+from conveyor.docker.deploy.proxy import caddy_config, upstream_of
+from conveyor.docker.deploy.swarm import healthcheck, memory_bytes, service_kwargs
+from conveyor.docker.history import DeployHistory
+from conveyor.errors import DeployError
+from conveyor.spec.model import Deploy, Health
+from tests.docker.deploy_support import request
+
+IMAGE = ImageRef(
+    ref="reg.example/app:v1", image_id="sha256:" + "a" * 64, digest="sha256:" + "b" * 64
+)
+
+
+def test_caddy_config_proxies_every_port_to_the_upstream() -> None:
+    ports = [PortMap(8080, 80), PortMap(None, 9000)]
+    config = caddy_config(ports, "web-green")
+    servers = config["apps"]["http"]["servers"]
+    assert servers["port80"]["listen"] == [":80"]
+    assert servers["port9000"]["routes"][0]["handle"][0]["upstreams"] == [
+        {"dial": "web-green:9000"}
+    ]
+    assert config["admin"]["listen"] == "localhost:2019"  # never published
+    assert upstream_of(config) == "web-green"
+
+
+def test_caddy_config_without_upstream_answers_503() -> None:
+    config = caddy_config([PortMap(8080, 80)], None)
+    handler = config["apps"]["http"]["servers"]["port80"]["routes"][0]["handle"][0]
+    assert (handler["handler"], handler["status_code"]) == ("static_response", 503)
+    assert upstream_of(config) is None
+    with pytest.raises(DeployError, match="udp"):
+        caddy_config([PortMap(53, 53, "udp")], "dns-blue")
+
+
+def test_ports_and_volumes_parse() -> None:
+    assert parse_port("8080:80") == PortMap(8080, 80)
+    assert parse_port("80") == PortMap(None, 80)
+    assert parse_port("5353:53/udp") == PortMap(5353, 53, "udp")
+    with pytest.raises(DeployError, match="twice"):
+        parse_ports(["8080:80", "8080:81"])
+    work = Path("/srv/checkout")
+    named = parse_volume("data:/var/lib/app", deploy_name="web", workdir=work)
+    assert (named.kind, named.source, named.volume, named.read_only) == (
+        "volume",
+        "web_data",
+        "data",
+        False,
+    )
+    bind = parse_volume("./conf:/etc/app:ro", deploy_name="web", workdir=work)
+    assert (bind.kind, bind.source, bind.read_only) == ("bind", "/srv/checkout/conf", True)
+    absolute = parse_volume("/var/log:/logs:rw", deploy_name="web", workdir=work)
+    assert (absolute.kind, absolute.source, absolute.read_only) == ("bind", "/var/log", False)
+
+
+def test_secrets_come_from_the_environment_and_are_named_when_missing() -> None:
+    deploy = Deploy.model_validate(
+        {"name": "web", "ports": ["80"], "env": {"A": "1"}, "secrets": {"TOKEN": "cred-token"}}
+    )
+    assert resolve_env(deploy, {"TOKEN": "t0p"}) == {"A": "1", "TOKEN": "t0p"}
+    with pytest.raises(DeployError) as missing:
+        resolve_env(deploy, {})
+    assert "TOKEN (credentials 'cred-token')" in missing.value.message
+
+
+def test_compose_file_keeps_secrets_out_and_wires_services(tmp_path: Path) -> None:
+    deploy = Deploy.model_validate(
+        {
+            "target": "compose",
+            "name": "shop",
+            "ports": ["8080:80"],
+            "env": {"PRICE": "$5"},
+            "secrets": {"DB_PASSWORD": "db-cred"},
+            "volumes": ["data:/data", "./conf:/conf:ro"],
+            "health": {"http": "/healthz", "timeout": "10s", "interval": "2s"},
+            "resources": {"cpus": 0.5, "memory": "128M"},
+            "services": [
+                {
+                    "name": "db",
+                    "image": "postgres:16",
+                    "volumes": ["pg:/var/lib/postgresql/data"],
+                    "health": {"cmd": ["pg_isready"]},
+                },
+                {"name": "cache", "image": "redis:7"},
+            ],
+        }
+    )
+    doc = render_compose(request(deploy, IMAGE.ref, workdir=tmp_path, state=tmp_path), IMAGE)
+    app = doc["services"]["app"]
+    assert app["image"] == IMAGE.ref
+    assert app["environment"] == {"PRICE": "$$5", "DB_PASSWORD": "${DB_PASSWORD}"}
+    assert app["ports"] == ["8080:80/tcp"]
+    assert app["volumes"] == ["data:/data", f"{tmp_path}/conf:/conf:ro"]
+    assert app["healthcheck"]["test"][0] == "CMD-SHELL"
+    assert "http://127.0.0.1:80/healthz" in app["healthcheck"]["test"][1]
+    assert app["healthcheck"]["retries"] == 5
+    assert (app["cpus"], app["mem_limit"]) == (0.5, "128m")
+    assert app["depends_on"] == {
+        "db": {"condition": "service_healthy"},
+        "cache": {"condition": "service_started"},
+    }
+    assert app["labels"]["conveyor.deploy"] == "shop"
+    assert doc["services"]["db"]["healthcheck"]["test"] == ["CMD", "pg_isready"]
+    assert sorted(doc["volumes"]) == ["data", "pg"]
+
+
+def test_swarm_service_definition() -> None:
+    deploy = Deploy.model_validate(
+        {
+            "target": "swarm",
+            "strategy": "rolling",
+            "name": "api",
+            "ports": ["8080", "9090:9000"],
+            "replicas": 3,
+            "placement": ["node.labels.zone==a"],
+            "resources": {"cpus": 1.5, "memory": "1g"},
+            "restart": "on-failure",
+            "health": {"cmd": ["/bin/check"], "timeout": "6s", "interval": "2s"},
+        }
+    )
+    kwargs = service_kwargs(
+        request(deploy, IMAGE.ref, workdir=Path("/w"), state=Path("/s")), IMAGE, {}
+    )
+    assert kwargs["name"] == "api"
+    assert kwargs["mode"]["replicated"] == {"Replicas": 3}
+    assert kwargs["constraints"] == ["node.labels.zone==a"]
+    assert kwargs["update_config"]["Order"] == "start-first"
+    assert kwargs["update_config"]["FailureAction"] == "rollback"
+    assert kwargs["restart_policy"]["Condition"] == "on-failure"
+    ports = kwargs["endpoint_spec"]["Ports"]
+    assert ports[0] == {"Protocol": "tcp", "TargetPort": 8080, "PublishMode": "host"}
+    assert ports[1]["PublishedPort"] == 9090 and ports[1]["PublishMode"] == "ingress"
+    assert kwargs["resources"]["Limits"] == {"NanoCPUs": 1_500_000_000, "MemoryBytes": 1024**3}
+    check = healthcheck(Health(cmd=["/bin/check"], timeout="6s", interval="2s"), None)
+    assert (check["Test"], check["Retries"]) == (["CMD", "/bin/check"], 3)
+    assert memory_bytes("64m") == 64 * 1024**2 and memory_bytes("512") == 512
+
+
+def test_history_rollback_target_is_the_previous_good_image(tmp_path: Path) -> None:
+    history = DeployHistory(tmp_path)
+
+    def record(image: str, result: str, action: str = "deploy") -> None:
+        rid = history.start(
+            name="web",
+            target="docker",
+            action=action,
+            spec="s.yml",
+            project="g/p",
+            image=image,
+            previous_image=None,
+        )
+        history.finish(rid, result, image_id=f"id-{image}", digest=f"sha256:{image}")  # type: ignore[arg-type]
+
+    with pytest.raises(DeployError, match="no successful deploy"):
+        history.rollback_target("web")
+    record("v1", "success")
+    record("v2", "success")
+    record("v3", "failure")
+    assert history.rollback_target("web").image == "v1"  # v2 serves; v3 never did
+    record("v1", "success", "rollback")
+    assert history.rollback_target("web").image == "v2"
+    records = history.records("web")
+    assert [r.image for r in records] == ["v1", "v3", "v2", "v1"]
+    assert records[1].result == "failure" and records[1].digest == "sha256:v3"
+    assert history.records("other") == []
+
+
+def test_one_deploy_of_a_name_at_a_time(tmp_path: Path) -> None:
+    with deploy_lock(tmp_path, "web"):
+        with (
+            pytest.raises(DeployError, match="another deploy of 'web' is running"),
+            deploy_lock(tmp_path, "web"),
+        ):
+            pass  # pragma: no cover - never entered
+        with deploy_lock(tmp_path, "api"):  # other names are independent
+            pass
+    with deploy_lock(tmp_path, "web"):  # released
+        pass

@@ -1,0 +1,180 @@
+"""GitLab webhook payloads and headers shaped like GitLab's documentation (webhook_events.md)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from conveyor.tokens import project_token
+
+ZERO = "0" * 40
+SECRET = "test-master-secret-not-real"
+SHA_A = "da1560886d4f094c3e6c9ef40349f7d38b5d27d7"
+SHA_B = "b6568db1bc1dcd7f8b4d5a946b0b91f9dacd7327"
+SHA_C = "95790bf891e76fee5e1747ab589903a6a1f80f22"
+
+
+def _project(path: str) -> dict[str, Any]:
+    return {
+        "id": 15,
+        "name": path.rsplit("/", 1)[-1],
+        "web_url": f"http://gitlab.example.com/{path}",
+        "git_http_url": f"http://gitlab.example.com/{path}.git",
+        "git_ssh_url": f"git@gitlab.example.com:{path}.git",
+        "namespace": path.rsplit("/", 1)[0],
+        "path_with_namespace": path,
+        "default_branch": "main",
+    }
+
+
+def push(
+    path: str = "demo/app",
+    *,
+    branch: str = "main",
+    before: str = SHA_A,
+    after: str = SHA_B,
+    message: str = "Update Catalan translation to e38cb41.",
+    push_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    commits = (
+        []
+        if after == ZERO
+        else [
+            {
+                "id": SHA_A,
+                "message": "Update README",
+                "title": "Update README",
+                "timestamp": "2011-12-12T14:27:31+02:00",
+                "url": f"http://gitlab.example.com/{path}/commit/{SHA_A}",
+                "author": {"name": "Jordi Mallach", "email": "jordi@softcatala.org"},
+                "added": ["CHANGELOG"],
+                "modified": ["app/controller/application.rb"],
+                "removed": [],
+            },
+            {
+                "id": after,
+                "message": message,
+                "title": message.splitlines()[0] if message else "",
+                "timestamp": "2012-01-03T23:36:29+02:00",
+                "url": f"http://gitlab.example.com/{path}/commit/{after}",
+                "author": {"name": "GitLab dev user", "email": "gitlabdev@dv6700.(none)"},
+                "added": [],
+                "modified": [],
+                "removed": [],
+            },
+        ]
+    )
+    return {
+        "object_kind": "push",
+        "event_name": "push",
+        "before": before,
+        "after": after,
+        "ref": f"refs/heads/{branch}",
+        "ref_protected": True,
+        "checkout_sha": None if after == ZERO else after,
+        "user_id": 4,
+        "user_name": "John Smith",
+        "user_username": "jsmith",
+        "user_email": "john@example.com",
+        "project_id": 15,
+        "project": _project(path),
+        "repository": {
+            "name": path.rsplit("/", 1)[-1],
+            "url": f"git@gitlab.example.com:{path}.git",
+            "homepage": f"http://gitlab.example.com/{path}",
+        },
+        "commits": commits,
+        "total_commits_count": len(commits),
+        "push_options": push_options or {},
+    }
+
+
+def tag_push(path: str = "demo/app", *, tag: str = "v1.0.0", after: str = SHA_C) -> dict[str, Any]:
+    data = push(path, before=ZERO, after=after)
+    data.update(object_kind="tag_push", event_name="tag_push", ref=f"refs/tags/{tag}", commits=[])
+    data["total_commits_count"] = 0
+    return data
+
+
+def merge_request(
+    path: str = "demo/app",
+    *,
+    action: str = "open",
+    source: str = "feature/login",
+    target: str = "main",
+    iid: int = 7,
+    sha: str = SHA_C,
+    oldrev: str | None = None,
+) -> dict[str, Any]:
+    attrs: dict[str, Any] = {
+        "id": 99,
+        "iid": iid,
+        "target_branch": target,
+        "source_branch": source,
+        "source_project_id": 15,
+        "target_project_id": 15,
+        "title": "Add login",
+        "state": {"merge": "merged", "close": "closed"}.get(action, "opened"),
+        "merge_status": "unchecked",
+        "url": f"http://gitlab.example.com/{path}/-/merge_requests/{iid}",
+        "source": _project(path),
+        "target": _project(path),
+        "last_commit": {
+            "id": sha,
+            "message": "fixed readme",
+            "title": "fixed readme",
+            "timestamp": "2012-01-03T23:36:29+02:00",
+            "author": {"name": "GitLab dev user", "email": "gitlabdev@dv6700.(none)"},
+        },
+        "action": action,
+    }
+    if oldrev is not None:
+        attrs["oldrev"] = oldrev
+    return {
+        "object_kind": "merge_request",
+        "event_type": "merge_request",
+        "user": {"id": 1, "name": "Administrator", "username": "root"},
+        "project": _project(path),
+        "object_attributes": attrs,
+        "labels": [],
+        "changes": {},
+        "repository": {
+            "name": path.rsplit("/", 1)[-1],
+            "homepage": f"http://gitlab.example.com/{path}",
+        },
+    }
+
+
+EVENT_HEADERS = {
+    "push": "Push Hook",
+    "tag_push": "Tag Push Hook",
+    "merge_request": "Merge Request Hook",
+}
+
+
+def headers(
+    payload: dict[str, Any],
+    *,
+    token: str | None = None,
+    key: str | None = None,
+    event: str | None = None,
+    secret: str = SECRET,
+) -> dict[str, str]:
+    """The headers GitLab sends with ``payload`` (token derived for its project)."""
+    path = payload["project"]["path_with_namespace"]
+    out = {
+        "Content-Type": "application/json",
+        "User-Agent": "GitLab/17.5.0",
+        "X-Gitlab-Event": event or EVENT_HEADERS[payload["object_kind"]],
+        "X-Gitlab-Token": token if token is not None else project_token(secret, path),
+        "X-Gitlab-Instance": "http://gitlab.example.com",
+        "X-Gitlab-Webhook-UUID": str(uuid.uuid4()),
+        "X-Gitlab-Event-UUID": str(uuid.uuid4()),
+        "Idempotency-Key": key if key is not None else str(uuid.uuid4()),
+    }
+    return out
+
+
+def body(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload).encode()

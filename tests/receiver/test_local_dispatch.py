@@ -1,0 +1,126 @@
+"""Dispatch to the local Docker runner, end to end: webhook -> checkout -> stages -> statuses."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from conveyor.config import Settings
+from conveyor.receiver.dispatch import LocalDispatcher
+from conveyor.receiver.queue import Status
+from conveyor.receiver.worker import WorkerOptions
+from tests.receiver import payloads as p
+from tests.receiver.test_app import rows, send
+
+pytestmark = pytest.mark.docker
+
+SPEC = """\
+apiVersion: conveyor/v1
+project: demo/app
+triggers:
+  push:
+    branches: [main]
+jenkins:
+  job: demo/app
+stages:
+  - name: STAGE
+    image: busybox:latest
+    run:
+      - test "$(cat hello.txt)" = "hello from $gitlabBranch"
+      - test "$gitlabActionType" = PUSH
+"""
+
+
+STAGE = f"receiver-check-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def spec_paths(tmp_path: Path) -> list[Path]:
+    path = tmp_path / "specs" / "local.yml"
+    path.parent.mkdir()
+    path.write_text(SPEC.replace("STAGE", STAGE))
+    return [path]
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    path = tmp_path / "repo"
+    path.mkdir()
+    git(path, "init", "--quiet", "--initial-branch", "main")
+    return path
+
+
+def commit(repo: Path, content: str) -> str:
+    (repo / "hello.txt").write_text(content)
+    git(repo, "add", "hello.txt")
+    git(repo, "commit", "--quiet", "-m", f"set {content}")
+    return git(repo, "rev-parse", "HEAD")
+
+
+def local_push(repo: Path, sha: str) -> dict[str, Any]:
+    data = p.push(after=sha)
+    data["project"]["git_http_url"] = str(repo)
+    return data
+
+
+def test_local_runner_builds_the_pushed_commit_and_reports_statuses(
+    start_receiver: Any, repo: Path, gitlab_emulator: Any, tmp_path: Path
+) -> None:
+    client = docker.from_env()
+    good = commit(repo, "hello from main")
+    bad = commit(repo, "something else")
+    settings = Settings(
+        secret=p.SECRET,
+        state_dir=tmp_path / "state",
+        gitlab_url=gitlab_emulator.url,
+        gitlab_token=gitlab_emulator.tokens["maintainer"],
+    )
+    running = start_receiver(
+        settings=settings,
+        dispatcher=LocalDispatcher(settings, poll_s=0.1),
+        worker_options=WorkerOptions(workers=1, poll_s=0.05),
+    )
+    ok_id = send(running, local_push(repo, good)).json()["id"]
+    running.wait_for(
+        lambda: rows(running)[0].status in (Status.DONE, Status.FAILED, Status.DEAD), 120
+    )
+    fail_id = send(running, local_push(repo, bad)).json()["id"]
+    running.wait_for(
+        lambda: (
+            next(r for r in rows(running) if r.id == fail_id).status
+            in (Status.DONE, Status.FAILED, Status.DEAD)
+        ),
+        120,
+    )
+    by_id = {r.id: r for r in rows(running)}
+    assert by_id[ok_id].status is Status.DONE, by_id[ok_id].reason
+    assert by_id[fail_id].status is Status.FAILED and by_id[fail_id].attempts == 1
+    assert f"failed at '{STAGE}'" in (by_id[fail_id].reason or "")
+    running.wait_for(lambda: len(gitlab_emulator.statuses("demo/app", bad)) >= 3)
+    assert [s.state for s in gitlab_emulator.statuses("demo/app", good)] == [
+        "pending",
+        "running",
+        "success",
+    ]
+    assert [s.state for s in gitlab_emulator.statuses("demo/app", bad)] == [
+        "pending",
+        "running",
+        "failed",
+    ]
+    assert client.containers.list(all=True, filters={"label": f"conveyor.stage={STAGE}"}) == []
+    assert not list(Path("/tmp").glob(f"conveyor-event-{ok_id}-*"))

@@ -1,0 +1,191 @@
+"""The SQLite queue: leases, deploy locks, supersede, release, replay, dedupe in one batch."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from conveyor.errors import QueueError
+from conveyor.receiver.queue import (
+    EventQueue,
+    IntakeWriter,
+    NewEvent,
+    Status,
+    connect,
+    database_path,
+)
+
+
+def new(
+    key: str | None,
+    *,
+    lane: str | None = None,
+    targets: tuple[str, ...] = (),
+    status: Status = Status.QUEUED,
+) -> NewEvent:
+    return NewEvent(
+        event_header="Push Hook",
+        body=b'{"ref": "refs/heads/main"}',
+        status=status,
+        received_at=time.time(),
+        idempotency_key=key,
+        project="demo/app",
+        ref="refs/heads/main",
+        sha="a" * 40,
+        lane=lane,
+        deploy_targets=targets,
+    )
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return database_path(tmp_path / "state")
+
+
+def store(db: Path, *events: NewEvent) -> list[int]:
+    writer = IntakeWriter(db)
+    try:
+        return [writer.submit(e).result(10).event_id for e in events]
+    finally:
+        writer.close()
+
+
+def test_durability_pragmas(db: Path) -> None:
+    conn = connect(db)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    finally:
+        conn.close()
+
+
+def test_duplicates_within_one_batch_and_across_batches(db: Path) -> None:
+    writer = IntakeWriter(db)
+    try:
+        futures = [writer.submit(new("k")) for _ in range(5)] + [
+            writer.submit(new(None)) for _ in range(2)
+        ]
+        results = [f.result(10) for f in futures]
+        again = writer.submit(new("k")).result(10)
+    finally:
+        writer.close()
+    assert [r.duplicate for r in results] == [False, True, True, True, True, False, False]
+    assert len({r.event_id for r in results[:5]}) == 1
+    assert again.duplicate and again.event_id == results[0].event_id
+    queue = EventQueue(db)
+    assert len(queue.list_events()) == 3
+    queue.close()
+
+
+def test_deploy_targets_never_overlap(db: Path) -> None:
+    first, second, third = store(
+        db, new("a", targets=("prod",)), new("b", targets=("prod", "x")), new("c", targets=("y",))
+    )
+    queue = EventQueue(db)
+    one = queue.claim("w1", lease_s=60)
+    assert one is not None and one.record.id == first
+    other = queue.claim("w2", lease_s=60)
+    assert other is not None and other.record.id == third  # second waits for "prod"
+    assert queue.claim("w3", lease_s=60) is None
+    assert queue.finish(one, succeeded=True, result_url=None, detail="ok", status=None)
+    follow = queue.claim("w3", lease_s=60)
+    assert follow is not None and follow.record.id == second
+    queue.close()
+
+
+def test_expired_lease_is_reclaimed_and_the_old_owner_cannot_finish(db: Path) -> None:
+    [event_id] = store(db, new("a", targets=("prod",)))
+    queue = EventQueue(db)
+    lost = queue.claim("crashed", lease_s=0.05)
+    assert lost is not None
+    assert queue.claim("w2", lease_s=60) is None
+    time.sleep(0.1)
+    again = queue.claim("w2", lease_s=60)
+    assert again is not None and again.record.id == event_id and again.record.attempts == 2
+    assert not queue.finish(lost, succeeded=True, result_url=None, detail="late", status=None)
+    assert not queue.heartbeat(lost, lease_s=60)
+    assert queue.finish(again, succeeded=True, result_url=None, detail="ok", status=None)
+    record = queue.get(event_id)
+    assert record is not None and record.status is Status.DONE and record.reason == "ok"
+    queue.close()
+
+
+def test_release_keeps_resume_state_and_does_not_count(db: Path) -> None:
+    [event_id] = store(db, new("a"))
+    queue = EventQueue(db)
+    claim = queue.claim("w", lease_s=60)
+    assert claim is not None
+    assert queue.progress(claim, dispatch_state={"queue_id": 7}, result_url="http://j/1/")
+    assert queue.release(claim)
+    record = queue.get(event_id)
+    assert record is not None
+    assert (record.status, record.attempts, record.dispatch_state) == (
+        Status.QUEUED,
+        0,
+        {"queue_id": 7},
+    )
+    queue.close()
+
+
+def test_retry_later_waits_for_backoff(db: Path) -> None:
+    store(db, new("a"))
+    queue = EventQueue(db)
+    claim = queue.claim("w", lease_s=60)
+    assert claim is not None
+    assert queue.retry_later(claim, error="down", delay_s=60)
+    assert queue.claim("w", lease_s=60) is None
+    assert queue.claim("w", lease_s=60, now=time.time() + 61) is not None
+    queue.close()
+
+
+def test_supersede_only_touches_queued_events_of_the_same_lane(db: Path) -> None:
+    [running_id] = store(db, new("a", lane="L"))
+    queue = EventQueue(db)
+    claim = queue.claim("w", lease_s=60)
+    assert claim is not None and claim.record.id == running_id
+    queued_id, other_lane = store(db, new("b", lane="L"), new("x", lane="M"))
+    [newest] = store(db, new("c", lane="L"))
+    states = {r.id: r.status for r in queue.list_events()}
+    assert states == {
+        running_id: Status.RUNNING,
+        queued_id: Status.SUPERSEDED,
+        other_lane: Status.QUEUED,
+        newest: Status.QUEUED,
+    }
+    queue.close()
+
+
+def test_replay(db: Path) -> None:
+    done_id, ignored_id = store(db, new("a"), new("b", status=Status.IGNORED))
+    queue = EventQueue(db)
+    claim = queue.claim("w", lease_s=60)
+    assert claim is not None
+    queue.finish(claim, succeeded=True, result_url=None, detail="ok", status=None)
+    copy = queue.replay(done_id)
+    record = queue.get(copy)
+    assert record is not None and record.status is Status.QUEUED and record.replay_of == done_id
+    assert record.body == b'{"ref": "refs/heads/main"}' and record.idempotency_key is None
+    with pytest.raises(QueueError, match="ignored"):
+        queue.replay(ignored_id)
+    with pytest.raises(QueueError, match="no event"):
+        queue.replay(999)
+    queue.close()
+
+
+def test_unusable_state_dir_is_a_queue_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(QueueError, match="state"):
+        connect(blocker / "receiver" / "events.db")
+
+
+def test_newer_schema_is_refused(db: Path) -> None:
+    connect(db).close()
+    raw = sqlite3.connect(db)
+    raw.execute("PRAGMA user_version=99")
+    raw.close()
+    with pytest.raises(QueueError, match="schema version 99"):
+        connect(db)
