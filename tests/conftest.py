@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.emulators.fixtures", "tests.groovy.harness"]
+pytest_plugins = ["tests.emulators.fixtures", "tests.groovy.harness", "tests.docker.fixtures"]

@@ -24,8 +24,13 @@ from pathlib import Path
 
 def conveyor(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
-    return subprocess.run([sys.executable, "-m", "conveyor.cli.main", *args, "--state", str(state)],
-                          capture_output=True, text=True, env=env, timeout=1200)
+    return subprocess.run(
+        [sys.executable, "-m", "conveyor.cli.main", *args, "--state", str(state)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1200,
+    )
 
 
 def main() -> None:
@@ -48,16 +53,23 @@ def main() -> None:
     requests = [r["probe"]["requests"] for r in rounds]
     failures = [r["probe"]["failures"] for r in rounds]
     print("## Demo loop\n")
-    print("`conveyor demo` end to end (receiver, local runner, registry with auth, blue-green deploy "
-          "behind caddy); a probe sends 50 requests/s to the service during the second push.\n")
+    print(
+        "`conveyor demo` end to end (receiver, local runner, registry with auth, blue-green deploy "
+        "behind caddy); a probe sends 50 requests/s to the service during the second push.\n"
+    )
     print(f"- Command: `.venv/bin/python bench/demo/bench_demo.py --rounds {args.rounds}`")
     print(f"- Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}")
-    print(f"- Result ({datetime.now(UTC):%Y-%m-%d}): second push -> new version serving, warm cache: "
-          f"**median {statistics.median(switch):.1f} s** (rounds: "
-          + ", ".join(f"{s:.1f}" for s in switch) + " s; target < 20 s)")
+    print(
+        f"- Result ({datetime.now(UTC):%Y-%m-%d}): second push -> new version serving, warm cache: "
+        f"**median {statistics.median(switch):.1f} s** (rounds: "
+        + ", ".join(f"{s:.1f}" for s in switch)
+        + " s; target < 20 s)"
+    )
     print(f"- First round (cold build cache): switch {rounds[0]['switch_seconds']:.1f} s")
-    print("- First push (test, build, push, first deploy), warm: median "
-          f"{statistics.median(push1):.1f} s")
+    print(
+        "- First push (test, build, push, first deploy), warm: median "
+        f"{statistics.median(push1):.1f} s"
+    )
     print(f"- Requests during the switches: {requests}; failed: {failures} (must be all 0)")
 
 

@@ -29,9 +29,11 @@ def env_name(field: str) -> str:
     return _ENV_NAMES.get(field, "CONVEYOR_" + field.upper())
 
 
-_ENV_NAMES = {"previous_secret": "CONVEYOR_SECRET_PREVIOUS",
-              "previous_secret_until": "CONVEYOR_SECRET_PREVIOUS_UNTIL",
-              "state_dir": "CONVEYOR_STATE"}
+_ENV_NAMES = {
+    "previous_secret": "CONVEYOR_SECRET_PREVIOUS",
+    "previous_secret_until": "CONVEYOR_SECRET_PREVIOUS_UNTIL",
+    "state_dir": "CONVEYOR_STATE",
+}
 
 
 def default_state_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -64,7 +66,8 @@ class Settings:
         if missing:
             raise ConfigError(
                 "missing setting" + ("s" if len(missing) > 1 else "") + ": " + ", ".join(missing),
-                hint="export " + " ".join(f"{m}=..." for m in missing)
+                hint="export "
+                + " ".join(f"{m}=..." for m in missing)
                 + " (or put them in the config file, see `conveyor --help`)",
             )
 
@@ -104,8 +107,10 @@ def _read_file(path: Path) -> dict[str, str]:
     known = {f.name for f in fields(Settings)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(f"config file {path}: unknown key(s) {', '.join(unknown)}",
-                          hint="known keys: " + ", ".join(sorted(known)))
+        raise ConfigError(
+            f"config file {path}: unknown key(s) {', '.join(unknown)}",
+            hint="known keys: " + ", ".join(sorted(known)),
+        )
     return {k: str(v) for k, v in data.items()}
 
 
@@ -149,9 +154,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "CONVEYOR_SECRET_PREVIOUS needs CONVEYOR_SECRET_PREVIOUS_UNTIL (the end of the rotation overlap)"
         )
     if problems:
-        raise ConfigError("invalid setting" + ("s" if len(problems) > 1 else "") + ": "
-                          + "; ".join(problems))
-    state = Path(values["state_dir"]).expanduser() if values.get("state_dir") else default_state_dir(env)
+        raise ConfigError(
+            "invalid setting" + ("s" if len(problems) > 1 else "") + ": " + "; ".join(problems)
+        )
+    state = (
+        Path(values["state_dir"]).expanduser()
+        if values.get("state_dir")
+        else default_state_dir(env)
+    )
     return Settings(
         gitlab_url=values.get("gitlab_url"),
         gitlab_token=values.get("gitlab_token"),

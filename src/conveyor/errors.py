@@ -93,9 +93,7 @@ class RenderError(ConveyorError):
 class RemoteError(ConveyorError):
     """A remote server refused or failed a request."""
 
-    def __init__(
-        self, message: str, *, status: int | None = None, hint: str | None = None
-    ) -> None:
+    def __init__(self, message: str, *, status: int | None = None, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.status = status
 

@@ -24,7 +24,9 @@ def project_token(secret: str, project_path: str) -> str:
     return mac.hexdigest()
 
 
-def accepted_tokens(settings: Settings, project_path: str, now: datetime | None = None) -> list[str]:
+def accepted_tokens(
+    settings: Settings, project_path: str, now: datetime | None = None
+) -> list[str]:
     """Tokens the receiver accepts for ``project_path`` now: current, plus previous during overlap."""
     now = now or datetime.now(UTC)
     tokens: list[str] = []

@@ -21,8 +21,14 @@ def test_missing_settings_are_named_together() -> None:
 
 def test_malformed_settings_name_the_variable() -> None:
     with pytest.raises(ConfigError) as info:
-        load_settings({"CONVEYOR_JENKINS_URL": "jenkins.local", "CONVEYOR_SECRET_PREVIOUS_UNTIL": "soon",
-                       "CONVEYOR_SECRET": "s", "CONVEYOR_SECRET_PREVIOUS": "p"})
+        load_settings(
+            {
+                "CONVEYOR_JENKINS_URL": "jenkins.local",
+                "CONVEYOR_SECRET_PREVIOUS_UNTIL": "soon",
+                "CONVEYOR_SECRET": "s",
+                "CONVEYOR_SECRET_PREVIOUS": "p",
+            }
+        )
     assert "CONVEYOR_JENKINS_URL must be an http(s) URL" in str(info.value)
     assert "CONVEYOR_SECRET_PREVIOUS_UNTIL must be an ISO-8601 time" in str(info.value)
 
@@ -56,8 +62,13 @@ def test_tokens_are_per_project_and_rotation_overlap_is_bounded() -> None:
     a, b = project_token("s1", "g/a"), project_token("s1", "g/b")
     assert a != b and len(a) == 64 and project_token("s1", "g/a") == a
     now = datetime(2026, 11, 28, tzinfo=UTC)
-    s = load_settings({"CONVEYOR_SECRET": "s2", "CONVEYOR_SECRET_PREVIOUS": "s1",
-                       "CONVEYOR_SECRET_PREVIOUS_UNTIL": (now + timedelta(days=1)).isoformat()})
+    s = load_settings(
+        {
+            "CONVEYOR_SECRET": "s2",
+            "CONVEYOR_SECRET_PREVIOUS": "s1",
+            "CONVEYOR_SECRET_PREVIOUS_UNTIL": (now + timedelta(days=1)).isoformat(),
+        }
+    )
     assert accepted_tokens(s, "g/a", now) == [project_token("s2", "g/a"), a]
     assert accepted_tokens(s, "g/a", now + timedelta(days=2)) == [project_token("s2", "g/a")]
 

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,15 +22,20 @@ pytestmark = pytest.mark.docker
 
 def conveyor(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
-    return subprocess.run([sys.executable, "-m", "conveyor.cli.main", *args, "--state", str(state)],
-                          capture_output=True, text=True, env=env, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "conveyor.cli.main", *args, "--state", str(state)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
 
 
 def test_demo_twice_then_after_down(tmp_path: Path) -> None:
     state = tmp_path / "state"
     try:
         versions = []
-        for attempt in range(2):
+        for _ in range(2):
             res = conveyor(state, "demo", "--json")
             assert res.returncode == 0, res.stderr[-3000:]
             data = json.loads(res.stdout)
@@ -41,7 +47,8 @@ def test_demo_twice_then_after_down(tmp_path: Path) -> None:
             assert data["probe"]["failures"] == 0 and data["probe"]["requests"] > 50
             seen = data["probe"]["versions_seen"]
             assert seen[-1].startswith("hello again from hello-web ") and seen[-1].endswith(
-                data["versions"][1])
+                data["versions"][1]
+            )
             assert all(Path(p).is_file() for p in data["rendered"])
             versions.append(tuple(data["versions"]))
             assert not (state / "demo" / "demo.json").exists(), "processes were left running"
@@ -59,7 +66,7 @@ def test_demo_twice_then_after_down(tmp_path: Path) -> None:
 class _Fixed(BaseHTTPRequestHandler):
     version = "old"
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         body = (self.version if self.path == "/version" else "hello").encode()
         self.send_response(200 if self.path != "/boom" else 500)
         self.send_header("Content-Length", str(len(body)))
@@ -82,7 +89,8 @@ def fixed_server() -> Iterator[int]:
 
 
 def test_serving_check_fails_loudly_when_the_new_version_never_arrives(
-        tmp_path: Path, fixed_server: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, fixed_server: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("conveyor.demo.loop.SERVICE_PORT", fixed_server)
     demo = Demo(tmp_path, receiver_port=1, keep=False, report=lambda s: None)
     with pytest.raises(DemoFailed, match="did not serve version new-sha"):
@@ -108,3 +116,32 @@ def test_wait_event_fails_loudly_for_an_unknown_event(tmp_path: Path) -> None:
     demo = Demo(tmp_path, receiver_port=1, keep=False, report=lambda s: None)
     with pytest.raises(DemoFailed, match="was not processed within"):
         demo.wait_event(12345, timeout=0.3)
+
+
+@pytest.mark.usefixtures("jenkins_emulator")
+def test_demo_shows_the_plan_against_configured_gitlab_and_jenkins(
+    gitlab_emulator: Any, jenkins_emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conveyor.demo.loop import show_plan
+    from conveyor.demo.repo import find_example
+    from tests.emulators.fixtures import JENKINS_API_TOKEN, JENKINS_USER
+
+    spec = find_example("hello-web") / "conveyor.yml"
+    monkeypatch.delenv("CONVEYOR_GITLAB_URL", raising=False)
+    assert show_plan(spec) is None  # not configured: nothing to show
+    env = {
+        "CONVEYOR_GITLAB_URL": gitlab_emulator.url,
+        "CONVEYOR_GITLAB_TOKEN": gitlab_emulator.tokens["maintainer"],
+        "CONVEYOR_JENKINS_URL": jenkins_emulator.url,
+        "CONVEYOR_JENKINS_USER": JENKINS_USER,
+        "CONVEYOR_JENKINS_TOKEN": JENKINS_API_TOKEN,
+        "CONVEYOR_WEBHOOK_URL": "https://conveyor.example.com",
+        "CONVEYOR_SECRET": "demo-plan-secret",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    plan = show_plan(spec)
+    assert plan is not None
+    assert plan["summary"]["jobs"] == {"create": 1}
+    assert plan["summary"]["hooks"] == {"create": 1}
+    assert gitlab_emulator.log.count_writes() == 0 and jenkins_emulator.log.count_writes() == 0

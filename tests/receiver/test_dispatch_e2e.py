@@ -9,11 +9,11 @@ import pytest
 import jenkins
 from conveyor.config import Settings
 from conveyor.errors import ConfigError
+from conveyor.jenkins.render import render
+from conveyor.pipeline.context import TRIGGER_PARAMETERS
 from conveyor.receiver.dispatch import JenkinsDispatcher, LocalDispatcher, make_dispatcher
 from conveyor.receiver.queue import Status
 from conveyor.receiver.worker import WorkerOptions
-from conveyor.jenkins.render import render
-from conveyor.pipeline.context import TRIGGER_PARAMETERS
 from conveyor.spec.load import load_spec
 from tests.emulators.fixtures import JENKINS_API_TOKEN, JENKINS_USER
 from tests.receiver import payloads as p
@@ -30,8 +30,13 @@ stages: [{name: t, run: ["true"]}]
 
 
 # Present when the payload carries them (user, title, clone URL, before).
-OPTIONAL = {"gitlabBefore", "gitlabMergeRequestTitle", "gitlabSourceRepoHttpUrl", "gitlabUserName",
-            "gitlabUserEmail"}
+OPTIONAL = {
+    "gitlabBefore",
+    "gitlabMergeRequestTitle",
+    "gitlabSourceRepoHttpUrl",
+    "gitlabUserName",
+    "gitlabUserEmail",
+}
 
 
 def job_xml(tmp_path: Any) -> str:

@@ -18,27 +18,36 @@ def write(path: Path, text: str) -> Path:
 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
-    write(tmp_path / "templates/base.yml", """\
+    write(
+        tmp_path / "templates/base.yml",
+        """\
 jenkins:
   agent: {image: agent:9, docker: dind}
   options: {timeout: 15m, keep_builds: 5}
 environment: {A: from-base, B: from-base}
 stages:
   - {name: base-stage, run: [echo base]}
-""")
-    write(tmp_path / "templates/service.yml", """\
+""",
+    )
+    write(
+        tmp_path / "templates/service.yml",
+        """\
 extends: base.yml
 jenkins:
   options: {keep_builds: 7}
 environment: {B: from-service}
-""")
-    write(tmp_path / "app.yml", """\
+""",
+    )
+    write(
+        tmp_path / "app.yml",
+        """\
 apiVersion: conveyor/v1
 extends: templates/service.yml
 project: demo/app
 jenkins: {job: demo/app}
 environment: {C: from-app}
-""")
+""",
+    )
     return tmp_path
 
 
@@ -53,7 +62,9 @@ def test_extends_deep_merges_mappings_and_child_wins(tree: Path) -> None:
 
 
 def test_lists_replace_instead_of_merging(tree: Path) -> None:
-    (tree / "app.yml").write_text((tree / "app.yml").read_text() + "stages:\n  - {name: own, run: [x]}\n")
+    (tree / "app.yml").write_text(
+        (tree / "app.yml").read_text() + "stages:\n  - {name: own, run: [x]}\n"
+    )
     spec = load_spec(tree / "app.yml").spec
     assert [s.name for s in spec.stages] == ["own"]
 
@@ -76,16 +87,25 @@ def test_error_from_a_template_value_names_the_template_file(tree: Path) -> None
 def test_extends_list_applies_in_order(tree: Path) -> None:
     write(tree / "templates/extra.yml", "environment: {A: from-extra}\n")
     app = tree / "app.yml"
-    app.write_text(app.read_text().replace(
-        "extends: templates/service.yml", "extends: [templates/service.yml, templates/extra.yml]"))
+    app.write_text(
+        app.read_text().replace(
+            "extends: templates/service.yml",
+            "extends: [templates/service.yml, templates/extra.yml]",
+        )
+    )
     spec = load_spec(app).spec
     assert spec.environment["A"] == "from-extra"
     assert spec.environment["B"] == "from-service"
 
 
 def test_expand_paths_skips_templates_and_finds_nested_specs(tree: Path) -> None:
-    write(tree / "group/sub/other.yaml", (tree / "app.yml").read_text()
-          .replace("demo/app", "demo/other").replace("templates/", "../../templates/"))
+    write(
+        tree / "group/sub/other.yaml",
+        (tree / "app.yml")
+        .read_text()
+        .replace("demo/app", "demo/other")
+        .replace("templates/", "../../templates/"),
+    )
     files = expand_paths([tree])
     assert [f.relative_to(tree).as_posix() for f in files] == ["app.yml", "group/sub/other.yaml"]
     assert len(load_specs([tree])) == 2

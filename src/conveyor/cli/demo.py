@@ -15,9 +15,13 @@ from conveyor.demo.loop import Step, run_demo, tear_down
 @click.command()
 @click.option("--down", is_flag=True, help="Stop and remove everything the demo started.")
 @click.option("--keep", is_flag=True, help="Leave the registry and receiver running afterwards.")
-@click.option("--state", "state", type=click.Path(path_type=Path),
-              help="State directory (default: CONVEYOR_STATE or the per-user default); "
-              "the demo lives in its demo/ subdirectory.")
+@click.option(
+    "--state",
+    "state",
+    type=click.Path(path_type=Path),
+    help="State directory (default: CONVEYOR_STATE or the per-user default); "
+    "the demo lives in its demo/ subdirectory.",
+)
 @click.option("--receiver-port", default=8765, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def command(down: bool, keep: bool, state: Path | None, receiver_port: int, as_json: bool) -> None:
@@ -55,11 +59,13 @@ def command(down: bool, keep: bool, state: Path | None, receiver_port: int, as_j
         table.add_row(step.name, f"{step.seconds:.1f}")
     console.print(table)
     console.print(f"service:   {result.url}  (version {result.versions[-1]})")
-    console.print(f"switch:    new version serving {result.switch_seconds:.1f} s after the push; "
-                  f"{result.probe.requests if result.probe else 0} requests during it, 0 failed")
+    console.print(
+        f"switch:    new version serving {result.switch_seconds:.1f} s after the push; "
+        f"{result.probe.requests if result.probe else 0} requests during it, 0 failed"
+    )
     console.print("rendered:  " + ", ".join(result.rendered))
     for name, where in result.logs.items():
         console.print(f"{name + ':':<10} {where}")
     if result.plan is not None:
-        console.print(f"plan:      {result.plan.get('counts')}")
+        console.print(f"plan:      {result.plan.get('summary')}")
     console.print("clean up:  conveyor demo --down")

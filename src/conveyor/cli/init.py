@@ -15,15 +15,31 @@ from conveyor.scaffold import available_templates, default_spec_path, scaffold_s
 @click.command()
 @click.argument("project", required=False)
 @click.option("-t", "--template", "template", help="Template name (see --list).")
-@click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Spec file (default: pipelines/<project>.yml); with --group, a directory.")
-@click.option("--dockerfile", type=click.Path(path_type=Path),
-              help="Also write the template's Dockerfile here (kept if it exists).")
-@click.option("--group", help="Write one spec per project of this GitLab group (subgroups included).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    help="Spec file (default: pipelines/<project>.yml); with --group, a directory.",
+)
+@click.option(
+    "--dockerfile",
+    type=click.Path(path_type=Path),
+    help="Also write the template's Dockerfile here (kept if it exists).",
+)
+@click.option(
+    "--group", help="Write one spec per project of this GitLab group (subgroups included)."
+)
 @click.option("--list", "list_templates", is_flag=True, help="List the available templates.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
-def command(project: str | None, template: str | None, output: Path | None,
-            dockerfile: Path | None, group: str | None, list_templates: bool, as_json: bool) -> None:
+def command(
+    project: str | None,
+    template: str | None,
+    output: Path | None,
+    dockerfile: Path | None,
+    group: str | None,
+    list_templates: bool,
+    as_json: bool,
+) -> None:
     """Scaffold a pipeline spec for PROJECT (a GitLab path like group/app) from a template.
 
     \b
@@ -35,9 +51,17 @@ def command(project: str | None, template: str | None, output: Path | None,
     if list_templates:
         templates = available_templates()
         if as_json:
-            print_json([{"name": t.name, "description": t.description, "spec": str(t.spec),
-                         "dockerfile": str(t.dockerfile) if t.dockerfile else None}
-                        for t in templates.values()])
+            print_json(
+                [
+                    {
+                        "name": t.name,
+                        "description": t.description,
+                        "spec": str(t.spec),
+                        "dockerfile": str(t.dockerfile) if t.dockerfile else None,
+                    }
+                    for t in templates.values()
+                ]
+            )
             return
         table = Table("template", "Dockerfile", "description")
         for t in templates.values():
@@ -69,8 +93,9 @@ def command(project: str | None, template: str | None, output: Path | None,
         raise ConveyorError(f"{out} is a directory; give the spec file path with -o")
     result = scaffold_spec(project, template, out, dockerfile=dockerfile)
     if as_json:
-        print_json({"written": [str(p) for p in result.written],
-                    "kept": [str(p) for p in result.kept]})
+        print_json(
+            {"written": [str(p) for p in result.written], "kept": [str(p) for p in result.kept]}
+        )
         return
     for path in result.written:
         console.print(f"wrote {path}")

@@ -12,7 +12,9 @@ from conveyor.spec.schema import spec_json_schema
 
 
 @click.command()
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write to a file instead of stdout.")
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), help="Write to a file instead of stdout."
+)
 @click.option("--markdown", is_flag=True, help="Print the spec reference as Markdown instead.")
 def command(output: Path | None, markdown: bool) -> None:
     """Print the JSON Schema of `apiVersion: conveyor/v1` specs.

@@ -29,13 +29,17 @@ def command(paths: tuple[Path, ...], as_json: bool) -> None:
             issues.extend(SpecIssue(str(item.path), 1, 1, "", m) for m in messages)
     files = [str(f) for f in expand_paths(targets)]
     if as_json:
-        print_json({
-            "valid": not issues,
-            "files": files,
-            "specs": [{"file": str(s.path), "project": s.spec.project, "job": s.spec.jenkins.job}
-                      for s in loaded],
-            "errors": [i.__dict__ for i in issues],
-        })
+        print_json(
+            {
+                "valid": not issues,
+                "files": files,
+                "specs": [
+                    {"file": str(s.path), "project": s.spec.project, "job": s.spec.jenkins.job}
+                    for s in loaded
+                ],
+                "errors": [i.__dict__ for i in issues],
+            }
+        )
     else:
         for issue in issues:
             err_console.print(f"[red]{_escape(str(issue))}[/red]")

@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 from conveyor.demo.repo import Commit
 
 
-def push_payload(project: str, repo_url: str, commit: Commit, branch: str = "main") -> dict[str, object]:
+def push_payload(
+    project: str, repo_url: str, commit: Commit, branch: str = "main"
+) -> dict[str, object]:
     """A ``Push Hook`` payload (GitLab's documented shape) for one commit on ``branch``."""
     name = project.rsplit("/", 1)[-1]
     now = datetime.now(UTC).isoformat()
@@ -38,21 +40,28 @@ def push_payload(project: str, repo_url: str, commit: Commit, branch: str = "mai
             "web_url": f"http://gitlab.invalid/{project}",
             "visibility_level": 0,
         },
-        "commits": [{
-            "id": commit.sha,
-            "message": commit.message + "\n",
-            "title": commit.message,
-            "timestamp": now,
-            "url": f"http://gitlab.invalid/{project}/-/commit/{commit.sha}",
-            "author": author,
-            "added": [],
-            "modified": ["app.py"],
-            "removed": [],
-        }],
+        "commits": [
+            {
+                "id": commit.sha,
+                "message": commit.message + "\n",
+                "title": commit.message,
+                "timestamp": now,
+                "url": f"http://gitlab.invalid/{project}/-/commit/{commit.sha}",
+                "author": author,
+                "added": [],
+                "modified": ["app.py"],
+                "removed": [],
+            }
+        ],
         "total_commits_count": 1,
         "push_options": {},
-        "repository": {"name": name, "url": repo_url, "homepage": f"http://gitlab.invalid/{project}",
-                       "git_http_url": repo_url, "visibility_level": 0},
+        "repository": {
+            "name": name,
+            "url": repo_url,
+            "homepage": f"http://gitlab.invalid/{project}",
+            "git_http_url": repo_url,
+            "visibility_level": 0,
+        },
     }
 
 

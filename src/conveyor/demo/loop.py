@@ -32,11 +32,23 @@ EXAMPLE = "hello-web"
 REGISTRY_PORT = 5555  # the example spec pushes to localhost:5555
 SERVICE_PORT = 8080  # the example spec's proxy port
 FINAL = {Status.DONE, Status.FAILED, Status.DEAD, Status.IGNORED, Status.SUPERSEDED}
-SECRET_VARS = ("CONVEYOR_GITLAB_URL", "CONVEYOR_GITLAB_TOKEN", "CONVEYOR_JENKINS_URL",
-               "CONVEYOR_JENKINS_USER", "CONVEYOR_JENKINS_TOKEN", "CONVEYOR_SECRET",
-               "CONVEYOR_SECRET_PREVIOUS", "CONVEYOR_SECRET_PREVIOUS_UNTIL", "CONVEYOR_STATE",
-               "CONVEYOR_CONFIG", "CONVEYOR_REGISTRY_USER", "CONVEYOR_REGISTRY_PASSWORD",
-               "REGISTRY_USER", "REGISTRY_PASSWORD", "DOCKER_HOST")
+SECRET_VARS = (
+    "CONVEYOR_GITLAB_URL",
+    "CONVEYOR_GITLAB_TOKEN",
+    "CONVEYOR_JENKINS_URL",
+    "CONVEYOR_JENKINS_USER",
+    "CONVEYOR_JENKINS_TOKEN",
+    "CONVEYOR_SECRET",
+    "CONVEYOR_SECRET_PREVIOUS",
+    "CONVEYOR_SECRET_PREVIOUS_UNTIL",
+    "CONVEYOR_STATE",
+    "CONVEYOR_CONFIG",
+    "CONVEYOR_REGISTRY_USER",
+    "CONVEYOR_REGISTRY_PASSWORD",
+    "REGISTRY_USER",
+    "REGISTRY_PASSWORD",
+    "DOCKER_HOST",
+)
 
 
 class DemoFailed(ConveyorError):
@@ -98,8 +110,10 @@ class Demo:
                 names = {t for img in client.images.list() for t in img.tags}
             missing = [i for i in ("python:3.11-slim",) if i not in names]
             if missing:
-                raise DemoFailed(f"base image(s) missing: {', '.join(missing)}",
-                                 hint="run ./dev.sh setup (builds local base images, no pulls)")
+                raise DemoFailed(
+                    f"base image(s) missing: {', '.join(missing)}",
+                    hint="run ./dev.sh setup (builds local base images, no pulls)",
+                )
             d.append(f"engine {client.version().get('Version', '?')}")
 
     def render(self, spec_path: Path) -> tuple[LoadedSpec, list[str]]:
@@ -114,7 +128,8 @@ class Demo:
                     target.write_text(f.content, encoding="utf-8")
                     written.append(str(target))
             if not any(w.endswith("Jenkinsfile") for w in written) or not any(
-                    w.endswith("config.xml") for w in written):
+                w.endswith("config.xml") for w in written
+            ):
                 raise DemoFailed("rendering produced no Jenkinsfile/config.xml")
             d.append(f"{spec_path} is valid; wrote " + ", ".join(written))
         return loaded, written
@@ -127,8 +142,14 @@ class Demo:
             d.append(f"localhost:{REGISTRY_PORT} (htpasswd user {creds.username})")
         with self.step("start the receiver (conveyor serve --dispatch local)") as d:
             env = {k: v for k, v in os.environ.items() if k not in SECRET_VARS}
-            env.update({"CONVEYOR_SECRET": secret, "CONVEYOR_STATE": str(self.root / "state"),
-                        "REGISTRY_USER": creds.username, "REGISTRY_PASSWORD": creds.password})
+            env.update(
+                {
+                    "CONVEYOR_SECRET": secret,
+                    "CONVEYOR_STATE": str(self.root / "state"),
+                    "REGISTRY_USER": creds.username,
+                    "REGISTRY_PASSWORD": creds.password,
+                }
+            )
             proc = services.start_receiver(self.root, spec_path, self.receiver_port, env)
             self.processes.append(proc)
             services.record(self.root, self.processes)
@@ -137,8 +158,9 @@ class Demo:
     def post_push(self, project: str, repo_dir: Path, commit: repo.Commit, token: str) -> int:
         payload = events.push_payload(project, str(repo_dir), commit)
         url = f"http://127.0.0.1:{self.receiver_port}/hooks/gitlab"
-        resp = httpx.post(url, content=events.encode(payload), headers=events.push_headers(token),
-                          timeout=10)
+        resp = httpx.post(
+            url, content=events.encode(payload), headers=events.push_headers(token), timeout=10
+        )
         if resp.status_code != 202:
             raise DemoFailed(f"receiver answered {resp.status_code} to the push event: {resp.text}")
         answer = resp.json()
@@ -158,13 +180,16 @@ class Demo:
                             f"event {event_id} ended {record.status.value}: "
                             f"{record.last_error or record.reason or ''}",
                             hint=f"conveyor events show {event_id} --state {self.root / 'state'}; "
-                            f"receiver log {self.root / 'logs' / 'receiver.log'}")
+                            f"receiver log {self.root / 'logs' / 'receiver.log'}",
+                        )
                     return record.result_url or ""
                 time.sleep(0.2)
         finally:
             queue.close()
-        raise DemoFailed(f"event {event_id} was not processed within {timeout:.0f} s",
-                         hint=f"see {self.root / 'logs' / 'receiver.log'}")
+        raise DemoFailed(
+            f"event {event_id} was not processed within {timeout:.0f} s",
+            hint=f"see {self.root / 'logs' / 'receiver.log'}",
+        )
 
     def serving(self, expect: str, timeout: float) -> str:
         """Wait until the service reports version ``expect``; return its greeting."""
@@ -172,15 +197,18 @@ class Demo:
         last = "no answer"
         while time.monotonic() < deadline:
             try:
-                version = httpx.get(f"http://127.0.0.1:{SERVICE_PORT}/version", timeout=2).text.strip()
+                version = httpx.get(
+                    f"http://127.0.0.1:{SERVICE_PORT}/version", timeout=2
+                ).text.strip()
                 if version == expect:
                     return httpx.get(f"http://127.0.0.1:{SERVICE_PORT}/", timeout=2).text.strip()
                 last = f"version {version}"
             except httpx.HTTPError as exc:
                 last = type(exc).__name__
             time.sleep(0.1)
-        raise DemoFailed(f"the service did not serve version {expect} within {timeout:.0f} s "
-                         f"(last: {last})")
+        raise DemoFailed(
+            f"the service did not serve version {expect} within {timeout:.0f} s (last: {last})"
+        )
 
     def stop_services(self) -> None:
         if self.keep:
@@ -191,13 +219,23 @@ class Demo:
 
 def show_plan(spec_path: Path) -> dict[str, Any] | None:
     """``conveyor plan --json`` against the configured GitLab and Jenkins, when both are set."""
-    need = ("CONVEYOR_GITLAB_URL", "CONVEYOR_GITLAB_TOKEN", "CONVEYOR_JENKINS_URL",
-            "CONVEYOR_JENKINS_USER", "CONVEYOR_JENKINS_TOKEN", "CONVEYOR_WEBHOOK_URL",
-            "CONVEYOR_SECRET")
+    need = (
+        "CONVEYOR_GITLAB_URL",
+        "CONVEYOR_GITLAB_TOKEN",
+        "CONVEYOR_JENKINS_URL",
+        "CONVEYOR_JENKINS_USER",
+        "CONVEYOR_JENKINS_TOKEN",
+        "CONVEYOR_WEBHOOK_URL",
+        "CONVEYOR_SECRET",
+    )
     if not all(os.environ.get(n) for n in need):
         return None
-    res = subprocess.run([sys.executable, "-m", "conveyor.cli.main", "plan", "--json", str(spec_path)],
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-m", "conveyor.cli.main", "plan", "--json", str(spec_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     import json
 
     try:
@@ -218,8 +256,9 @@ def demo_secret(root: Path) -> str:
     return value
 
 
-def run_demo(root: Path, *, receiver_port: int = 8765, keep: bool = False,
-             report: Report = lambda step: None) -> DemoResult:
+def run_demo(
+    root: Path, *, receiver_port: int = 8765, keep: bool = False, report: Report = lambda step: None
+) -> DemoResult:
     """The whole loop. Raises DemoFailed naming the first step that did not happen."""
     root.mkdir(parents=True, exist_ok=True)
     services.stop_recorded(root)  # leftovers of an interrupted earlier run
@@ -251,18 +290,27 @@ def run_demo(root: Path, *, receiver_port: int = 8765, keep: bool = False,
             time.sleep(1.0)  # keep probing the new version for a moment
             probed = probe.stop()
             if probed.failures:
-                raise DemoFailed(f"{probed.failures} of {probed.requests} requests failed during "
-                                 f"the switch: {probed.failure_kinds}")
+                raise DemoFailed(
+                    f"{probed.failures} of {probed.requests} requests failed during "
+                    f"the switch: {probed.failure_kinds}"
+                )
             if not probed.versions_seen or probed.versions_seen[-1] != greeting:
-                raise DemoFailed(f"the probe did not end on the new version: {probed.versions_seen}")
-            d.append(f"event {event_id} done ({run}); new version serving {switch} s after the "
-                     f"push; {probed.requests} requests, 0 failed; now '{greeting}'")
+                raise DemoFailed(
+                    f"the probe did not end on the new version: {probed.versions_seen}"
+                )
+            d.append(
+                f"event {event_id} done ({run}); new version serving {switch} s after the "
+                f"push; {probed.requests} requests, 0 failed; now '{greeting}'"
+            )
         plan = None
         if any(os.environ.get(n) for n in ("CONVEYOR_GITLAB_URL", "CONVEYOR_JENKINS_URL")):
             with demo.step("conveyor plan against the configured GitLab and Jenkins") as d:
                 plan = show_plan(spec_path)
-                d.append("skipped: set every CONVEYOR_* setting for plan" if plan is None
-                         else f"{plan.get('counts', {})}")
+                d.append(
+                    "skipped: set every CONVEYOR_* setting for plan"
+                    if plan is None
+                    else f"{plan.get('summary', {})}"
+                )
     finally:
         demo.stop_services()
     logs = {

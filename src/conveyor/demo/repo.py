@@ -38,14 +38,18 @@ def _git(repo: Path, *args: str) -> str:
             ["git", *args], cwd=repo, env=GIT_ENV, check=True, capture_output=True, text=True
         )
     except subprocess.CalledProcessError as exc:
-        raise ConveyorError(f"git {' '.join(args)} failed in {repo}: {exc.stderr.strip()}") from None
+        raise ConveyorError(
+            f"git {' '.join(args)} failed in {repo}: {exc.stderr.strip()}"
+        ) from None
     return out.stdout.strip()
 
 
 def find_example(name: str) -> Path:
     """``examples/<name>`` from the working directory or conveyor's source tree."""
-    candidates = [Path.cwd() / "examples" / name,
-                  Path(__file__).resolve().parents[3] / "examples" / name]
+    candidates = [
+        Path.cwd() / "examples" / name,
+        Path(__file__).resolve().parents[3] / "examples" / name,
+    ]
     for path in candidates:
         if (path / "conveyor.yml").is_file():
             return path

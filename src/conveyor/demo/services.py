@@ -6,6 +6,7 @@ directory, so ``conveyor demo --down`` (or the next run) can stop exactly what t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -59,7 +60,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float, what: str) -> None:
+def _wait_http(
+    url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float, what: str
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -73,11 +76,17 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: floa
     raise ConveyorError(f"the demo's {what} did not answer within {timeout:.0f} s (log {log})")
 
 
-def _spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def _spawn(
+    args: list[str], log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         return subprocess.Popen(
-            args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
             start_new_session=True,
         )
 
@@ -114,7 +123,9 @@ def start_registry(root: Path, port: int, creds: RegistryCredentials) -> Process
     base.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         ["htpasswd", "-B", "-i", "-c", str(base / "htpasswd"), creds.username],
-        input=creds.password.encode(), check=True, capture_output=True,
+        input=creds.password.encode(),
+        check=True,
+        capture_output=True,
     )
     config = base / "config.yml"
     config.write_text(
@@ -134,9 +145,21 @@ def start_receiver(root: Path, spec: Path, port: int, env: dict[str, str]) -> Pr
     require_port(port, "receiver")
     log = root / "logs" / "receiver.log"
     args = [
-        sys.executable, "-m", "conveyor.cli.main", "serve", str(spec),
-        "--host", "127.0.0.1", "--port", str(port), "--dispatch", "local", "--workers", "1",
-        "--state", str(root / "state"),
+        sys.executable,
+        "-m",
+        "conveyor.cli.main",
+        "serve",
+        str(spec),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dispatch",
+        "local",
+        "--workers",
+        "1",
+        "--state",
+        str(root / "state"),
     ]
     proc = _spawn(args, log, env)
     _wait_http(f"http://127.0.0.1:{port}/healthz", proc, log, 60, "receiver")
@@ -177,8 +200,6 @@ def stop_process(pid: int, timeout: float) -> bool:
         if done or not _alive(pid):
             return True
         time.sleep(0.05)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     return True

@@ -442,8 +442,12 @@ def job_parameters(spec: Spec) -> list[Parameter]:
     """The spec's parameters, then the trigger variables conveyor's receiver (or gitlab-plugin)
     passes to every build: Jenkins drops parameters a job does not declare."""
     trigger = [
-        Parameter(name=name, type="string", default="",
-                  description="Set by conveyor's receiver or gitlab-plugin; leave empty.")
+        Parameter(
+            name=name,
+            type="string",
+            default="",
+            description="Set by conveyor's receiver or gitlab-plugin; leave empty.",
+        )
         for name in TRIGGER_PARAMETERS
     ]
     return [*spec.jenkins.parameters, *trigger]

@@ -22,7 +22,9 @@ GROOVY_BRANCH = (
     "(env.gitlabActionType == 'TAG_PUSH' ? '' : (env.gitlabSourceBranch ?: env.gitlabBranch ?: "
     "(env.GIT_BRANCH ?: '').replaceFirst('^origin/', '')))"
 )
-GROOVY_TAG = "(env.gitlabActionType == 'TAG_PUSH' ? (env.gitlabBranch ?: '') : (env.TAG_NAME ?: ''))"
+GROOVY_TAG = (
+    "(env.gitlabActionType == 'TAG_PUSH' ? (env.gitlabBranch ?: '') : (env.TAG_NAME ?: ''))"
+)
 
 
 def branch_of(env: Mapping[str, str]) -> str:
@@ -31,7 +33,7 @@ def branch_of(env: Mapping[str, str]) -> str:
         return ""
     git_branch = env.get("GIT_BRANCH") or ""
     if git_branch.startswith("origin/"):
-        git_branch = git_branch[len("origin/"):]
+        git_branch = git_branch[len("origin/") :]
     return env.get("gitlabSourceBranch") or env.get("gitlabBranch") or git_branch
 
 

@@ -35,11 +35,15 @@ def _new_manager() -> pluggy.PluginManager:
     return pm
 
 
-def build_plugin_manager(extra: list[tuple[str, ModuleType | object]] | None = None) -> pluggy.PluginManager:
+def build_plugin_manager(
+    extra: list[tuple[str, ModuleType | object]] | None = None,
+) -> pluggy.PluginManager:
     """A fresh manager with every entry-point plugin (and ``extra`` ones, for tests) registered and
     checked. Raises PluginError naming the plugin that failed."""
     pm = _new_manager()
-    disabled = {n.strip() for n in os.environ.get("CONVEYOR_DISABLE_PLUGINS", "").split(",") if n.strip()}
+    disabled = {
+        n.strip() for n in os.environ.get("CONVEYOR_DISABLE_PLUGINS", "").split(",") if n.strip()
+    }
     for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
         if ep.name in disabled:
             continue

@@ -14,7 +14,7 @@ Targets:
   :func:`conveyor.pipeline.context.build_variables` (``gitlabBranch``, ``gitlabSourceBranch``,
   ``gitlabTargetBranch``, ``gitlabActionType`` PUSH|TAG_PUSH|MERGE, ``gitlabMergeRequestIid``,
   ``GIT_COMMIT``...) plus ``CONVEYOR_EVENT_ID``; then queue item -> build number -> result.
-* ``local``: check out the event's commit (:mod:`conveyor.receiver.checkout`) and run
+* ``local``: check out the event's commit (:mod:`conveyor.gitlab.checkout`) and run
   ``conveyor.runner.execute.run_pipeline`` on it, imported lazily; :meth:`check` fails at
   startup with a clear error when the runner is not installed. A local run cannot be handed
   to another worker, so on shutdown it is finished, not released.
@@ -36,10 +36,10 @@ from typing import Any, Protocol
 
 from conveyor.config import Settings
 from conveyor.errors import ConfigError
+from conveyor.gitlab.checkout import checkout
 from conveyor.gitlab.events import EventKind, GitLabEvent
 from conveyor.jenkins import builds
 from conveyor.pipeline.context import Trigger, build_variables, trigger_parameters
-from conveyor.receiver.checkout import checkout
 from conveyor.spec.model import Spec
 
 log = logging.getLogger("conveyor.receiver.dispatch")

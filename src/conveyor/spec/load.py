@@ -82,7 +82,9 @@ class _Reader:
             result: dict[str, Any] = {}
             for key_node, value_node in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
-                    self._issue(key_node, loc, "YAML merge keys (<<) are not supported; use extends:")
+                    self._issue(
+                        key_node, loc, "YAML merge keys (<<) are not supported; use extends:"
+                    )
                     continue
                 if not isinstance(key_node, yaml.ScalarNode):
                     self._issue(key_node, loc, "mapping keys must be plain strings")
@@ -178,7 +180,9 @@ def _merge(base: Located, over: Located) -> Located:
     return out
 
 
-def _resolve(path: Path, issues: list[SpecIssue], stack: tuple[Path, ...]) -> tuple[Located | None, list[Path]]:
+def _resolve(
+    path: Path, issues: list[SpecIssue], stack: tuple[Path, ...]
+) -> tuple[Located | None, list[Path]]:
     located = _parse_file(path, issues)
     if located is None:
         return None, [path]
@@ -189,8 +193,15 @@ def _resolve(path: Path, issues: list[SpecIssue], stack: tuple[Path, ...]) -> tu
     names = [extends] if isinstance(extends, str) else extends
     if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
         p = located.position(("extends",))
-        issues.append(SpecIssue(p.file, p.line, p.column, "extends",
-                                "extends must be a template path or a list of them"))
+        issues.append(
+            SpecIssue(
+                p.file,
+                p.line,
+                p.column,
+                "extends",
+                "extends must be a template path or a list of them",
+            )
+        )
         return located, sources
     merged: Located | None = None
     for index, name in enumerate(names):
@@ -199,13 +210,21 @@ def _resolve(path: Path, issues: list[SpecIssue], stack: tuple[Path, ...]) -> tu
         target = (path.parent / name).resolve()
         chain = [*stack, path.resolve()]
         if target in chain:
-            cycle = " -> ".join(_display(s) for s in [*chain[chain.index(target):], target])
-            issues.append(SpecIssue(p.file, p.line, p.column, format_loc(loc),
-                                    f"extends cycle: {cycle}"))
+            cycle = " -> ".join(_display(s) for s in [*chain[chain.index(target) :], target])
+            issues.append(
+                SpecIssue(p.file, p.line, p.column, format_loc(loc), f"extends cycle: {cycle}")
+            )
             continue
         if not target.is_file():
-            issues.append(SpecIssue(p.file, p.line, p.column, format_loc(loc),
-                                    f"template {name!r} not found (looked for {_display(target)})"))
+            issues.append(
+                SpecIssue(
+                    p.file,
+                    p.line,
+                    p.column,
+                    format_loc(loc),
+                    f"template {name!r} not found (looked for {_display(target)})",
+                )
+            )
             continue
         template, more = _resolve(target, issues, tuple(chain))
         sources.extend(more)
@@ -254,8 +273,10 @@ def expand_paths(paths: Sequence[Path]) -> list[Path]:
         p = Path(p)
         if p.is_dir():
             found = sorted(
-                f for f in p.rglob("*")
-                if f.suffix in (".yml", ".yaml") and f.is_file()
+                f
+                for f in p.rglob("*")
+                if f.suffix in (".yml", ".yaml")
+                and f.is_file()
                 and "templates" not in f.relative_to(p).parts
             )
             files.extend(found)
@@ -270,8 +291,11 @@ def check_paths(paths: Sequence[Path]) -> tuple[list[LoadedSpec], list[SpecIssue
     loaded: list[LoadedSpec] = []
     files = expand_paths(paths)
     if not files:
-        issues.append(SpecIssue(", ".join(str(p) for p in paths) or ".", 1, 1, "",
-                                "no spec files (*.yml) found"))
+        issues.append(
+            SpecIssue(
+                ", ".join(str(p) for p in paths) or ".", 1, 1, "", "no spec files (*.yml) found"
+            )
+        )
     for f in files:
         result = _load(f, issues)
         if result is not None:
@@ -284,11 +308,20 @@ def _check_duplicates(loaded: list[LoadedSpec], issues: list[SpecIssue]) -> None
     by_project: dict[str, LoadedSpec] = {}
     by_job: dict[str, LoadedSpec] = {}
     for item in loaded:
-        for table, key, what in ((by_project, item.spec.project, "project"),
-                                 (by_job, item.spec.jenkins.job, "jenkins.job")):
+        for table, key, what in (
+            (by_project, item.spec.project, "project"),
+            (by_job, item.spec.jenkins.job, "jenkins.job"),
+        ):
             if key in table:
-                issues.append(SpecIssue(_display(item.path), 1, 1, what,
-                                        f"{what} {key!r} is also used by {_display(table[key].path)}"))
+                issues.append(
+                    SpecIssue(
+                        _display(item.path),
+                        1,
+                        1,
+                        what,
+                        f"{what} {key!r} is also used by {_display(table[key].path)}",
+                    )
+                )
             else:
                 table[key] = item
 

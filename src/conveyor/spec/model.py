@@ -94,7 +94,9 @@ class Triggers(_Model):
     push: PushTrigger | None = None
     tag_push: TagPushTrigger | None = None
     merge_request: MergeRequestTrigger | None = None
-    skip_ci: bool = Field(True, description="Honour [skip ci] / [ci skip] and the ci.skip push option.")
+    skip_ci: bool = Field(
+        True, description="Honour [skip ci] / [ci skip] and the ci.skip push option."
+    )
 
 
 # ---------------------------------------------------------------------------------------------- jenkins
@@ -105,7 +107,8 @@ class DindOptions(_Model):
 
     image: NonEmpty = "docker:dind"
     privileged: bool = Field(
-        True, description="Start the daemon --privileged; when refused, fall back to `fallback_args`."
+        True,
+        description="Start the daemon --privileged; when refused, fall back to `fallback_args`.",
     )
     fallback_args: list[str] = Field(
         default_factory=lambda: [
@@ -122,7 +125,9 @@ class DindOptions(_Model):
 class Agent(_Model):
     """The container every stage's steps run in, and how it reaches a Docker engine."""
 
-    image: NonEmpty = Field("conveyor-agent:1", description="Agent image (docker CLI, git, conveyor).")
+    image: NonEmpty = Field(
+        "conveyor-agent:1", description="Agent image (docker CLI, git, conveyor)."
+    )
     docker: Literal["socket", "dind", "none"] = Field(
         "socket",
         description="`socket`: mount the host's /var/run/docker.sock (fast; root on the host); "
@@ -160,7 +165,9 @@ class Parameter(_Model):
 class ScmDefinition(_Model):
     """Load the Jenkinsfile from the repository (CpsScmFlowDefinition) instead of inlining it."""
 
-    url: NonEmpty | None = Field(None, description="Clone URL; default: the GitLab project's HTTP URL.")
+    url: NonEmpty | None = Field(
+        None, description="Clone URL; default: the GitLab project's HTTP URL."
+    )
     credentials: NonEmpty | None = Field(None, description="Jenkins credentials ID for the clone.")
     branch: NonEmpty = "*/main"
     script_path: NonEmpty = "Jenkinsfile"
@@ -191,7 +198,9 @@ class Jenkins(_Model):
     scm: ScmDefinition = Field(default_factory=ScmDefinition, description="For `definition: scm`.")
     connection: NonEmpty = Field("gitlab", description="Name of the GitLab connection in Jenkins.")
     options: JobOptions = Field(default_factory=JobOptions, description="Job options.")
-    description: str = Field("", description="Job description (a managed-by-conveyor line is added).")
+    description: str = Field(
+        "", description="Job description (a managed-by-conveyor line is added)."
+    )
 
     @field_validator("job")
     @classmethod
@@ -247,8 +256,12 @@ class When(_Model):
     local runner: see :mod:`conveyor.pipeline.when`.
     """
 
-    branch: list[NonEmpty] | None = Field(None, description="Branch wildcards (`main`, `release/*`).")
-    tag: list[NonEmpty] | None = Field(None, description="Run only for tags matching these wildcards.")
+    branch: list[NonEmpty] | None = Field(
+        None, description="Branch wildcards (`main`, `release/*`)."
+    )
+    tag: list[NonEmpty] | None = Field(
+        None, description="Run only for tags matching these wildcards."
+    )
     event: list[Literal["push", "tag_push", "merge_request"]] | None = Field(
         None, description="Only for these event kinds."
     )
@@ -283,13 +296,16 @@ class Build(_Model):
         description="Image tags; placeholders {registry} {project} {sha} {short_sha} {branch} {tag} "
         "{build_number} are expanded at run time.",
     )
-    args: dict[EnvName, str] = Field(default_factory=dict, description="Build args (placeholders allowed).")
+    args: dict[EnvName, str] = Field(
+        default_factory=dict, description="Build args (placeholders allowed)."
+    )
     target: NonEmpty | None = Field(None, description="Multi-stage build target.")
     labels: dict[NonEmpty, str] = Field(
         default_factory=dict, description="Extra labels (OCI labels are added)."
     )
     cache_from: list[NonEmpty] = Field(
-        default_factory=list, description="Extra images to reuse layers from (the last pushed tag is added)."
+        default_factory=list,
+        description="Extra images to reuse layers from (the last pushed tag is added).",
     )
 
     @field_validator("tags")
@@ -319,9 +335,15 @@ class Push(_Model):
 class Health(_Model):
     """How a deployed version proves it is ready. Exactly one of ``http`` and ``cmd``."""
 
-    http: Annotated[str, Field(pattern=r"^/")] | None = Field(None, description="HTTP path; 2xx = healthy.")
-    cmd: list[NonEmpty] | None = Field(None, description="Command run in the container; exit 0 = healthy.")
-    port: int | None = Field(None, ge=1, le=65535, description="Container port; default: first port.")
+    http: Annotated[str, Field(pattern=r"^/")] | None = Field(
+        None, description="HTTP path; 2xx = healthy."
+    )
+    cmd: list[NonEmpty] | None = Field(
+        None, description="Command run in the container; exit 0 = healthy."
+    )
+    port: int | None = Field(
+        None, ge=1, le=65535, description="Container port; default: first port."
+    )
     timeout: Duration = Field("30s", description="Give up (and keep the old version) after this.")
     interval: Duration = Field("1s", description="Time between checks.")
 
@@ -357,21 +379,28 @@ class Deploy(_Model):
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=48)] = Field(
         description="Service name; default: the project's name, lower-cased."
     )
-    image: NonEmpty | None = Field(None, description="Default: the first tag built in this pipeline.")
-    ports: list[NonEmpty] = Field(default_factory=list, description="`HOST:CONTAINER` or `CONTAINER`.")
+    image: NonEmpty | None = Field(
+        None, description="Default: the first tag built in this pipeline."
+    )
+    ports: list[NonEmpty] = Field(
+        default_factory=list, description="`HOST:CONTAINER` or `CONTAINER`."
+    )
     volumes: list[NonEmpty] = Field(
         default_factory=list,
         description="`volume:/path`, `./host/dir:/path` (bind, relative to the checkout), `:ro` suffix.",
     )
     env: dict[EnvName, str] = Field(default_factory=dict)
     secrets: dict[EnvName, NonEmpty] = Field(
-        default_factory=dict, description="Env var -> Jenkins credentials ID (value never in the spec)."
+        default_factory=dict,
+        description="Env var -> Jenkins credentials ID (value never in the spec).",
     )
     health: Health | None = None
     strategy: Literal["blue-green", "recreate", "rolling"] = "blue-green"
     restart: Literal["no", "always", "unless-stopped", "on-failure"] = "unless-stopped"
     replicas: int = Field(1, ge=1, le=100)
-    placement: list[NonEmpty] = Field(default_factory=list, description="Swarm placement constraints.")
+    placement: list[NonEmpty] = Field(
+        default_factory=list, description="Swarm placement constraints."
+    )
     resources: Resources | None = None
     services: list[ComposeService] = Field(default_factory=list)
     proxy: Literal["caddy"] = "caddy"
@@ -429,7 +458,9 @@ class Stage(_Model):
 
     name: Annotated[str, Field(min_length=1, max_length=100)]
     when: When | None = None
-    image: NonEmpty | None = Field(None, description="Image for `run` commands; default: the agent.")
+    image: NonEmpty | None = Field(
+        None, description="Image for `run` commands; default: the agent."
+    )
     run: list[NonEmpty] | None = None
     environment: dict[EnvName, str] = Field(default_factory=dict)
     secrets: dict[EnvName, NonEmpty] = Field(
@@ -483,14 +514,17 @@ class Spec(_Model):
     extends: str | list[str] | None = Field(
         None, description="Template(s) merged under this file (deep merge, lists replace)."
     )
-    project: Annotated[str, Field(pattern=_PROJECT, description="GitLab project path (group/name).")]
+    project: Annotated[
+        str, Field(pattern=_PROJECT, description="GitLab project path (group/name).")
+    ]
     description: str = ""
     triggers: Triggers = Field(default_factory=lambda: Triggers(push=PushTrigger()))
     jenkins: Jenkins
     webhook: Webhook = Field(default_factory=Webhook)
     environment: dict[EnvName, str] = Field(default_factory=dict)
     secrets: dict[EnvName, NonEmpty] = Field(
-        default_factory=dict, description="Env var -> Jenkins credentials ID for the whole pipeline."
+        default_factory=dict,
+        description="Env var -> Jenkins credentials ID for the whole pipeline.",
     )
     stages: list[Stage] = Field(min_length=1)
     post: Post | None = None

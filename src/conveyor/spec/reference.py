@@ -56,7 +56,14 @@ def _table(model: dict[str, Any]) -> list[str]:
 
 def spec_reference_markdown() -> str:
     schema = spec_json_schema()
-    out = [START, "", "### Spec (top level)", "", (schema.get("description") or "").split("\n")[0], ""]
+    out = [
+        START,
+        "",
+        "### Spec (top level)",
+        "",
+        (schema.get("description") or "").split("\n")[0],
+        "",
+    ]
     out += _table(schema)
     for name, model in sorted(schema.get("$defs", {}).items()):
         if "properties" not in model:

@@ -40,10 +40,7 @@ def _data_loc(loc: tuple[Any, ...], data: Any) -> Loc:
     out: list[str | int] = []
     node = data
     for part in loc:
-        if isinstance(node, dict) and isinstance(part, str) and part in node:
-            out.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        if _addresses(node, part):
             out.append(part)
             node = node[part]
         elif isinstance(node, dict) and isinstance(part, str) and not out_of_data(part):
@@ -51,6 +48,13 @@ def _data_loc(loc: tuple[Any, ...], data: Any) -> Loc:
             out.append(part)
             break
     return tuple(out)
+
+
+def _addresses(node: Any, part: Any) -> bool:
+    """Is ``part`` an existing key of a mapping ``node`` or an index of a list ``node``?"""
+    if isinstance(node, dict):
+        return isinstance(part, str) and part in node
+    return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
 
 
 def out_of_data(part: str) -> bool:
@@ -98,26 +102,33 @@ def _message(err: Any, loc: Loc) -> tuple[str, bool]:
         key = str(loc[-1]) if loc else "?"
         known = _known_keys(loc[:-1])
         close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]!r}?" if close else (
-            f"; allowed keys: {', '.join(known)}" if known else "")
+        hint = (
+            f"; did you mean {close[0]!r}?"
+            if close
+            else (f"; allowed keys: {', '.join(known)}" if known else "")
+        )
         return f"unknown key {key!r}{hint}", True
     if kind == "missing":
         return f"missing required key {str(loc[-1])!r}" if loc else "missing value", False
     msg = str(err["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
-            msg = msg[len(prefix):]
+            msg = msg[len(prefix) :]
     if kind == "string_pattern_mismatch" and loc and loc[-1] == "project":
         msg = "must be a GitLab project path like group/name"
     got = err.get("input")
-    if kind not in ("model_type", "value_error", "assertion_error") and not isinstance(
-        got, dict | list
-    ) and got is not None:
+    if (
+        kind not in ("model_type", "value_error", "assertion_error")
+        and not isinstance(got, dict | list)
+        and got is not None
+    ):
         msg += f" (got {got!r})"
     return msg, False
 
 
-def issues_from_validation(exc: ValidationError, data: Any, position: PositionOf) -> list[SpecIssue]:
+def issues_from_validation(
+    exc: ValidationError, data: Any, position: PositionOf
+) -> list[SpecIssue]:
     """One SpecIssue per distinct failing place; union alternatives are joined with ' or '."""
     grouped: dict[tuple[Loc, bool], list[str]] = {}
     for err in exc.errors(include_url=False):
@@ -125,7 +136,7 @@ def issues_from_validation(exc: ValidationError, data: Any, position: PositionOf
         message, at_key = _message(err, loc)
         if err["type"] == "missing":
             anchor: Loc = loc[:-1]
-            grouped.setdefault((anchor + (str(loc[-1]) if loc else "",), False), []).append(message)
+            grouped.setdefault(((*anchor, str(loc[-1]) if loc else ""), False), []).append(message)
             continue
         messages = grouped.setdefault((loc, at_key), [])
         if message not in messages:
@@ -157,9 +168,15 @@ def structural_issues(data: dict[str, Any], position: PositionOf) -> list[SpecIs
                 if name in seen:
                     first = position(seen[name])
                     p = position(loc)
-                    issues.append(SpecIssue(
-                        p.file, p.line, p.column, _fmt(loc),
-                        f"duplicate stage name {name!r} (first at line {first.line})"))
+                    issues.append(
+                        SpecIssue(
+                            p.file,
+                            p.line,
+                            p.column,
+                            _fmt(loc),
+                            f"duplicate stage name {name!r} (first at line {first.line})",
+                        )
+                    )
                 else:
                     seen[name] = loc
             if isinstance(stage.get("parallel"), list):
@@ -169,7 +186,11 @@ def structural_issues(data: dict[str, Any], position: PositionOf) -> list[SpecIs
 
     jenkins = data.get("jenkins")
     params = jenkins.get("parameters") if isinstance(jenkins, dict) else None
-    declared = {p.get("name") for p in params if isinstance(p, dict)} if isinstance(params, list) else set()
+    declared = (
+        {p.get("name") for p in params if isinstance(p, dict)}
+        if isinstance(params, list)
+        else set()
+    )
 
     def check_params(items: list[Any], base: Loc) -> None:
         for i, stage in enumerate(items):
@@ -182,10 +203,16 @@ def structural_issues(data: dict[str, Any], position: PositionOf) -> list[SpecIs
                     if name not in declared:
                         loc = (*base, i, "when", "parameter", name)
                         p = position(loc, key=True)
-                        issues.append(SpecIssue(
-                            p.file, p.line, p.column, _fmt(loc),
-                            f"stage {stage.get('name')!r}: when.parameter {name!r} is not declared "
-                            "in jenkins.parameters"))
+                        issues.append(
+                            SpecIssue(
+                                p.file,
+                                p.line,
+                                p.column,
+                                _fmt(loc),
+                                f"stage {stage.get('name')!r}: when.parameter {name!r} is not declared "
+                                "in jenkins.parameters",
+                            )
+                        )
             if isinstance(stage.get("parallel"), list):
                 check_params(stage["parallel"], (*base, i, "parallel"))
 

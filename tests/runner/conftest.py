@@ -1,1 +1,0 @@
-from tests.docker.fixtures import docker_client, registry, unique  # noqa: F401
