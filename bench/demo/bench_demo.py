@@ -65,7 +65,9 @@ def main() -> None:
         + ", ".join(f"{s:.1f}" for s in switch)
         + " s; target < 20 s)"
     )
-    print(f"- First round (cold build cache): switch {rounds[0]['switch_seconds']:.1f} s")
+    print(
+        f"- First round (fresh state directory; the engine may hold layers of earlier runs): switch {rounds[0]['switch_seconds']:.1f} s"
+    )
     print(
         "- First push (test, build, push, first deploy), warm: median "
         f"{statistics.median(push1):.1f} s"
