@@ -36,8 +36,8 @@ case "$cmd" in
   test)
     setup
     echo "dev: ruff"
-    "$venv/bin/ruff" check src tests bench
-    "$venv/bin/ruff" format --check src tests bench
+    "$venv/bin/ruff" check --no-cache src tests bench
+    "$venv/bin/ruff" format --no-cache --check src tests bench
     echo "dev: mypy"
     "$venv/bin/mypy" src/conveyor
     echo "dev: pytest"

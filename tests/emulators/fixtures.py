@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import gitlab
 import jenkins
 import pytest
 
-import gitlab
 from tests.emulators.gitlab import GitLabEmulator
 from tests.emulators.jenkins import JenkinsEmulator
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import gitlab
 import pytest
 import requests
 from gitlab.v4.objects import Project
 
-import gitlab
 from tests.emulators.gitlab import GitLabEmulator
 
 SHA = "0123456789abcdef0123456789abcdef01234567"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import jenkins
 import pytest
 
-import jenkins
 from conveyor.config import Settings
 from conveyor.errors import ConfigError
 from conveyor.jenkins.render import render

@@ -12,10 +12,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import gitlab
 import gitlab.exceptions
 import requests
 
-import gitlab
 from conveyor.errors import (
     GitLabAuthError,
     GitLabError,

@@ -24,9 +24,9 @@ from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+import jenkins
 import requests
 
-import jenkins
 from conveyor.errors import JenkinsAuthError, JenkinsError, JenkinsNotFoundError
 
 T = TypeVar("T")
