@@ -196,3 +196,16 @@ def test_rich_build_progress_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> N
         cli_build.plain_build_line(BuildEvent("step", 3, 9, "COPY . /app"))
         == "Step 3/9 : COPY . /app"
     )
+
+
+def test_git_facts_in_a_detached_jenkins_checkout_use_the_build_variables(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    sha = git_commit(repo, {"a.txt": "1"})
+    subprocess.run(["git", "-C", str(repo), "checkout", "-q", "--detach", sha], check=True)
+    push = {"gitlabActionType": "PUSH", "gitlabBranch": "release/2.x", "gitlabAfter": sha}
+    facts = git_facts(repo, environ=push)
+    assert (facts.sha, facts.branch, facts.tag) == (sha, "release/2.x", "")
+    tag_push = {"gitlabActionType": "TAG_PUSH", "gitlabBranch": "v2.0.1"}
+    facts = git_facts(repo, environ=tag_push)
+    assert (facts.branch, facts.tag) == ("", "v2.0.1")
+    assert git_facts(repo, environ={}).branch == ""

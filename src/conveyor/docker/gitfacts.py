@@ -7,13 +7,16 @@ git fills what the flags leave out. A remote URL loses any ``user:token@`` part 
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from conveyor.errors import ConfigError
+from conveyor.pipeline.when import branch_of, tag_of
 
 
 @dataclass(frozen=True)
@@ -67,8 +70,13 @@ def git_facts(
     sha: str | None = None,
     branch: str | None = None,
     tag: str | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> GitFacts:
-    """Facts for ``workdir``: flags first, then ``git``. Raises ConfigError when no commit is known."""
+    """Facts for ``workdir``: flags first, then ``git``, then the build variables in ``environ``
+    (default ``os.environ``). A Jenkins build checks the pushed commit out detached, so git knows
+    no branch there; the branch and tag then come from ``gitlabBranch`` & co., read exactly as the
+    stage ``when`` conditions read them. Raises ConfigError when no commit is known."""
+    env = os.environ if environ is None else environ
     found_sha = sha or _git(workdir, "rev-parse", "HEAD")
     if not found_sha:
         raise ConfigError(
@@ -77,9 +85,9 @@ def git_facts(
         )
     if branch is None:
         head = _git(workdir, "rev-parse", "--abbrev-ref", "HEAD")
-        branch = head if head and head != "HEAD" else ""
+        branch = head if head and head != "HEAD" else branch_of(env)
     if tag is None:
-        tag = _git(workdir, "describe", "--tags", "--exact-match", "HEAD") or ""
+        tag = _git(workdir, "describe", "--tags", "--exact-match", "HEAD") or tag_of(env)
     origin = _git(workdir, "remote", "get-url", "origin") or ""
     return GitFacts(
         sha=found_sha, branch=branch, tag=tag, source=public_url(origin) if origin else ""
