@@ -15,6 +15,7 @@ import click
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from conveyor.cli.options import checkout_options
 from conveyor.cli.output import console, err_console, print_json
 from conveyor.docker.build import BuildEvent, BuildResult, build_image, find_stage, plan_build
 from conveyor.docker.engine import connect
@@ -106,19 +107,7 @@ def result_json(result: BuildResult) -> dict[str, object]:
 @click.command()
 @click.argument("spec", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--stage", "stage_name", help="The build stage (default: the first build stage).")
-@click.option(
-    "--workdir",
-    type=click.Path(path_type=Path, file_okay=False, exists=True),
-    default=Path("."),
-    show_default="the current directory",
-    help="The repository checkout: build context root; sha/branch/tag come from git here.",
-)
-@click.option("--sha", help="Commit sha for {sha}/{short_sha} (default: git HEAD).")
-@click.option("--branch", help="Branch for {branch} (default: the checked-out branch).")
-@click.option("--tag", "git_tag", help="Tag for {tag} (default: a tag pointing at HEAD).")
-@click.option(
-    "--build-number", default="", help="Value of {build_number} (default: $BUILD_NUMBER)."
-)
+@checkout_options
 @click.option("--no-cache", is_flag=True, help="Build without the layer cache.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def command(
