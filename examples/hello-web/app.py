@@ -9,6 +9,7 @@ GET /visits    -> a counter kept in $DATA_DIR/visits (a named volume survives re
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -58,8 +59,13 @@ class Handler(BaseHTTPRequestHandler):
 def main() -> None:
     port = int(os.environ.get("PORT", "8000"))
     server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+    # As PID 1 in a container, SIGTERM is ignored unless handled: exit promptly on `docker stop`.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     print(f"hello-web {VERSION} listening on :{port}", flush=True)
-    server.serve_forever()
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
 
 
 if __name__ == "__main__":

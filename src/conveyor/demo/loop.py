@@ -182,7 +182,7 @@ class Demo:
                             hint=f"conveyor events show {event_id} --state {self.root / 'state'}; "
                             f"receiver log {self.root / 'logs' / 'receiver.log'}",
                         )
-                    return record.result_url or ""
+                    return record.result_url or record.reason or "done"
                 time.sleep(0.2)
         finally:
             queue.close()
