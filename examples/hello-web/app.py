@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -56,16 +57,24 @@ class Handler(BaseHTTPRequestHandler):
         sys.stderr.write("%s %s\n" % (self.address_string(), format % args))
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = False  # server_close() waits for requests in flight
+    block_on_close = True
+
+
 def main() -> None:
     port = int(os.environ.get("PORT", "8000"))
-    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
-    # As PID 1 in a container, SIGTERM is ignored unless handled: exit promptly on `docker stop`.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    server = Server(("0.0.0.0", port), Handler)
+
+    # As PID 1 in a container, SIGTERM is ignored unless handled. On `docker stop`: stop accepting,
+    # finish the requests in flight, then exit (shutdown() must run outside serve_forever's thread).
+    def stop(signum: int, frame: object) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
     print(f"hello-web {VERSION} listening on :{port}", flush=True)
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
+    server.serve_forever()
+    server.server_close()
 
 
 if __name__ == "__main__":
