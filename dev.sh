@@ -36,8 +36,8 @@ case "$cmd" in
   test)
     setup
     echo "dev: ruff"
-    "$venv/bin/ruff" check --no-cache src tests bench
-    "$venv/bin/ruff" format --no-cache --check src tests bench
+    "$venv/bin/ruff" check --no-cache src tests bench examples
+    "$venv/bin/ruff" format --no-cache --check src tests bench examples
     echo "dev: mypy"
     "$venv/bin/mypy" src/conveyor
     echo "dev: pytest"

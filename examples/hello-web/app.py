@@ -35,7 +35,7 @@ def healthy() -> bool:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         if self.path == "/healthz":
             status, body = (200, "ok") if healthy() else (503, "unhealthy")
         elif self.path == "/version":
@@ -53,8 +53,8 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        sys.stderr.write("%s %s\n" % (self.address_string(), format % args))
+    def log_message(self, format: str, *args: object) -> None:
+        sys.stderr.write(f"{self.address_string()} {format % args}\n")
 
 
 class Server(ThreadingHTTPServer):
