@@ -267,6 +267,11 @@ def test_events_cli_list_show_replay(serve: Any, tmp_path: Path) -> None:
     wait(lambda: drained(db))
     again = json.loads(runner.invoke(cli, ["events", "list", "--json"], env=env).output)
     assert again[0]["replay_of"] == first["id"] and again[0]["status"] == "done"
+    as_json = runner.invoke(cli, ["events", "replay", str(first["id"]), "--json"], env=env)
+    assert as_json.exit_code == 0, as_json.output
+    replay = json.loads(as_json.output)
+    assert replay["replay_of"] == first["id"] and replay["id"] > again[0]["id"]
+    wait(lambda: drained(db))
     refused = runner.invoke(cli, ["events", "replay", str(ignored["id"])], env=env)
     assert refused.exit_code == 1 and "was ignored" in refused.output
     flag = runner.invoke(cli, ["events", "list", "--state", str(tmp_path / "nowhere")], env=env)

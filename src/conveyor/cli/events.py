@@ -111,11 +111,16 @@ def show_event(state: Path | None, event_id: int, as_json: bool) -> None:
 @command.command("replay")
 @_STATE
 @click.argument("event_id", type=int)
-def replay_event(state: Path | None, event_id: int) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the new event's summary as JSON.")
+def replay_event(state: Path | None, event_id: int, as_json: bool) -> None:
     """Queue a stored event again (a running `conveyor serve` picks it up)."""
     queue = _open(state)
     try:
         new_id = queue.replay(event_id)
+        record = queue.get(new_id)
     finally:
         queue.close()
+    if as_json:
+        click.echo(json.dumps(record.summary() if record else {"id": new_id}, indent=2))
+        return
     click.echo(f"event {event_id} queued again as event {new_id}")
