@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 
 from conveyor.errors import ConfigError
 
-_URL_FIELDS = ("gitlab_url", "jenkins_url", "webhook_url")
+_URL_FIELDS = ("gitlab_url", "jenkins_url", "webhook_url", "webhook_url_previous")
 _SECRET_FIELDS = ("gitlab_token", "jenkins_token", "secret", "previous_secret")
 
 
@@ -55,6 +55,7 @@ class Settings:
     jenkins_user: str | None = None
     jenkins_token: str | None = None
     webhook_url: str | None = None
+    webhook_url_previous: str | None = None  # the receiver's old URL while hooks move off it
     secret: str | None = None
     previous_secret: str | None = None
     previous_secret_until: datetime | None = None
@@ -169,6 +170,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         jenkins_user=values.get("jenkins_user"),
         jenkins_token=values.get("jenkins_token"),
         webhook_url=values.get("webhook_url"),
+        webhook_url_previous=values.get("webhook_url_previous"),
         secret=values.get("secret"),
         previous_secret=values.get("previous_secret"),
         previous_secret_until=until,

@@ -212,3 +212,27 @@ def test_crumb_modes(make_jenkins_emulator: object) -> None:
         assert {i.full_name for i in client.list_items()} == {"f", "f/j"}
         assert client.delete_job("f/j") is True
         assert client.delete_job("f/j") is False
+
+
+def test_webhook_url_change_moves_every_hook_in_place(world: World) -> None:
+    old_url = "https://old-receiver.example.com"
+    apply(world.context(CONVEYOR_WEBHOOK_URL=old_url), world.specs())
+    ids = {p: world.gitlab.hooks(p)[0]["id"] for p in PROJECTS}
+    # Without CONVEYOR_WEBHOOK_URL_PREVIOUS a hook at another URL is not conveyor's to touch.
+    plan = build_plan(world.context(), world.specs())
+    assert {h.action for p in plan.projects for h in p.hooks} == {"create"}
+    moving = {"CONVEYOR_WEBHOOK_URL_PREVIOUS": old_url}
+    plan = build_plan(world.context(**moving), world.specs())
+    assert {h.action for p in plan.projects for h in p.hooks} == {"update"}
+    assert all("url: " in h.reason for p in plan.projects for h in p.hooks)
+    world.clear_logs()
+    apply(world.context(**moving), world.specs())
+    assert world.gitlab.log.count_writes() == len(PROJECTS)  # one PUT a project, nothing else
+    for project in PROJECTS:
+        (hook,) = world.gitlab.hooks(project)
+        assert hook["id"] == ids[project]
+        assert hook["url"] == WEBHOOK_URL + "/hooks/gitlab"
+        assert hook["token"] == project_token(SECRET, project)  # resent: the URL change reset it
+    world.clear_logs()
+    apply(world.context(**moving), world.specs())
+    assert world.writes() == 0

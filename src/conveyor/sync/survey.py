@@ -36,7 +36,13 @@ from conveyor.jenkins.sync import (
 from conveyor.spec.load import LoadedSpec
 from conveyor.sync.context import SyncContext
 from conveyor.sync.plan import HookChange, ProjectPlan, SyncPlan
-from conveyor.sync.targets import desired_hook, job_trigger_token, managed_urls, redact_url
+from conveyor.sync.targets import (
+    desired_hook,
+    job_trigger_token,
+    managed_urls,
+    previous_receiver_urls,
+    redact_url,
+)
 from conveyor.tokens import project_token
 
 T = TypeVar("T")
@@ -133,15 +139,21 @@ def hook_changes(plan: HookPlan, rotated: bool) -> tuple[HookChange, ...]:
 
 
 def plan_project_hooks(
-    existing: Sequence[dict[str, Any]], hook: DesiredHook, other_urls: frozenset[str], rotated: bool
+    existing: Sequence[dict[str, Any]],
+    hook: DesiredHook,
+    other_urls: frozenset[str],
+    rotated: bool,
+    moved_from: frozenset[str] = frozenset(),
 ) -> HookPlan:
     """conveyor's hook for one project: collapse duplicates, update, and delete conveyor hooks that
-    point at the other target (the spec switched between receiver and jenkins)."""
-    plan = plan_hooks(existing, hook, rotated)
+    point at the other target (the spec switched between receiver and jenkins). A hook at the
+    receiver's previous URL (``moved_from``) is conveyor's too: it is moved (updated in place)."""
+    previous = next(iter(moved_from), None)
+    plan = plan_hooks(existing, hook, rotated, managed_url_prefix=previous)
     stale = tuple(
         DeleteHook(int(h["id"]), str(h["url"]), "webhook target changed")
         for h in existing
-        if str(h.get("url")) in other_urls and str(h.get("url")) != hook.url
+        if str(h.get("url")) in other_urls - moved_from and str(h.get("url")) != hook.url
     )
     if not stale:
         return plan
@@ -185,7 +197,8 @@ def build_plan(ctx: SyncContext, specs: Sequence[LoadedSpec], *, prune: bool = F
         except ConveyorError as exc:
             return None, mask(str(exc), secrets)
         others = managed_urls(ctx.settings, w.job_path)
-        return plan_project_hooks(existing, w.hook, others, ctx.rotating), None
+        moved = previous_receiver_urls(ctx.settings)
+        return plan_project_hooks(existing, w.hook, others, ctx.rotating, moved), None
 
     projects: list[ProjectPlan] = []
     for w, ((job, job_error), (hook_plan, hook_error)) in zip(

@@ -43,6 +43,14 @@ def receiver_url(settings: Settings) -> str:
     return (settings.webhook_url or "").rstrip("/") + RECEIVER_PATH
 
 
+def previous_receiver_urls(settings: Settings) -> frozenset[str]:
+    """The receiver endpoint at ``CONVEYOR_WEBHOOK_URL_PREVIOUS``: hooks there are conveyor's and
+    move to the current URL (GitLab resets a hook's token when its URL changes)."""
+    if not settings.webhook_url_previous:
+        return frozenset()
+    return frozenset({settings.webhook_url_previous.rstrip("/") + RECEIVER_PATH})
+
+
 def jenkins_project_url(settings: Settings, job: str) -> str:
     """The gitlab-plugin endpoint of ``job``: ``JENKINS/project/<folder>/<job>``."""
     path = "/".join(quote(part, safe="") for part in job.split("/"))
@@ -101,6 +109,7 @@ def managed_urls(settings: Settings, job: str) -> frozenset[str]:
     urls: set[str] = set()
     if settings.webhook_url:
         urls.add(receiver_url(settings))
+    urls.update(previous_receiver_urls(settings))
     if settings.jenkins_url:
         urls.add(jenkins_project_url(settings, job))
     return frozenset(urls)
