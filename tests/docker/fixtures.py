@@ -29,7 +29,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ import docker
 import httpx
 import pytest
 
+from conveyor.demo.services import RegistryCredentials, start_registry, stop_process
 from conveyor.docker.engine import connect
 from conveyor.errors import DockerError
 
@@ -91,57 +91,19 @@ class Registry:
         return response.headers["Docker-Content-Digest"]
 
 
-def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"docker-registry exited: {log.read_text()[-2000:]}")
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.05)
-    raise RuntimeError(f"docker-registry did not answer in time: {log.read_text()[-2000:]}")
-
-
 @pytest.fixture(scope="session")
 def registry() -> Iterator[Registry]:
-    """A real registry (distribution 2.8) with htpasswd auth on a free 127.0.0.1 port."""
+    """A real registry (distribution 2.8) with htpasswd auth on a free 127.0.0.1 port, started the
+    way ``conveyor demo`` starts its own (:func:`conveyor.demo.services.start_registry`)."""
     if shutil.which("docker-registry") is None or shutil.which("htpasswd") is None:
         pytest.skip("docker-registry / htpasswd not installed (scripts/system-deps.sh)")
     root = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-registry-"))
-    username, password = "conveyor", "pw-" + secrets.token_hex(12)
-    subprocess.run(
-        ["htpasswd", "-B", "-b", "-c", str(root / "htpasswd"), username, password],
-        check=True,
-        capture_output=True,
-    )
-    port = free_port()
-    config = root / "config.yml"
-    config.write_text(
-        "version: 0.1\n"
-        "log:\n  level: warn\n"
-        "storage:\n"
-        f"  filesystem:\n    rootdirectory: {root / 'data'}\n"
-        "  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
-        "auth:\n  htpasswd:\n    realm: conveyor-test\n"
-        f"    path: {root / 'htpasswd'}\n"
-    )
-    log = root / "registry.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            ["docker-registry", "serve", str(config)], stdout=out, stderr=subprocess.STDOUT
-        )
+    creds = RegistryCredentials("conveyor", "pw-" + secrets.token_hex(12))
+    process = start_registry(root, free_port(), creds)
     try:
-        _wait_http(f"http://127.0.0.1:{port}/v2/", proc, log, time.monotonic() + 30)
-        yield Registry(f"127.0.0.1:{port}", username, password, root)
+        yield Registry(f"127.0.0.1:{process.port}", creds.username, creds.password, root)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(process.pid, timeout=10)
         shutil.rmtree(root, ignore_errors=True)
 
 
