@@ -42,8 +42,14 @@ GitLab inspection and seeding
 archived=False, visibility="private", members={user: role})``, ``set_role(project, user, role|None)``,
 ``project(ref)`` (``.commits = {sha, ...}`` makes unknown shas 404), ``insert_hook(project, url,
 token=None, **fields) -> id`` (no validation, not logged), ``hooks(project)`` (stored dicts *with*
-``token``), ``hook_token(project, hook_id)``, ``statuses(project=None, sha=None)`` -> ordered
-:class:`StatusRecord`, ``hook_rate_limit = N`` (creations per ``hook_rate_window`` s per user and
+``token``), ``hook_token(project, hook_id)``, ``statuses(project=None, sha=None)`` -> the accepted status
+posts in order (:class:`StatusRecord`, ``status_id`` = the record moved), ``commit_statuses(project,
+sha)`` -> GitLab's status records (:class:`CommitStatus`: reused while pending/running, moved only by
+legal transitions, else 400), ``protect_branch(project, name, push=, merge=)`` /
+``protect_tag(project, name, create=)`` (levels ``no one|developer|maintainer``; 403 without rights
+there), ``add_pipeline(project, sha, ref, tag=False)``, ``fork_project(source, path, members=)``,
+``add_merge_request(project, source_branch=, target_branch=, sha=, source_project=None) -> iid``,
+``merge_request_pipeline(project, iid)`` (the head pipeline the MR shows, or ``None``), ``hook_rate_limit = N`` (creations per ``hook_rate_window`` s per user and
 project -> 429), ``max_hooks_per_project``.
 
 Jenkins inspection and seeding

@@ -17,7 +17,7 @@ import math
 import re
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit
@@ -54,6 +54,19 @@ HOOK_BOOL_DEFAULTS: dict[str, bool] = {
 HOOK_STRING_FIELDS = ("name", "description", "push_events_branch_filter", "custom_webhook_template")
 BRANCH_FILTER_STRATEGIES = ("wildcard", "regex", "all_branches")
 STATUS_STATES = ("pending", "running", "success", "failed", "canceled", "skipped")
+# Access levels of protected refs (Gitlab::Access): 0 is "No one".
+ACCESS_LEVELS = {"no one": 0, "developer": 30, "maintainer": 40}
+# app/models/commit_status.rb, `state_machine :status`: the states each event moves *from*
+# (GenericCommitStatus never waits for resources, so those states are left out).
+STATUS_EVENTS: dict[str, tuple[str, frozenset[str]]] = {
+    "enqueue": ("pending", frozenset({"created", "skipped", "manual", "scheduled"})),
+    "run": ("running", frozenset({"pending"})),
+    "success": ("success", frozenset({"created", "pending", "running"})),
+    "drop": ("failed", frozenset({"created", "pending", "running", "scheduled"})),
+    "cancel": ("canceled", frozenset({"created", "pending", "running", "manual", "scheduled"})),
+    "skip": ("skipped", frozenset({"created", "pending"})),
+}
+ACTIVE_STATES = frozenset({"pending", "running"})
 
 
 def _now() -> str:
@@ -89,6 +102,9 @@ class Project:
     visibility: str = "private"
     members: dict[int, str] = field(default_factory=dict)  # user id -> role
     commits: set[str] | None = None  # None: any well-formed sha is accepted
+    protected_branches: list[ProtectedRef] = field(default_factory=list)
+    protected_tags: list[ProtectedRef] = field(default_factory=list)
+    forked_from_id: int | None = None
 
     @property
     def path(self) -> str:
@@ -97,7 +113,11 @@ class Project:
 
 @dataclass(frozen=True)
 class StatusRecord:
-    """One commit status as GitLab stored it (in arrival order)."""
+    """One commit-status post GitLab accepted (in arrival order): the state it moved to.
+
+    ``status_id`` is the GitLab status record the post created or moved (see
+    :meth:`GitLabEmulator.commit_statuses`); posts that reused a record share its id.
+    """
 
     id: int
     project_id: int
@@ -108,6 +128,60 @@ class StatusRecord:
     target_url: str | None
     description: str | None
     user: str
+    status_id: int = 0
+    pipeline_id: int = 0
+
+
+@dataclass
+class CommitStatus:
+    """A GitLab commit status record (``GenericCommitStatus``): transitions move it in place."""
+
+    id: int
+    project_id: int
+    pipeline_id: int
+    sha: str
+    ref: str
+    name: str
+    user_id: int
+    state: str = "created"
+    target_url: str | None = None
+    description: str | None = None
+    coverage: float | None = None
+    created_at: str = field(default_factory=lambda: _now())
+    started_at: str | None = None
+    finished_at: str | None = None
+
+
+@dataclass
+class Pipeline:
+    """A CI pipeline: ``external`` when a status post created it (never ``tag``), else seeded."""
+
+    id: int
+    project_id: int
+    sha: str
+    ref: str
+    tag: bool = False
+    source: str = "external"
+
+
+@dataclass
+class ProtectedRef:
+    """A protected branch (push/merge levels) or tag (create level); ``name`` may hold ``*``."""
+
+    name: str
+    push: int = 40
+    merge: int = 40
+    create: int = 40
+
+
+@dataclass
+class MergeRequest:
+    iid: int
+    project_id: int  # the target project
+    source_project_id: int
+    source_branch: str
+    target_branch: str
+    sha: str
 
 
 class ApiError(Exception):
@@ -176,7 +250,11 @@ class GitLabEmulator(EmulatorServer):
         self.groups: dict[int, Group] = {}
         self.projects: dict[int, Project] = {}
         self._hooks: dict[int, dict[int, dict[str, Any]]] = {}  # project id -> hook id -> stored
-        self._statuses: list[StatusRecord] = []
+        self._statuses: list[StatusRecord] = []  # accepted posts, in arrival order
+        self._status_records: list[CommitStatus] = []
+        self._pipelines: list[Pipeline] = []
+        self._merge_requests: list[MergeRequest] = []
+        self._pipeline_ids = itertools.count(1)
         self.max_hooks_per_project = max_hooks_per_project
         # Hook creation rate limit (newer GitLab): off unless a test turns it on.
         self.hook_rate_limit: int | None = None  # creations per window per user per project
@@ -248,6 +326,57 @@ class GitLabEmulator(EmulatorServer):
             hook = self._new_hook(proj.id, {"url": url, "token": token or "", **fields})
             return int(hook["id"])
 
+    def protect_branch(
+        self, project: str | int, name: str, *, push: str = "maintainer", merge: str = "maintainer"
+    ) -> None:
+        """Protect branches matching ``name`` (``*`` wildcards); levels: no one|developer|maintainer."""
+        with self.lock:
+            self._project_ref(project).protected_branches.append(
+                ProtectedRef(name, push=ACCESS_LEVELS[push], merge=ACCESS_LEVELS[merge])
+            )
+
+    def protect_tag(self, project: str | int, name: str, *, create: str = "maintainer") -> None:
+        with self.lock:
+            self._project_ref(project).protected_tags.append(
+                ProtectedRef(name, create=ACCESS_LEVELS[create])
+            )
+
+    def add_pipeline(self, project: str | int, sha: str, ref: str, *, tag: bool = False) -> int:
+        """A pipeline GitLab CI created (e.g. a tag pipeline, ``tag=True``); statuses join it."""
+        with self.lock:
+            pipeline = Pipeline(
+                next(self._pipeline_ids), self._project_ref(project).id, sha, ref, tag, "push"
+            )
+            self._pipelines.append(pipeline)
+            return pipeline.id
+
+    def fork_project(
+        self, source: str | int, path_with_namespace: str, *, members: dict[str, str] | None = None
+    ) -> Project:
+        forked = self.add_project(path_with_namespace, members=members)
+        with self.lock:
+            forked.forked_from_id = self._project_ref(source).id
+        return forked
+
+    def add_merge_request(
+        self,
+        project: str | int,
+        *,
+        source_branch: str,
+        target_branch: str,
+        sha: str,
+        source_project: str | int | None = None,
+    ) -> int:
+        """An open MR in ``project`` (the target); ``source_project`` is the fork it comes from."""
+        with self.lock:
+            target = self._project_ref(project)
+            source = self._project_ref(source_project) if source_project is not None else target
+            iid = 1 + sum(1 for m in self._merge_requests if m.project_id == target.id)
+            self._merge_requests.append(
+                MergeRequest(iid, target.id, source.id, source_branch, target_branch, sha)
+            )
+            return iid
+
     # ------------------------------------------------------------------ inspection (test side)
     def hooks(self, project: str | int) -> list[dict[str, Any]]:
         """All hooks of a project in id order, *including* the stored ``token``."""
@@ -271,6 +400,26 @@ class GitLabEmulator(EmulatorServer):
         if sha is not None:
             items = [s for s in items if s.sha == sha]
         return items
+
+    def commit_statuses(
+        self, project: str | int | None = None, sha: str | None = None
+    ) -> list[CommitStatus]:
+        """GitLab's status records (copies), oldest first: one per status, moved by transitions."""
+        with self.lock:
+            items = [replace(s) for s in self._status_records]
+        if project is not None:
+            pid = self._project_ref(project).id
+            items = [s for s in items if s.project_id == pid]
+        if sha is not None:
+            items = [s for s in items if s.sha == sha]
+        return items
+
+    def merge_request_pipeline(self, project: str | int, iid: int) -> dict[str, Any] | None:
+        """The MR's head pipeline as GitLab shows it on the MR page (``None``: nothing shown)."""
+        with self.lock:
+            target = self._project_ref(project)
+            mr = next(m for m in self._merge_requests if m.project_id == target.id and m.iid == iid)
+            return self._head_pipeline(mr)
 
     def project(self, ref: str | int) -> Project:
         with self.lock:
@@ -358,6 +507,7 @@ class GitLabEmulator(EmulatorServer):
                 self._require(project, user, "maintainer")
                 return self._hooks_endpoint(request, user, project, rest[1:])
             if len(rest) == 2 and rest[0] == "statuses" and method == "POST":
+                # lib/api/commit_statuses.rb: `authorize! :create_commit_status` (Developer).
                 self._require(project, user, "developer")
                 return self._post_status(request, user, project, rest[1])
             if (
@@ -368,13 +518,10 @@ class GitLabEmulator(EmulatorServer):
             ):
                 self._require(project, user, "reporter")
                 self._check_sha(project, rest[2])
-                items = [
-                    self._status_json(s, project)
-                    for s in self._statuses
-                    if s.project_id == project.id and s.sha == rest[2]
-                ]
-                items.reverse()  # newest first, as GitLab lists them
-                return self._paginate(request, items)
+                return self._paginate(request, self._list_statuses(request, project, rest[2]))
+            if len(rest) == 2 and rest[0] == "merge_requests" and method == "GET":
+                self._require(project, user, "reporter")
+                return Response.json(200, self._merge_request_json(project, rest[1]))
         raise ApiError(404, {"error": "404 Not Found"})
 
     # ------------------------------------------------------------------ access
@@ -676,11 +823,54 @@ class GitLabEmulator(EmulatorServer):
         return {"push_events_branch_filter": "", "branch_filter_strategy": "wildcard"}
 
     # ------------------------------------------------------------------ statuses
+    # Sources (gitlab-org/gitlab): app/services/ci/create_commit_status_service.rb (reuse, pipeline,
+    # policy check, `apply_job_state!`), app/models/commit_status.rb (`state_machine :status`),
+    # lib/api/commit_statuses.rb (400 on StateMachines::InvalidTransition, MR head pipelines),
+    # app/policies/ci/pipeline_policy.rb (`protected_ref` prevents :update_pipeline),
+    # lib/gitlab/user_access.rb (`can_update_branch?` = push or merge; tags: `can_create_tag?`),
+    # lib/gitlab/ref_matcher.rb (protected-ref wildcards). Expected answers are the ones in
+    # spec/requests/api/commit_statuses_spec.rb.
     def _check_sha(self, project: Project, sha: str) -> None:
         if not re.fullmatch(r"[0-9a-f]{7,40}", sha) or (
             project.commits is not None and sha not in project.commits
         ):
             raise ApiError(404, {"message": "404 Commit Not Found"})
+
+    @staticmethod
+    def _ref_matches(pattern: str, ref: str) -> bool:
+        # RefMatcher: exact name, or `*` as `.*?` between quoted segments, anchored.
+        if pattern == ref:
+            return True
+        if "*" not in pattern:
+            return False
+        regex = ".*?".join(re.escape(part) for part in pattern.split("*"))
+        return re.fullmatch(regex, ref, re.DOTALL) is not None
+
+    def _can_update_pipeline(self, project: Project, user: User, pipeline: Pipeline) -> bool:
+        """Ci::PipelinePolicy: on a protected ref, :update_pipeline needs rights *there*."""
+        role = self._role(project, user)
+        level = ROLE_LEVELS[role] if role is not None else 0
+        if pipeline.tag:
+            rules = [r for r in project.protected_tags if self._ref_matches(r.name, pipeline.ref)]
+            # can_create_tag?: any matching rule's create level (no rule: Developer may).
+            return any(0 < r.create <= level for r in rules) if rules else level >= 30
+        rules = [r for r in project.protected_branches if self._ref_matches(r.name, pipeline.ref)]
+        if not rules:
+            return level >= 30  # can_push_to_branch? on an unprotected branch: push_code
+        return any(0 < r.push <= level or 0 < r.merge <= level for r in rules)
+
+    def _first_matching_pipeline(
+        self, project: Project, sha: str, ref: str | None, pipeline_id: int | None
+    ) -> Pipeline | None:
+        for pipeline in reversed(self._pipelines):  # newest_first(sha:)
+            if pipeline.project_id != project.id or pipeline.sha != sha:
+                continue
+            if ref is not None and pipeline.ref != ref:
+                continue
+            if pipeline_id is not None and pipeline.id != pipeline_id:
+                continue
+            return pipeline
+        return None
 
     def _post_status(self, request: Request, user: User, project: Project, sha: str) -> Response:
         data = request.json()
@@ -699,24 +889,130 @@ class GitLabEmulator(EmulatorServer):
             value = data.get(name)
             if value is not None and len(value) > 255:
                 raise _bad(f"{name} is too long (maximum is 255 characters)")
+        pipeline_id = data.get("pipeline_id")
+        if pipeline_id is not None:
+            try:
+                pipeline_id = int(pipeline_id)
+            except (TypeError, ValueError):
+                raise _bad("pipeline_id is invalid") from None
         self._check_sha(project, sha)
+        given_ref: str | None = data.get("ref") or None
+        matching = self._first_matching_pipeline(project, sha, given_ref, pipeline_id)
+        if pipeline_id is not None and matching is None:
+            raise ApiError(404, {"message": "404 Pipeline for pipeline_id, sha and ref Not Found"})
+        # `ref`: params[:ref] || first_matching_pipeline&.ref || a branch containing the commit
+        # (the emulator's repository has only the default branch).
+        ref = given_ref or (matching.ref if matching else project.default_branch)
+        pipeline = matching
+        if pipeline is None:  # create_pipeline: source external, and never `tag`
+            pipeline = Pipeline(next(self._pipeline_ids), project.id, sha, ref)
+            self._pipelines.append(pipeline)
+        if not self._can_update_pipeline(project, user, pipeline):
+            # The service answers `forbidden` before touching the status.
+            raise ApiError(403, {"message": "403 Forbidden"})
         name = data.get("name") or data.get("context") or "default"
-        record = StatusRecord(
-            id=next(self._status_ids),
-            project_id=project.id,
-            sha=sha,
-            state=state,
-            name=name,
-            ref=data.get("ref") or project.default_branch,
-            target_url=data.get("target_url"),
-            description=data.get("description"),
-            user=user.username,
+        # external_commit_status_scope: running_or_pending, same project, pipeline, ref, name, user.
+        status = next(
+            (
+                s
+                for s in reversed(self._status_records)
+                if s.state in ACTIVE_STATES
+                and s.project_id == project.id
+                and s.pipeline_id == pipeline.id
+                and s.ref == ref
+                and s.name == name
+                and s.user_id == user.id
+            ),
+            None,
         )
-        self._statuses.append(record)
-        return Response.json(201, self._status_json(record, project))
+        if status is None:  # a finished status is never reused: the next post starts another
+            status = CommitStatus(
+                id=next(self._status_ids),
+                project_id=project.id,
+                pipeline_id=pipeline.id,
+                sha=sha,
+                ref=ref,
+                name=name,
+                user_id=user.id,
+            )
+            is_new = True
+        else:
+            is_new = False
+        new_state = self._apply_job_state(status.state, state)
+        # Only a successful transition saves the optional attributes (the spec's "does not
+        # update the commit status" case keeps the old description).
+        status.state = new_state
+        for key in ("target_url", "description"):
+            if data.get(key) is not None:
+                setattr(status, key, data[key])
+        if data.get("coverage") is not None:
+            status.coverage = float(data["coverage"])
+        now = _now()
+        if new_state == "running" and status.started_at is None:
+            status.started_at = now
+        if new_state not in ACTIVE_STATES:
+            status.finished_at = now
+        if is_new:
+            self._status_records.append(status)
+        self._statuses.append(
+            StatusRecord(
+                id=len(self._statuses) + 1,
+                project_id=project.id,
+                sha=sha,
+                state=new_state,
+                name=name,
+                ref=ref,
+                target_url=status.target_url,
+                description=status.description,
+                user=user.username,
+                status_id=status.id,
+                pipeline_id=pipeline.id,
+            )
+        )
+        return Response.json(201, self._status_json(status, project))
 
-    def _status_json(self, record: StatusRecord, project: Project) -> dict[str, Any]:
+    @staticmethod
+    def _apply_job_state(current: str, wanted: str) -> str:
+        """`apply_job_state!`: the state after the events the service fires, or a 400."""
+
+        def fire(event: str, state: str, *, bang: bool = True) -> str:
+            target, sources = STATUS_EVENTS[event]
+            if state in sources:
+                return target
+            if not bang:
+                return state  # `job.enqueue` without a bang just returns false
+            raise ApiError(
+                400,
+                {
+                    "message": f"Cannot transition status via :{event} from :{state} "
+                    f'(Reason(s): Status cannot transition via "{event}")'
+                },
+            )
+
+        if wanted == "pending":
+            return fire("enqueue", current)
+        if wanted == "running":
+            return fire("run", fire("enqueue", current, bang=False))
+        event = {"success": "success", "failed": "drop", "canceled": "cancel", "skipped": "skip"}
+        return fire(event[wanted], current)
+
+    def _list_statuses(self, request: Request, project: Project, sha: str) -> list[dict[str, Any]]:
+        """GET .../statuses: the latest per name and ref unless ``all``; ``ref``/``name`` filter."""
+        records = [s for s in self._status_records if s.project_id == project.id and s.sha == sha]
+        if not _query_bool(request, "all"):
+            latest: dict[tuple[str, str], CommitStatus] = {}
+            for record in records:
+                latest[(record.name, record.ref)] = record
+            records = [r for r in records if latest[(r.name, r.ref)] is r]
+        for key in ("ref", "name"):
+            wanted = request.query.get(key)
+            if wanted:
+                records = [r for r in records if getattr(r, key) == wanted]
+        return [self._status_json(r, project) for r in reversed(records)]  # newest first
+
+    def _status_json(self, record: CommitStatus, project: Project) -> dict[str, Any]:
         del project
+        user = self.users.get(record.user_id)
         return {
             "id": record.id,
             "sha": record.sha,
@@ -725,10 +1021,62 @@ class GitLabEmulator(EmulatorServer):
             "name": record.name,
             "target_url": record.target_url,
             "description": record.description,
-            "created_at": _now(),
-            "started_at": None,
-            "finished_at": None,
+            "created_at": record.created_at,
+            "started_at": record.started_at,
+            "finished_at": record.finished_at,
             "allow_failure": False,
-            "coverage": None,
-            "author": {"username": record.user},
+            "coverage": record.coverage,
+            "pipeline_id": record.pipeline_id,
+            "author": {"username": user.username if user else None},
+        }
+
+    # ------------------------------------------------------------------ merge requests
+    @staticmethod
+    def _composite(states: list[str]) -> str:
+        """Gitlab::Ci::Status::Composite, reduced to the states external statuses take."""
+        if not states:
+            return "created"
+        for state in ("running", "pending", "failed", "canceled", "success"):
+            if state in states:
+                return state
+        return "skipped"
+
+    def _head_pipeline(self, mr: MergeRequest) -> dict[str, Any] | None:
+        # The MR shows pipelines of its *source* project on the source branch for its head sha
+        # (lib/api/commit_statuses.rb: MergeRequest.where(source_project:, source_branch: ref)).
+        for pipeline in reversed(self._pipelines):
+            if (
+                pipeline.project_id == mr.source_project_id
+                and pipeline.ref == mr.source_branch
+                and pipeline.sha == mr.sha
+                and not pipeline.tag
+            ):
+                states = [s.state for s in self._status_records if s.pipeline_id == pipeline.id]
+                return {
+                    "id": pipeline.id,
+                    "project_id": pipeline.project_id,
+                    "sha": pipeline.sha,
+                    "ref": pipeline.ref,
+                    "status": self._composite(states),
+                    "source": pipeline.source,
+                }
+        return None
+
+    def _merge_request_json(self, project: Project, iid: str) -> dict[str, Any]:
+        mr = next(
+            (m for m in self._merge_requests if m.project_id == project.id and str(m.iid) == iid),
+            None,
+        )
+        if mr is None:
+            raise _not_found()
+        return {
+            "iid": mr.iid,
+            "project_id": mr.project_id,
+            "source_project_id": mr.source_project_id,
+            "target_project_id": mr.project_id,
+            "source_branch": mr.source_branch,
+            "target_branch": mr.target_branch,
+            "sha": mr.sha,
+            "state": "opened",
+            "head_pipeline": self._head_pipeline(mr),
         }

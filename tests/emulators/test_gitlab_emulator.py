@@ -263,16 +263,159 @@ def test_commit_statuses_recorded_in_order(gitlab_emulator: GitLabEmulator) -> N
     commit = dev.projects.get("demo/hello-web", lazy=True).commits.get(SHA, lazy=True)
     commit.statuses.create({"state": "pending"})
     commit.statuses.create({"state": "running", "name": "build", "ref": "feature/x"})
+    # No ref: GitLab takes the newest pipeline of the sha (feature/x's) and its ref, so this
+    # moves the running "build" status there (create_commit_status_service.rb, `ref`).
     commit.statuses.create({"state": "success", "context": "build", "target_url": "http://ci/1"})
     assert gitlab_emulator.log.records("POST")[-1].status == 201
     recorded = gitlab_emulator.statuses("demo/hello-web", SHA)
     assert [(s.state, s.name, s.ref) for s in recorded] == [
         ("pending", "default", "main"),
         ("running", "build", "feature/x"),
-        ("success", "build", "main"),
+        ("success", "build", "feature/x"),
     ]
+    assert recorded[1].status_id == recorded[2].status_id
     listed = commit.statuses.list(get_all=True)
-    assert [s.status for s in listed] == ["success", "running", "pending"]
+    assert [(s.status, s.name) for s in listed] == [("success", "build"), ("pending", "default")]
+
+
+def _statuses(emulator: GitLabEmulator, user: str = "developer", project: str = "demo/app") -> Any:
+    api = _api(emulator, user)
+    return api.projects.get(project, lazy=True).commits.get(SHA, lazy=True).statuses
+
+
+def _transition_error(statuses: Any, data: dict[str, Any]) -> str:
+    with pytest.raises(gitlab.GitlabCreateError) as info:
+        statuses.create(data)
+    assert info.value.response_code == 400
+    return str(info.value.error_message)
+
+
+def test_status_is_reused_while_pending_or_running(gitlab_emulator: GitLabEmulator) -> None:
+    statuses = _statuses(gitlab_emulator)
+    base = {"name": "ci", "ref": "main"}
+    first = statuses.create({**base, "state": "pending"})
+    statuses.create({**base, "state": "running", "target_url": "http://ci/1"})
+    last = statuses.create({**base, "state": "success", "description": "done"})
+    assert first.id == last.id and last.status == "success"
+    (record,) = gitlab_emulator.commit_statuses("demo/app", SHA)
+    assert (record.state, record.target_url, record.description) == (
+        "success",
+        "http://ci/1",
+        "done",
+    )
+    assert record.started_at is not None and record.finished_at is not None
+
+
+def test_running_twice_is_refused_and_changes_nothing(gitlab_emulator: GitLabEmulator) -> None:
+    statuses = _statuses(gitlab_emulator)
+    statuses.create({"state": "running", "name": "ci", "ref": "main", "description": "first"})
+    message = _transition_error(
+        statuses, {"state": "running", "name": "ci", "ref": "main", "description": "second"}
+    )
+    assert message == (
+        'Cannot transition status via :run from :running (Reason(s): Status cannot transition via "run")'
+    )
+    (record,) = gitlab_emulator.commit_statuses("demo/app", SHA)
+    assert (record.state, record.description) == ("running", "first")
+
+
+@pytest.mark.parametrize(
+    ("before", "state", "event", "source"),
+    [
+        ("pending", "pending", "enqueue", "pending"),
+        ("running", "pending", "enqueue", "running"),
+        ("running", "skipped", "skip", "running"),
+    ],
+)
+def test_forbidden_moves_answer_400(
+    gitlab_emulator: GitLabEmulator, before: str, state: str, event: str, source: str
+) -> None:
+    statuses = _statuses(gitlab_emulator)
+    statuses.create({"state": before, "name": "ci", "ref": "main"})
+    message = _transition_error(statuses, {"state": state, "name": "ci", "ref": "main"})
+    assert message.startswith(f"Cannot transition status via :{event} from :{source} ")
+
+
+@pytest.mark.parametrize("final", ["success", "failed", "canceled"])
+@pytest.mark.parametrize("after", ["pending", "running", "success", "failed"])
+def test_a_finished_status_is_not_reused(
+    gitlab_emulator: GitLabEmulator, final: str, after: str
+) -> None:
+    statuses = _statuses(gitlab_emulator)
+    first = statuses.create({"state": final, "name": "ci", "ref": "main"})
+    second = statuses.create({"state": after, "name": "ci", "ref": "main"})
+    assert second.id != first.id
+    states = [r.state for r in gitlab_emulator.commit_statuses("demo/app", SHA)]
+    assert states == [final, after]
+    latest = _statuses(gitlab_emulator).list(ref="main", name="ci")
+    assert [s.id for s in latest] == [second.id]
+
+
+def test_name_ref_and_user_each_get_their_own_status(gitlab_emulator: GitLabEmulator) -> None:
+    dev = _statuses(gitlab_emulator)
+    maint = _statuses(gitlab_emulator, "maintainer")
+    dev.create({"state": "running", "name": "conveyor/push", "ref": "main"})
+    dev.create({"state": "running", "name": "conveyor/merge_request", "ref": "main"})
+    dev.create({"state": "running", "name": "conveyor/push", "ref": "feature"})
+    maint.create({"state": "running", "name": "conveyor/push", "ref": "main"})  # for_user
+    assert len(gitlab_emulator.commit_statuses("demo/app", SHA)) == 4
+
+
+def test_unknown_pipeline_id_is_404(gitlab_emulator: GitLabEmulator) -> None:
+    with pytest.raises(gitlab.GitlabCreateError) as info:
+        _statuses(gitlab_emulator).create({"state": "pending", "pipeline_id": 999})
+    assert info.value.response_code == 404
+    assert "Pipeline for pipeline_id, sha and ref" in str(info.value.error_message)
+
+
+def test_protected_branch_needs_push_or_merge_rights_there(gitlab_emulator: GitLabEmulator) -> None:
+    gitlab_emulator.protect_branch("demo/app", "main", push="maintainer", merge="maintainer")
+    gitlab_emulator.protect_branch("demo/app", "release/*", push="no one", merge="developer")
+    dev = _statuses(gitlab_emulator)
+    with pytest.raises(gitlab.GitlabCreateError) as info:
+        dev.create({"state": "pending", "name": "ci", "ref": "main"})
+    assert (info.value.response_code, info.value.error_message) == (403, "403 Forbidden")
+    dev.create({"state": "pending", "name": "ci", "ref": "release/1.0"})  # merge rights suffice
+    dev.create({"state": "pending", "name": "ci", "ref": "feature"})  # not protected
+    _statuses(gitlab_emulator, "maintainer").create({"state": "pending", "ref": "main"})
+    assert [r.ref for r in gitlab_emulator.commit_statuses("demo/app", SHA)] == [
+        "release/1.0",
+        "feature",
+        "main",
+    ]
+
+
+def test_protected_tag_guards_tag_pipelines_only(gitlab_emulator: GitLabEmulator) -> None:
+    gitlab_emulator.protect_tag("demo/app", "v*", create="maintainer")
+    dev = _statuses(gitlab_emulator)
+    # A pipeline the status API creates is never a tag pipeline: the branch rules apply.
+    dev.create({"state": "pending", "name": "ci", "ref": "v1.0"})
+    gitlab_emulator.add_pipeline("demo/app", SHA, "v2.0", tag=True)  # GitLab CI's tag pipeline
+    with pytest.raises(gitlab.GitlabCreateError) as info:
+        dev.create({"state": "pending", "name": "ci", "ref": "v2.0"})
+    assert info.value.response_code == 403
+    _statuses(gitlab_emulator, "maintainer").create({"state": "pending", "ref": "v2.0"})
+
+
+def test_fork_statuses_show_on_the_mr_only_from_the_source_project(
+    gitlab_emulator: GitLabEmulator,
+) -> None:
+    gitlab_emulator.fork_project("demo/app", "contrib/app", members={"developer": "developer"})
+    iid = gitlab_emulator.add_merge_request(
+        "demo/app",
+        source_project="contrib/app",
+        source_branch="fix",
+        target_branch="main",
+        sha=SHA,
+    )
+    _statuses(gitlab_emulator).create({"state": "running", "name": "ci", "ref": "fix"})
+    assert gitlab_emulator.merge_request_pipeline("demo/app", iid) is None
+    _statuses(gitlab_emulator, project="contrib/app").create(
+        {"state": "running", "name": "ci", "ref": "fix"}
+    )
+    mr = _api(gitlab_emulator).projects.get("demo/app", lazy=True).mergerequests.get(iid)
+    assert mr.head_pipeline["status"] == "running"
+    assert mr.head_pipeline["project_id"] == gitlab_emulator.project("contrib/app").id
 
 
 @pytest.mark.parametrize(
