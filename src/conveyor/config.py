@@ -60,6 +60,7 @@ class Settings:
     previous_secret: str | None = None
     previous_secret_until: datetime | None = None
     state_dir: Path = Path()
+    status_retry_hours: float = 6.0  # how long a commit status is retried before it is given up
 
     def require(self, *names: str) -> None:
         """Raise one ConfigError naming every variable among ``names`` that is unset."""
@@ -154,6 +155,17 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         problems.append(
             "CONVEYOR_SECRET_PREVIOUS needs CONVEYOR_SECRET_PREVIOUS_UNTIL (the end of the rotation overlap)"
         )
+    retry_hours = 6.0
+    if values.get("status_retry_hours"):
+        try:
+            retry_hours = float(values["status_retry_hours"])
+        except ValueError:
+            retry_hours = -1.0
+        if not 0 < retry_hours <= 24 * 30:
+            problems.append(
+                f"{env_name('status_retry_hours')} must be a number of hours above 0 and at most "
+                f"720 (e.g. 6 or 0.5), got {values['status_retry_hours']!r}"
+            )
     if problems:
         raise ConfigError(
             "invalid setting" + ("s" if len(problems) > 1 else "") + ": " + "; ".join(problems)
@@ -175,4 +187,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         previous_secret=values.get("previous_secret"),
         previous_secret_until=until,
         state_dir=state,
+        status_retry_hours=retry_hours,
     )

@@ -11,7 +11,8 @@
     │   ├── GitLabError
     │   │   ├── GitLabAuthError      401: token missing or invalid
     │   │   ├── GitLabForbiddenError 403: e.g. not Maintainer of the project
-    │   │   └── GitLabNotFoundError  404: project or hook does not exist (or is hidden)
+    │   │   ├── GitLabNotFoundError  404: project or hook does not exist (or is hidden)
+    │   │   └── GitLabTransitionError 400: a commit status cannot move from its current state
     │   └── JenkinsError
     │       ├── JenkinsAuthError     401/403
     │       └── JenkinsNotFoundError 404
@@ -112,6 +113,18 @@ class GitLabForbiddenError(GitLabError):
 
 class GitLabNotFoundError(GitLabError):
     """The GitLab project or object does not exist or is not visible (404)."""
+
+
+class GitLabTransitionError(GitLabError):
+    """GitLab refused a commit-status move (400 "Cannot transition status via :E from :S").
+
+    ``current`` is the state GitLab's status is in (the ``:S``), ``event`` the refused move.
+    """
+
+    def __init__(self, message: str, *, event: str, current: str, hint: str | None = None) -> None:
+        super().__init__(message, status=400, hint=hint)
+        self.event = event
+        self.current = current
 
 
 class JenkinsError(RemoteError):

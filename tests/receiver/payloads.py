@@ -146,6 +146,23 @@ def merge_request(
     }
 
 
+def for_project(
+    payload: dict[str, Any], project_id: int, *, source_project_id: int | None = None
+) -> dict[str, Any]:
+    """``payload`` naming the project by ``project_id`` (an emulator's id) everywhere GitLab does;
+    ``source_project_id``: an MR from a fork with that id."""
+    payload["project"]["id"] = project_id
+    if "project_id" in payload:
+        payload["project_id"] = project_id
+    attrs = payload.get("object_attributes")
+    if isinstance(attrs, dict):
+        attrs["target_project_id"] = project_id
+        attrs["target"]["id"] = project_id
+        attrs["source_project_id"] = source_project_id or project_id
+        attrs["source"]["id"] = source_project_id or project_id
+    return payload
+
+
 EVENT_HEADERS = {
     "push": "Push Hook",
     "tag_push": "Tag Push Hook",

@@ -74,6 +74,11 @@ def start(start_receiver: Any, settings: Settings, **worker: Any) -> Running:
     return running
 
 
+def app_payload(gitlab: Any, payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` with demo/app's real id in the emulator (statuses are posted by id)."""
+    return p.for_project(payload, gitlab.project("demo/app").id)
+
+
 def settled(running: Running, event_id: int) -> bool:
     record = next(r for r in rows(running) if r.id == event_id)
     return record.status in (Status.DONE, Status.FAILED, Status.DEAD)
@@ -90,7 +95,9 @@ def test_merge_request_builds_with_gitlab_variables_and_statuses_in_order(
     gitlab, jenkins_emu, settings = world
     jenkins_emu.build_duration = 0.3
     running = start(start_receiver, settings)
-    event_id = send(running, p.merge_request(action="open", iid=42)).json()["id"]
+    event_id = send(running, app_payload(gitlab, p.merge_request(action="open", iid=42))).json()[
+        "id"
+    ]
     running.wait_for(lambda: settled(running, event_id))
     [build] = jenkins_emu.triggered_builds("demo/app")
     assert build.parameters == {
@@ -109,7 +116,7 @@ def test_merge_request_builds_with_gitlab_variables_and_statuses_in_order(
     assert record.result_url and record.result_url.endswith("/job/demo/job/app/1/")
     posted = states(gitlab, p.SHA_C, 3, running)
     assert [s.state for s in posted] == ["pending", "running", "success"]
-    assert all(s.name == "conveyor" and s.ref == "feature/login" for s in posted)
+    assert all(s.name == "conveyor/merge_request" and s.ref == "feature/login" for s in posted)
     assert posted[0].target_url == f"{settings.jenkins_url}/job/demo/job/app/"
     assert posted[1].target_url == posted[2].target_url == record.result_url
 
@@ -118,7 +125,7 @@ def test_push_parameters_and_failed_build_is_final(world: Any, start_receiver: A
     gitlab, jenkins_emu, settings = world
     jenkins_emu.next_result("demo/app", "FAILURE")
     running = start(start_receiver, settings)
-    event_id = send(running, p.push(branch="release/1.2")).json()["id"]
+    event_id = send(running, app_payload(gitlab, p.push(branch="release/1.2"))).json()["id"]
     running.wait_for(lambda: settled(running, event_id))
     [build] = jenkins_emu.triggered_builds("demo/app")
     assert build.parameters["gitlabActionType"] == "PUSH"
@@ -139,7 +146,7 @@ def test_unreachable_job_is_retried_then_dead_lettered(world: Any, start_receive
     gitlab, jenkins_emu, settings = world
     jenkins.Jenkins(settings.jenkins_url, JENKINS_USER, JENKINS_API_TOKEN).delete_job("demo/app")
     running = start(start_receiver, settings, max_attempts=3)
-    event_id = send(running, p.push()).json()["id"]
+    event_id = send(running, app_payload(gitlab, p.push())).json()["id"]
     running.wait_for(lambda: settled(running, event_id))
     record = next(r for r in rows(running) if r.id == event_id)
     assert record.status is Status.DEAD and record.attempts == 3
@@ -196,8 +203,8 @@ def test_jenkins_errors_are_mapped_at_the_boundary(world: Any) -> None:
 def test_superseded_push_gets_a_canceled_status(world: Any, start_receiver: Any) -> None:
     gitlab, jenkins_emu, settings = world
     running = start(start_receiver, settings, workers=0)
-    older = send(running, p.push(after=p.SHA_A)).json()["id"]
-    newer = send(running, p.push(after=p.SHA_B)).json()["id"]
+    older = send(running, app_payload(gitlab, p.push(after=p.SHA_A))).json()["id"]
+    newer = send(running, app_payload(gitlab, p.push(after=p.SHA_B))).json()["id"]
     assert [s.state for s in states(gitlab, p.SHA_A, 2, running)] == ["pending", "canceled"]
     assert [s.state for s in states(gitlab, p.SHA_B, 1, running)] == ["pending"]
     by_id = {r.id: r for r in rows(running)}

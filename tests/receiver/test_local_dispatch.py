@@ -72,8 +72,8 @@ def commit(repo: Path, content: str) -> str:
     return git(repo, "rev-parse", "HEAD")
 
 
-def local_push(repo: Path, sha: str) -> dict[str, Any]:
-    data = p.push(after=sha)
+def local_push(repo: Path, sha: str, project_id: int) -> dict[str, Any]:
+    data = p.for_project(p.push(after=sha), project_id)
     data["project"]["git_http_url"] = str(repo)
     return data
 
@@ -95,11 +95,15 @@ def test_local_runner_builds_the_pushed_commit_and_reports_statuses(
         dispatcher=LocalDispatcher(settings, poll_s=0.1),
         worker_options=WorkerOptions(workers=1, poll_s=0.05),
     )
-    ok_id = send(running, local_push(repo, good)).json()["id"]
+    ok_id = send(running, local_push(repo, good, gitlab_emulator.project("demo/app").id)).json()[
+        "id"
+    ]
     running.wait_for(
         lambda: rows(running)[0].status in (Status.DONE, Status.FAILED, Status.DEAD), 120
     )
-    fail_id = send(running, local_push(repo, bad)).json()["id"]
+    fail_id = send(running, local_push(repo, bad, gitlab_emulator.project("demo/app").id)).json()[
+        "id"
+    ]
     running.wait_for(
         lambda: (
             next(r for r in rows(running) if r.id == fail_id).status

@@ -70,6 +70,8 @@ class GitLabEvent:
     project_url: str | None = None
     git_http_url: str | None = None
     deleted: bool = False
+    source_project_id: int | None = None  # MR: the project the source branch lives in (a fork)
+    ref_protected: bool | None = None  # push/tag push: GitLab's ``ref_protected`` (newer versions)
 
     @property
     def new_ref(self) -> bool:
@@ -138,6 +140,11 @@ def _int(mapping: Mapping[str, Any], key: str) -> int | None:
     if isinstance(value, bool):
         return None
     return value if isinstance(value, int) else None
+
+
+def _bool(mapping: Mapping[str, Any], key: str) -> bool | None:
+    value = mapping.get(key)
+    return value if isinstance(value, bool) else None
 
 
 def _project(payload: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -228,6 +235,7 @@ def _parse_push(kind: EventKind, payload: Mapping[str, Any], path: str) -> GitLa
         project_url=_str(project, "web_url"),
         git_http_url=_str(project, "git_http_url"),
         deleted=deleted,
+        ref_protected=_bool(payload, "ref_protected"),
     )
 
 
@@ -282,6 +290,7 @@ def _parse_merge_request(payload: Mapping[str, Any], path: str) -> GitLabEvent:
         user_name=_str(user_map, "name"),
         project_url=_str(project, "web_url"),
         git_http_url=_str(project, "git_http_url"),
+        source_project_id=_int(attrs, "source_project_id"),
     )
 
 

@@ -47,6 +47,7 @@ from starlette.routing import Route
 from conveyor.config import Settings
 from conveyor.errors import QueueError
 from conveyor.gitlab.events import PayloadError, header_kind, parse_event, project_path_of
+from conveyor.gitlab.status import status_target
 from conveyor.receiver import metrics as metrics_mod
 from conveyor.receiver.dispatch import Dispatcher
 from conveyor.receiver.metrics import Metrics
@@ -133,7 +134,12 @@ class Receiver:
         if self.worker_options.post_statuses:
             assert self.settings.gitlab_url and self.settings.gitlab_token
             poster = GitLabStatusPoster(self.settings.gitlab_url, self.settings.gitlab_token)
-            self.statuses = StatusSender(self.db_path, poster, self.metrics)
+            self.statuses = StatusSender(
+                self.db_path,
+                poster,
+                self.metrics,
+                retry_for_s=self.settings.status_retry_hours * 3600.0,
+            )
         self.pool = WorkerPool(
             self.db_path,
             self.router,
@@ -344,7 +350,10 @@ def _route(
     pending = None
     if receiver.worker_options.post_statuses:
         pending = StatusUpdate(
-            "pending", "queued by conveyor", receiver.dispatcher.job_url(decision.spec)
+            "pending",
+            "queued by conveyor",
+            receiver.dispatcher.job_url(decision.spec),
+            target=status_target(event),
         )
     return NewEvent(
         status=Status.QUEUED,

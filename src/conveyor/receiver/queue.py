@@ -53,6 +53,8 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.errors import QueueError
+from conveyor.gitlab.events import PayloadError, parse_event
+from conveyor.gitlab.status import StatusTarget, status_name, status_target
 
 SCHEMA_VERSION = 1
 
@@ -108,21 +110,37 @@ CREATE TABLE IF NOT EXISTS deploy_locks (
     lease_expires  REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS status_outbox (
-    id           INTEGER PRIMARY KEY,
-    event_id     INTEGER NOT NULL,
-    project      TEXT NOT NULL,
-    sha          TEXT NOT NULL,
-    ref          TEXT,
-    state        TEXT NOT NULL,
-    target_url   TEXT,
-    description  TEXT,
-    attempts     INTEGER NOT NULL DEFAULT 0,
-    next_at      REAL NOT NULL DEFAULT 0,
-    sent_at      REAL,
-    gave_up      INTEGER NOT NULL DEFAULT 0,
-    last_error   TEXT
+    id             INTEGER PRIMARY KEY,
+    event_id       INTEGER NOT NULL,
+    project        TEXT NOT NULL,
+    sha            TEXT NOT NULL,
+    ref            TEXT,
+    state          TEXT NOT NULL,
+    target_url     TEXT,
+    description    TEXT,
+    attempts       INTEGER NOT NULL DEFAULT 0,
+    next_at        REAL NOT NULL DEFAULT 0,
+    sent_at        REAL,
+    gave_up        INTEGER NOT NULL DEFAULT 0,
+    last_error     TEXT,
+    target_project TEXT,
+    name           TEXT,
+    protected      INTEGER,
+    tag            INTEGER NOT NULL DEFAULT 0,
+    created_at     REAL,
+    dropped        TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON status_outbox(sent_at, gave_up, id);
+CREATE TABLE IF NOT EXISTS status_heads (
+    target_project TEXT NOT NULL,
+    sha            TEXT NOT NULL,
+    ref            TEXT NOT NULL,
+    name           TEXT NOT NULL,
+    state          TEXT NOT NULL,
+    event_id       INTEGER NOT NULL,
+    updated_at     REAL NOT NULL,
+    PRIMARY KEY (target_project, sha, ref, name)
+);
 """
 
 
@@ -202,6 +220,7 @@ def connect(
         if version < SCHEMA_VERSION:
             conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        _migrate_outbox(conn)
         return conn
     except sqlite3.Error as exc:
         raise QueueError(
@@ -213,6 +232,38 @@ def connect(
             f"cannot create the state directory {path.parent}: {exc.strerror}",
             hint="choose a writable directory with --state or CONVEYOR_STATE",
         ) from None
+
+
+_OUTBOX_COLUMNS = {
+    "target_project": "TEXT",
+    "name": "TEXT",
+    "protected": "INTEGER",
+    "tag": "INTEGER NOT NULL DEFAULT 0",
+    "created_at": "REAL",
+    "dropped": "TEXT",
+}
+
+
+def _migrate_outbox(conn: sqlite3.Connection) -> None:
+    """Bring a queue written by an older conveyor up to the outbox columns and status heads."""
+    have = {r["name"] for r in conn.execute("PRAGMA table_info(status_outbox)")}
+    heads = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'status_heads'"
+    ).fetchone()
+    if set(_OUTBOX_COLUMNS) <= have and heads is not None:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        have = {r["name"] for r in conn.execute("PRAGMA table_info(status_outbox)")}
+        for column, kind in _OUTBOX_COLUMNS.items():
+            if column not in have:
+                conn.execute(f"ALTER TABLE status_outbox ADD COLUMN {column} {kind}")
+        start = _SCHEMA.index("CREATE TABLE IF NOT EXISTS status_heads")
+        conn.execute(_SCHEMA[start:].rstrip().rstrip(";"))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 @contextmanager
@@ -243,11 +294,17 @@ def _transaction(conn: sqlite3.Connection, what: str) -> Iterator[sqlite3.Connec
 
 @dataclass(frozen=True)
 class StatusUpdate:
-    """A commit status to post for an event (state in GitLab's vocabulary)."""
+    """A commit status to post for an event (state in GitLab's vocabulary).
+
+    ``target`` (where it goes: project, ref, name) is needed only on an event's first status
+    when the caller has the parsed event at hand; later ones reuse the first one's target,
+    and without any the queue derives it from the stored payload.
+    """
 
     state: str
     description: str
     target_url: str | None = None
+    target: StatusTarget | None = None
 
 
 @dataclass(frozen=True)
@@ -373,7 +430,7 @@ def _record(row: sqlite3.Row) -> EventRecord:
 
 @dataclass(frozen=True)
 class OutboxItem:
-    """A commit status waiting to be posted."""
+    """A commit status waiting to be posted; (target_project, sha, ref, name) is its GitLab status."""
 
     id: int
     event_id: int
@@ -385,6 +442,52 @@ class OutboxItem:
     description: str | None
     attempts: int
     next_at: float
+    target_project: str = ""
+    name: str = ""
+    protected: bool | None = None
+    tag: bool = False
+    created_at: float = 0.0
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        """The GitLab status this item moves (GitLab reuses one per project, sha, ref, name)."""
+        return (self.target_project, self.sha, self.ref or "", self.name)
+
+
+@dataclass(frozen=True)
+class StatusHead:
+    """What conveyor last posted (or learnt) for one GitLab status: its state, and whose it is."""
+
+    state: str
+    event_id: int  # 0: learnt from GitLab, not posted by any event of ours
+
+
+def _target_of(
+    conn: sqlite3.Connection, event_id: int, project: str, ref: str | None
+) -> StatusTarget:
+    """The target of an event's statuses: its first status's, else from the stored payload."""
+    row = conn.execute(
+        "SELECT target_project, ref, name, protected, tag FROM status_outbox"
+        " WHERE event_id = ? AND name IS NOT NULL ORDER BY id LIMIT 1",
+        (event_id,),
+    ).fetchone()
+    if row is not None:
+        protected = None if row["protected"] is None else bool(row["protected"])
+        return StatusTarget(
+            row["target_project"], row["ref"], row["name"], protected, bool(row["tag"])
+        )
+    event = conn.execute(
+        "SELECT event_header, kind, body FROM events WHERE id = ?", (event_id,)
+    ).fetchone()
+    if event is not None:
+        try:
+            parsed = parse_event(event["event_header"], json.loads(event["body"]))
+        except (PayloadError, ValueError, TypeError):
+            pass
+        else:
+            return status_target(parsed)
+    kind = event["kind"] if event is not None else None
+    return StatusTarget(project, ref, status_name(kind or ""))
 
 
 def _outbox(
@@ -397,10 +500,25 @@ def _outbox(
 ) -> None:
     if not project or not sha:
         return
+    target = update.target or _target_of(conn, event_id, project, ref)
     conn.execute(
-        "INSERT INTO status_outbox (event_id, project, sha, ref, state, target_url, description)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (event_id, project, sha, ref, update.state, update.target_url, update.description[:255]),
+        "INSERT INTO status_outbox (event_id, project, sha, ref, state, target_url, description,"
+        " target_project, name, protected, tag, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            event_id,
+            project,
+            sha,
+            target.ref,
+            update.state,
+            update.target_url,
+            update.description[:255],
+            target.project,
+            target.name,
+            None if target.protected is None else int(target.protected),
+            int(target.tag),
+            time.time(),
+        ),
     )
 
 
@@ -880,10 +998,11 @@ class EventQueue:
 
     # ------------------------------------------------------------------ status outbox
 
-    def pending_statuses(self, *, limit: int = 200) -> list[OutboxItem]:
-        """Unsent statuses, oldest first (due or not: the sender keeps each event's order)."""
+    def pending_statuses(self, *, limit: int = 500) -> list[OutboxItem]:
+        """Unsent statuses, oldest first (due or not: the sender keeps each status's order)."""
         rows = self._query(
-            "SELECT * FROM status_outbox WHERE sent_at IS NULL AND gave_up = 0 ORDER BY id LIMIT ?",
+            "SELECT * FROM status_outbox WHERE sent_at IS NULL AND gave_up = 0 AND dropped IS NULL"
+            " ORDER BY id LIMIT ?",
             (limit,),
         )
         return [
@@ -898,16 +1017,54 @@ class EventQueue:
                 description=r["description"],
                 attempts=r["attempts"],
                 next_at=r["next_at"],
+                target_project=r["target_project"] or r["project"],
+                name=r["name"] or status_name(""),
+                protected=None if r["protected"] is None else bool(r["protected"]),
+                tag=bool(r["tag"]),
+                created_at=r["created_at"] or 0.0,
             )
             for r in rows
         ]
 
-    def status_sent(self, item: OutboxItem) -> None:
+    def status_head(self, key: tuple[str, str, str, str]) -> StatusHead | None:
+        """What was last posted (or learnt from GitLab) for one GitLab status."""
+        rows = self._query(
+            "SELECT state, event_id FROM status_heads"
+            " WHERE target_project = ? AND sha = ? AND ref = ? AND name = ?",
+            key,
+        )
+        return StatusHead(rows[0]["state"], rows[0]["event_id"]) if rows else None
+
+    @staticmethod
+    def _set_head(
+        conn: sqlite3.Connection, key: tuple[str, str, str, str], head: StatusHead
+    ) -> None:
+        conn.execute(
+            "INSERT INTO status_heads (target_project, sha, ref, name, state, event_id, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (target_project, sha, ref, name)"
+            " DO UPDATE SET state = excluded.state, event_id = excluded.event_id,"
+            " updated_at = excluded.updated_at",
+            (*key, head.state, head.event_id, time.time()),
+        )
+
+    def learn_status_head(self, key: tuple[str, str, str, str], head: StatusHead) -> None:
+        """Record what GitLab says a status is in (e.g. after a refused move)."""
+        with _transaction(self._conn, "record a commit status's state") as conn:
+            self._set_head(conn, key, head)
+
+    def status_sent(self, item: OutboxItem, *, head: StatusHead | None = None) -> None:
+        """``item`` is posted (or already true on GitLab); ``head`` is the status's state now."""
         with _transaction(self._conn, "record a sent status") as conn:
             conn.execute(
                 "UPDATE status_outbox SET sent_at = ?, attempts = attempts + 1 WHERE id = ?",
                 (time.time(), item.id),
             )
+            self._set_head(conn, item.key, head or StatusHead(item.state, item.event_id))
+
+    def status_dropped(self, item: OutboxItem, reason: str) -> None:
+        """``item`` will not be posted: a later status supersedes it, or it would be illegal."""
+        with _transaction(self._conn, "record a dropped status") as conn:
+            conn.execute("UPDATE status_outbox SET dropped = ? WHERE id = ?", (reason, item.id))
 
     def status_failed(self, item: OutboxItem, *, error: str, delay_s: float, give_up: bool) -> None:
         with _transaction(self._conn, "record a failed status") as conn:
@@ -919,8 +1076,8 @@ class EventQueue:
 
     def statuses_for(self, event_id: int) -> list[dict[str, Any]]:
         rows = self._query(
-            "SELECT state, target_url, description, sent_at, gave_up, last_error FROM status_outbox"
-            " WHERE event_id = ? ORDER BY id",
+            "SELECT state, name, target_project, ref, target_url, description, sent_at, gave_up,"
+            " dropped, attempts, last_error FROM status_outbox WHERE event_id = ? ORDER BY id",
             (event_id,),
         )
         return [dict(r) for r in rows]
