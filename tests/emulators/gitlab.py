@@ -1008,7 +1008,16 @@ class GitLabEmulator(EmulatorServer):
             wanted = request.query.get(key)
             if wanted:
                 records = [r for r in records if getattr(r, key) == wanted]
-        return [self._status_json(r, project) for r in reversed(records)]  # newest first
+        # Ordered by `order_by` (id | pipeline_id, default id) and `sort` (asc default | desc);
+        # commit_statuses_spec.rb: "Get all commit statuses" lists ascending ids.
+        order_by = request.query.get("order_by", "id")
+        sort = request.query.get("sort", "asc")
+        if order_by not in ("id", "pipeline_id") or sort not in ("asc", "desc"):
+            raise _bad("order_by does not have a valid value")
+        records.sort(key=lambda r: (r.pipeline_id, r.id) if order_by == "pipeline_id" else r.id)
+        if sort == "desc":
+            records.reverse()
+        return [self._status_json(r, project) for r in records]
 
     def _status_json(self, record: CommitStatus, project: Project) -> dict[str, Any]:
         del project

@@ -275,7 +275,11 @@ def test_commit_statuses_recorded_in_order(gitlab_emulator: GitLabEmulator) -> N
     ]
     assert recorded[1].status_id == recorded[2].status_id
     listed = commit.statuses.list(get_all=True)
-    assert [(s.status, s.name) for s in listed] == [("success", "build"), ("pending", "default")]
+    assert [(s.status, s.name) for s in listed] == [("pending", "default"), ("success", "build")]
+    newest = commit.statuses.list(get_all=True, sort="desc")
+    assert [s.name for s in newest] == ["build", "default"]
+    with pytest.raises(gitlab.GitlabListError):
+        commit.statuses.list(order_by="name")
 
 
 def _statuses(emulator: GitLabEmulator, user: str = "developer", project: str = "demo/app") -> Any:

@@ -43,12 +43,14 @@ HEADERS = {"push": "Push Hook", "tag_push": "Tag Push Hook", "merge_request": "M
 class World:
     """A queue, a sender posting to the emulator as ``user``, and the worker's moves."""
 
-    def __init__(self, db: Path, gitlab: GitLabEmulator, user: str = "maintainer") -> None:
+    def __init__(
+        self, db: Path, gitlab: GitLabEmulator, user: str = "maintainer", timeout: float = 10.0
+    ) -> None:
         self.db = db
         self.gitlab = gitlab
         self.queue = EventQueue(db, synchronous="NORMAL")
         self.metrics = Metrics()
-        poster = GitLabStatusPoster(gitlab.url, gitlab.tokens[user])
+        poster = GitLabStatusPoster(gitlab.url, gitlab.tokens[user], timeout=timeout)
         self.sender = StatusSender(db, poster, self.metrics, backoff_s=0.0)
         self.app_id = gitlab.project("demo/app").id
 
@@ -234,14 +236,14 @@ def test_an_older_build_never_overwrites_a_newer_one(world: World) -> None:
 
 
 def test_order_is_kept_per_status_while_one_waits_for_a_retry(world: World) -> None:
-    world.gitlab.faults.error("POST", r"/statuses/", status=503, times=3)  # one post, all retries
+    world.gitlab.faults.error("POST", r"/statuses/", status=503)
     older = world.store(app_push(world))
     newer = world.store(app_push(world))
     world.drain()  # the older pending fails: the newer waits behind it
     assert world.gitlab.statuses("demo/app", p.SHA_B) == []
     world.drain()  # the failed older pending is superseded by the newer one: not posted
     assert [s.state for s in world.gitlab.statuses("demo/app", p.SHA_B)] == ["pending"]
-    assert world.refused() == [503, 503, 503]
+    assert world.refused() == [503]
     assert [r["dropped"] for r in world.outbox(older)] == ["superseded by a later status"]
     assert world.outbox(newer)[0]["sent_at"] is not None
 
@@ -275,7 +277,7 @@ def test_final_status_is_retried_for_hours_not_dropped(world: World) -> None:
     event_id = world.store(app_push(world), pending=False)
     claim = world.claim(event_id)
     world.finish(claim)
-    world.gitlab.faults.error("POST", r"/statuses/", status=502, times=3 * 12)
+    world.gitlab.faults.error("POST", r"/statuses/", status=502, times=12)
     for _ in range(12):  # the old sender gave up after 8 attempts (~4 minutes of backoff)
         world.drain()
     (row,) = world.outbox(event_id)
@@ -284,6 +286,25 @@ def test_final_status_is_retried_for_hours_not_dropped(world: World) -> None:
     (row,) = world.outbox(event_id)
     assert row["sent_at"] is not None
     assert [s.state for s in world.gitlab.statuses("demo/app", p.SHA_B)] == ["success"]
+
+
+def test_a_retried_final_that_got_through_is_not_posted_twice(
+    tmp_path: Path, gitlab_emulator: GitLabEmulator
+) -> None:
+    w = World(database_path(tmp_path / "state"), gitlab_emulator, timeout=0.3)
+    event_id = w.store(app_push(w), pending=False)
+    w.finish(w.claim(event_id))
+    gitlab_emulator.faults.slow("POST", r"/statuses/", delay=0.8)  # GitLab takes it, too late
+    w.drain()
+    (row,) = w.outbox(event_id)
+    assert row["attempts"] == 1 and row["sent_at"] is None and not row["gave_up"]
+    time.sleep(0.8)
+    w.drain()
+    (row,) = w.outbox(event_id)
+    assert row["sent_at"] is not None
+    assert len(gitlab_emulator.log.records("POST", r"/statuses/")) == 1
+    assert [r.state for r in gitlab_emulator.commit_statuses("demo/app", p.SHA_B)] == ["success"]
+    w.queue.close()
 
 
 def test_backoff_grows_to_its_cap_and_the_window_ends_retries(
@@ -300,7 +321,7 @@ def test_backoff_grows_to_its_cap_and_the_window_ends_retries(
     )
     event_id = w.store(app_push(w), pending=False)
     w.finish(w.claim(event_id))
-    gitlab_emulator.faults.error("POST", r"/statuses/", status=503, times=3 * 6)
+    gitlab_emulator.faults.error("POST", r"/statuses/", status=503, times=6)
     delays = []
     conn = sqlite3.connect(w.db)
     for _ in range(6):
@@ -315,7 +336,7 @@ def test_backoff_grows_to_its_cap_and_the_window_ends_retries(
     conn.execute("UPDATE status_outbox SET next_at = 0, created_at = created_at - 3600")
     conn.commit()
     conn.close()
-    gitlab_emulator.faults.error("POST", r"/statuses/", status=503, times=3)
+    gitlab_emulator.faults.error("POST", r"/statuses/", status=503)
     w.drain()
     (row,) = w.outbox(event_id)
     assert row["gave_up"] and "503" in row["last_error"]

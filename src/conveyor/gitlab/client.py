@@ -240,3 +240,18 @@ class GitLabClient:
             return dict(status.attributes)
 
         return self._call(f"{project}@{sha[:12]}", "post a commit status", "Developer", run)
+
+    def latest_commit_status(
+        self, project: int | str, sha: str, *, ref: str | None, name: str
+    ) -> dict[str, Any] | None:
+        """The newest status named ``name`` on ``ref`` of a commit, or ``None`` (one request)."""
+
+        def run() -> dict[str, Any] | None:
+            commit = self._project(project).commits.get(sha, lazy=True)
+            params: dict[str, Any] = {"name": name, "sort": "desc", "per_page": 1}
+            if ref is not None:
+                params["ref"] = ref
+            found = commit.statuses.list(get_all=False, **params, **self._opts())
+            return dict(found[0].attributes) if found else None
+
+        return self._call(f"{project}@{sha[:12]}", "read commit statuses", "Reporter", run)

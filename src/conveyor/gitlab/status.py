@@ -229,12 +229,23 @@ class CommitStatusClient:
                 event=event,
                 current=current,
             ) from None
-        return PostedStatus(
-            id=int(answer.get("id", 0)),
-            sha=str(answer.get("sha", sha)),
-            state=str(answer.get("status", state)),
-            name=str(answer.get("name", name)),
-            ref=answer.get("ref"),
-            target_url=answer.get("target_url"),
-            description=answer.get("description"),
-        )
+        return _posted(answer, sha, state, name)
+
+    def latest(
+        self, project: int | str, sha: str, name: str, ref: str | None
+    ) -> PostedStatus | None:
+        """The newest status named ``name`` on ``ref`` (to learn whether a post landed)."""
+        answer = self._client.latest_commit_status(project, sha, ref=ref, name=name)
+        return None if answer is None else _posted(answer, sha, "", name)
+
+
+def _posted(answer: dict[str, Any], sha: str, state: str, name: str) -> PostedStatus:
+    return PostedStatus(
+        id=int(answer.get("id", 0)),
+        sha=str(answer.get("sha", sha)),
+        state=str(answer.get("status", state)),
+        name=str(answer.get("name", name)),
+        ref=answer.get("ref"),
+        target_url=answer.get("target_url"),
+        description=answer.get("description"),
+    )

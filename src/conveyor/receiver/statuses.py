@@ -24,6 +24,9 @@ table) and decides each item against that (:func:`plan`):
   (someone else posts under the same name, or the queue's memory was lost), its answer says the
   state the status is really in: "already there" counts as sent, anything else is logged as an
   error, remembered, and the item re-planned from GitLab's state.
+* **A retried final is not posted twice**: before retrying a final status whose earlier try
+  failed without an answer (timeout, 5xx), the sender reads GitLab's newest status of that name
+  and ref; if it is this one, the earlier try got through and it counts as sent.
 * **Final statuses are retried for hours** (:data:`RETRY_FOR_S`, ``CONVEYOR_STATUS_RETRY_HOURS``)
   with exponential backoff capped at :data:`BACKOFF_CAP_S`; intermediate ones for as long, unless
   superseded first. Refusals (401/403/404/422, other 400s) are given up at once, with a message
@@ -41,7 +44,14 @@ from pathlib import Path
 
 from conveyor.errors import GitLabError, GitLabTransitionError
 from conveyor.gitlab.client import GitLabClient
-from conveyor.gitlab.status import ACTIVE_STATES, FINAL_STATES, CommitStatusClient, legal_move
+from conveyor.gitlab.status import (
+    ACTIVE_STATES,
+    FINAL_STATES,
+    MAX_FIELD_LENGTH,
+    CommitStatusClient,
+    legal_move,
+    truncate,
+)
 from conveyor.receiver.metrics import Metrics
 from conveyor.receiver.queue import EventQueue, OutboxItem, StatusHead
 
@@ -57,7 +67,9 @@ class GitLabStatusPoster:
     """Posts one outbox item through :class:`conveyor.gitlab.status.CommitStatusClient`."""
 
     def __init__(self, url: str, token: str, *, timeout: float = 10.0) -> None:
-        self._client = CommitStatusClient(GitLabClient(url, token, timeout=timeout, max_retries=2))
+        # No retries inside python-gitlab: a POST retried after a lost answer could post a final
+        # status twice. The sender retries instead, and reads back before retrying a final.
+        self._client = CommitStatusClient(GitLabClient(url, token, timeout=timeout, max_retries=0))
 
     def post(
         self, item: OutboxItem, *, state: str | None = None, description: str | None = None
@@ -77,6 +89,17 @@ class GitLabStatusPoster:
             )
         except ValueError as exc:  # refused before sending: bad sha, state or ref
             raise GitLabError(f"commit status for {item.project}: {exc}", status=400) from None
+
+    def landed(self, item: OutboxItem) -> bool:
+        """Whether GitLab's newest status for ``item`` is ``item`` (an earlier try got through)."""
+        latest = self._client.latest(item.target_project, item.sha, item.name, item.ref)
+        return (
+            latest is not None
+            and latest.state == item.state
+            and latest.description == truncate(item.description)
+            and latest.target_url
+            == (item.target_url[:MAX_FIELD_LENGTH] if item.target_url else None)
+        )
 
 
 @dataclass(frozen=True)
@@ -216,6 +239,12 @@ class StatusSender:
                 )
                 return "dropped", head
             try:
+                if item.state in FINAL_STATES and item.attempts and self._poster.landed(item):
+                    # A retried final whose earlier try got through (a timeout, a lost answer):
+                    # posting again would add a second finished status.
+                    queue.status_sent(item)
+                    self._metrics.inc("conveyor_status_posts_total", outcome="already")
+                    return "sent", StatusHead(item.state, item.event_id)
                 if decision.close_first and head is not None:
                     self._poster.post(
                         item,
