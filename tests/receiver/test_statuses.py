@@ -433,3 +433,42 @@ def test_a_queue_from_before_gains_the_outbox_columns(tmp_path: Path) -> None:
     (item,) = queue.pending_statuses()
     assert (item.target_project, item.name) == ("demo/app", "conveyor/build")
     queue.close()
+
+
+# ----------------------------------------------------------------------------- inputs
+def test_retry_window_setting_is_validated() -> None:
+    from conveyor.config import load_settings
+    from conveyor.errors import ConfigError
+
+    assert load_settings({}).status_retry_hours == 6.0
+    assert load_settings({"CONVEYOR_STATUS_RETRY_HOURS": "0.5"}).status_retry_hours == 0.5
+    for bad in ("soon", "0", "-3", "1000", "nan"):
+        with pytest.raises(ConfigError, match="CONVEYOR_STATUS_RETRY_HOURS"):
+            load_settings({"CONVEYOR_STATUS_RETRY_HOURS": bad})
+
+
+def test_targets_from_payloads() -> None:
+    fork_mr = p.for_project(p.merge_request(source="fix"), 15, source_project_id=99)
+    mr = status_target(parse_event("Merge Request Hook", fork_mr))
+    assert (mr.project, mr.ref, mr.name, mr.protected) == (
+        "99",
+        "fix",
+        "conveyor/merge_request",
+        None,
+    )
+    push = status_target(parse_event("Push Hook", p.push(branch="main")))
+    assert (push.project, push.ref, push.name, push.protected) == (
+        "15",
+        "main",
+        "conveyor/push",
+        True,
+    )
+    tag = status_target(parse_event("Tag Push Hook", p.tag_push(tag="v2")))
+    assert (tag.ref, tag.name, tag.tag) == ("v2", "conveyor/tag_push", True)
+    old = p.push()
+    del old["project_id"], old["project"]["id"], old["ref_protected"]
+    legacy = status_target(parse_event("Push Hook", old))  # older GitLab: path, protection unknown
+    assert (legacy.project, legacy.protected) == ("demo/app", None)
+    hostile = p.merge_request()
+    hostile["object_attributes"]["source_project_id"] = "1; DROP"
+    assert status_target(parse_event("Merge Request Hook", hostile)).project == "15"

@@ -103,6 +103,8 @@ def show_event(state: Path | None, event_id: int, as_json: bool) -> None:
             click.echo(f"{key:16} {value}")
     for item in statuses:
         sent = "sent" if item["sent_at"] else ("gave up" if item["gave_up"] else "pending")
+        if item.get("dropped"):
+            sent = f"not posted: {item['dropped']}"
         click.echo(f"{'status':16} {item['state']} ({sent}) {item['target_url'] or ''}")
     click.echo("payload:")
     click.echo(json.dumps(payload, indent=2))
