@@ -20,7 +20,13 @@ import pytest
 from conveyor.errors import GitLabForbiddenError, GitLabTransitionError
 from conveyor.gitlab.client import GitLabClient
 from conveyor.gitlab.events import parse_event
-from conveyor.gitlab.status import CommitStatusClient, legal_move, status_name, status_target
+from conveyor.gitlab.status import (
+    CommitStatusClient,
+    legal_move,
+    status_name,
+    status_names_by_action,
+    status_target,
+)
 from conveyor.receiver.metrics import Metrics
 from conveyor.receiver.queue import (
     Claim,
@@ -130,6 +136,12 @@ def test_names_are_per_event_kind_and_stable() -> None:
     assert status_name("tag_push") == "conveyor/tag_push"
     assert status_name("merge_request", "test") == "conveyor/merge_request/test"
     assert len(status_name("push", "s" * 400)) == 255
+    assert status_names_by_action() == {
+        "PUSH": "conveyor/push",
+        "TAG_PUSH": "conveyor/tag_push",
+        "MERGE": "conveyor/merge_request",
+    }
+    assert status_name("") == "conveyor/build"
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,7 @@ from typing import Any
 from conveyor.errors import GitLabError, GitLabForbiddenError, GitLabTransitionError
 from conveyor.gitlab.client import GitLabClient
 from conveyor.gitlab.events import EventKind, GitLabEvent
+from conveyor.pipeline.context import ACTION_TYPES
 
 COMMIT_STATES: tuple[str, ...] = ("pending", "running", "success", "failed", "canceled", "skipped")
 ACTIVE_STATES = frozenset({"pending", "running"})
@@ -61,6 +62,15 @@ def status_name(kind: EventKind | str, stage: str | None = None) -> str:
     if stage is not None:
         name = f"{name}/{stage}"
     return name[:MAX_FIELD_LENGTH]
+
+
+def status_names_by_action() -> dict[str, str]:
+    """``gitlabActionType`` (``PUSH``, ``TAG_PUSH``, ``MERGE``) -> status name, for the Jenkinsfile.
+
+    A build with no ``gitlabActionType`` (started by hand in Jenkins) reports as
+    ``status_name("")`` (``conveyor/build``).
+    """
+    return {action: status_name(kind) for kind, action in ACTION_TYPES.items()}
 
 
 def legal_move(current: str | None, wanted: str) -> bool:
