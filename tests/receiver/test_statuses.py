@@ -484,3 +484,17 @@ def test_targets_from_payloads() -> None:
     hostile = p.merge_request()
     hostile["object_attributes"]["source_project_id"] = "1; DROP"
     assert status_target(parse_event("Merge Request Hook", hostile)).project == "15"
+
+
+def test_finished_heads_are_forgotten_after_a_while_active_ones_kept(world: World) -> None:
+    done = world.store(app_push(world))
+    world.store(app_push(world, branch="release/1", after=p.SHA_C))  # stays pending
+    world.finish(world.claim(done))
+    world.drain()
+    conn = sqlite3.connect(world.db)
+    conn.execute("UPDATE status_heads SET updated_at = updated_at - 40 * 86400")
+    conn.commit()
+    assert world.queue.prune_status_heads(older_than_s=30 * 86400) == 1
+    remaining = conn.execute("SELECT ref, state FROM status_heads").fetchall()
+    conn.close()
+    assert remaining == [("release/1", "pending")]

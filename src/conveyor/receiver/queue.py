@@ -1061,6 +1061,16 @@ class EventQueue:
             )
             self._set_head(conn, item.key, head or StatusHead(item.state, item.event_id))
 
+    def prune_status_heads(self, *, older_than_s: float) -> int:
+        """Forget finished statuses not touched for ``older_than_s`` (active ones are kept)."""
+        with _transaction(self._conn, "prune commit status heads") as conn:
+            cur = conn.execute(
+                "DELETE FROM status_heads WHERE updated_at < ?"
+                " AND state NOT IN ('pending', 'running')",
+                (time.time() - older_than_s,),
+            )
+        return int(cur.rowcount)
+
     def status_dropped(self, item: OutboxItem, reason: str) -> None:
         """``item`` will not be posted: a later status supersedes it, or it would be illegal."""
         with _transaction(self._conn, "record a dropped status") as conn:

@@ -58,6 +58,7 @@ from conveyor.receiver.queue import EventQueue, OutboxItem, StatusHead
 log = logging.getLogger("conveyor.receiver.statuses")
 
 RETRY_FOR_S = 6 * 3600.0
+HEADS_KEPT_S = 30 * 86400.0  # finished statuses are remembered this long (for late replays)
 BACKOFF_CAP_S = 600.0
 PERMANENT = (400, 401, 403, 404, 422)
 MAX_RESYNCS = 3  # refused moves re-planned from GitLab's state within one pass
@@ -180,9 +181,13 @@ class StatusSender:
 
     def _run(self) -> None:
         queue = EventQueue(self._db_path, synchronous="NORMAL")
+        pruned_at = float("-inf")
         try:
             while True:
                 try:
+                    if time.monotonic() - pruned_at > 3600:
+                        queue.prune_status_heads(older_than_s=HEADS_KEPT_S)
+                        pruned_at = time.monotonic()
                     sent_any = self.drain(queue)
                 except Exception:  # keep the sender alive whatever one pass hits
                     log.exception("status sender pass failed")
