@@ -498,3 +498,50 @@ def test_finished_heads_are_forgotten_after_a_while_active_ones_kept(world: Worl
     remaining = conn.execute("SELECT ref, state FROM status_heads").fetchall()
     conn.close()
     assert remaining == [("release/1", "pending")]
+
+
+def test_served_fork_mr_reports_to_the_fork_end_to_end(
+    start_receiver: Any, gitlab_emulator: GitLabEmulator, tmp_path: Path
+) -> None:
+    from conveyor.config import Settings
+    from conveyor.receiver.worker import WorkerOptions
+    from tests.receiver.test_app import send
+
+    fork = gitlab_emulator.fork_project(
+        "demo/app", "contrib/app", members={"maintainer": "developer"}
+    )
+    iid = gitlab_emulator.add_merge_request(
+        "demo/app",
+        source_project="contrib/app",
+        source_branch="fix",
+        target_branch="main",
+        sha=p.SHA_C,
+    )
+    settings = Settings(
+        secret=p.SECRET,
+        state_dir=tmp_path / "served",
+        gitlab_url=gitlab_emulator.url,
+        gitlab_token=gitlab_emulator.tokens["maintainer"],
+    )
+    running = start_receiver(
+        settings=settings, worker_options=WorkerOptions(workers=1, poll_s=0.05)
+    )
+    payload = p.for_project(
+        p.merge_request(source="fix", sha=p.SHA_C, iid=iid),
+        gitlab_emulator.project("demo/app").id,
+        source_project_id=fork.id,
+    )
+    assert send(running, payload).status_code == 202
+    running.wait_for(
+        lambda: (
+            [s.state for s in gitlab_emulator.commit_statuses("contrib/app", p.SHA_C)]
+            == ["success"]
+        )
+    )
+    assert [s.state for s in gitlab_emulator.statuses("contrib/app", p.SHA_C)] == [
+        "pending",
+        "success",
+    ]
+    assert gitlab_emulator.commit_statuses("demo/app") == []
+    shown = gitlab_emulator.merge_request_pipeline("demo/app", iid)
+    assert shown is not None and shown["status"] == "success"
