@@ -56,6 +56,7 @@ class Settings:
     jenkins_token: str | None = None
     webhook_url: str | None = None
     webhook_url_previous: str | None = None  # the receiver's old URL while hooks move off it
+    git_url: str | None = None  # where the local runner clones from (default: gitlab_url)
     secret: str | None = None
     previous_secret: str | None = None
     previous_secret_until: datetime | None = None
@@ -137,6 +138,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                 problems.append(f"{env_name(name)} must be an http(s) URL, got {url!r}")
             else:
                 values[name] = url.rstrip("/")
+    git_url = values.get("git_url")
+    if git_url:
+        parsed = urlparse(git_url)
+        local = parsed.scheme == "file" and not parsed.netloc and parsed.path.startswith("/")
+        if not local and (parsed.scheme not in ("http", "https") or not parsed.netloc):
+            problems.append(
+                f"{env_name('git_url')} must be an http(s) or file:/// URL, got {git_url!r}"
+            )
+        else:
+            values["git_url"] = git_url.rstrip("/")
     until: datetime | None = None
     if values.get("previous_secret_until"):
         try:
@@ -183,6 +194,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         jenkins_token=values.get("jenkins_token"),
         webhook_url=values.get("webhook_url"),
         webhook_url_previous=values.get("webhook_url_previous"),
+        git_url=values.get("git_url"),
         secret=values.get("secret"),
         previous_secret=values.get("previous_secret"),
         previous_secret_until=until,

@@ -1,4 +1,13 @@
-"""GitLab webhook payloads and headers shaped like GitLab's documentation (webhook_events.md)."""
+"""GitLab webhook payloads and headers shaped like GitLab's documentation (webhook_events.md).
+
+Shapes follow GitLab's builders: ``lib/gitlab/data_builder/push.rb`` (push and tag push:
+``checkout_sha`` is null for a deletion and, for a tag, the commit the tag dereferences to, while
+``after`` is the tag object of an annotated tag; ``Git::TagHooksService#limited_commits`` sends the
+tag's commit as the only commit) and ``lib/gitlab/hook_data/merge_request_builder.rb``
+(``last_commit: merge_request.diff_head_commit&.hook_attrs`` is null without a diff head;
+``merge_commit_sha`` is set once merged with a merge commit). SHA-256 repositories send 64-hex
+ids and 64 zeros for "no commit".
+"""
 
 from __future__ import annotations
 
@@ -9,6 +18,11 @@ from typing import Any
 from conveyor.tokens import project_token
 
 ZERO = "0" * 40
+ZERO256 = "0" * 64
+SHA256_A = "6b8cbd3a6e2e5e8d4ab3c3f5d1f5a7c9e0b1d2c3f4a5b6c7d8e9f0a1b2c3d4e5"
+SHA256_B = "f00d5eed1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6"
+TAG_OBJECT = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # an annotated tag's own object id
+MERGE_SHA = "e9f3c1d2b4a5968778695a4b3c2d1e0f9a8b7c6d"
 SECRET = "test-master-secret-not-real"
 SHA_A = "da1560886d4f094c3e6c9ef40349f7d38b5d27d7"
 SHA_B = "b6568db1bc1dcd7f8b4d5a946b0b91f9dacd7327"
@@ -39,7 +53,7 @@ def push(
 ) -> dict[str, Any]:
     commits = (
         []
-        if after == ZERO
+        if after in (ZERO, ZERO256)
         else [
             {
                 "id": SHA_A,
@@ -72,7 +86,7 @@ def push(
         "after": after,
         "ref": f"refs/heads/{branch}",
         "ref_protected": True,
-        "checkout_sha": None if after == ZERO else after,
+        "checkout_sha": None if after in (ZERO, ZERO256) else after,
         "user_id": 4,
         "user_name": "John Smith",
         "user_username": "jsmith",
@@ -90,10 +104,28 @@ def push(
     }
 
 
-def tag_push(path: str = "demo/app", *, tag: str = "v1.0.0", after: str = SHA_C) -> dict[str, Any]:
+def tag_push(
+    path: str = "demo/app",
+    *,
+    tag: str = "v1.0.0",
+    after: str = SHA_C,
+    tag_object: str | None = None,
+    message: str = "Release v1.0.0",
+) -> dict[str, Any]:
+    """A tag push of ``after`` (the commit); ``tag_object`` makes it an annotated tag."""
     data = push(path, before=ZERO, after=after)
-    data.update(object_kind="tag_push", event_name="tag_push", ref=f"refs/tags/{tag}", commits=[])
-    data["total_commits_count"] = 0
+    deleted = after in (ZERO, ZERO256)
+    commits = [] if deleted else [dict(data["commits"][-1], message=message, title=message)]
+    data.update(
+        object_kind="tag_push",
+        event_name="tag_push",
+        ref=f"refs/tags/{tag}",
+        after=tag_object if tag_object is not None and not deleted else after,
+        checkout_sha=None if deleted else after,
+        commits=commits,
+        message="annotation of " + tag if tag_object is not None else None,
+    )
+    data["total_commits_count"] = len(commits)
     return data
 
 
@@ -106,7 +138,10 @@ def merge_request(
     iid: int = 7,
     sha: str = SHA_C,
     oldrev: str | None = None,
+    merge_commit_sha: str | None = None,
+    last_commit: bool = True,
 ) -> dict[str, Any]:
+    """``last_commit=False`` sends ``last_commit: null`` (no diff head, as GitLab does)."""
     attrs: dict[str, Any] = {
         "id": 99,
         "iid": iid,
@@ -120,13 +155,16 @@ def merge_request(
         "url": f"http://gitlab.example.com/{path}/-/merge_requests/{iid}",
         "source": _project(path),
         "target": _project(path),
+        "merge_commit_sha": merge_commit_sha,
         "last_commit": {
             "id": sha,
             "message": "fixed readme",
             "title": "fixed readme",
             "timestamp": "2012-01-03T23:36:29+02:00",
             "author": {"name": "GitLab dev user", "email": "gitlabdev@dv6700.(none)"},
-        },
+        }
+        if last_commit
+        else None,
         "action": action,
     }
     if oldrev is not None:
@@ -161,6 +199,48 @@ def for_project(
         attrs["source_project_id"] = source_project_id or project_id
         attrs["source"]["id"] = source_project_id or project_id
     return payload
+
+
+# lib/gitlab/data_builder/push.rb SAMPLE_DATA: what a hook test sends for an empty project.
+GITLAB_SAMPLE_PUSH: dict[str, Any] = {
+    "object_kind": "push",
+    "event_name": "push",
+    "before": "95790bf891e76fee5e1747ab589903a6a1f80f22",
+    "after": "da1560886d4f094c3e6c9ef40349f7d38b5d27d7",
+    "ref": "refs/heads/master",
+    "checkout_sha": "da1560886d4f094c3e6c9ef40349f7d38b5d27d7",
+    "message": "Hello World",
+    "user_id": 4,
+    "user_name": "John Smith",
+    "user_email": "john@example.com",
+    "user_avatar": "https://s.gravatar.com/avatar/d4c74594d841139328695756648b6bd6?s=80",
+    "project_id": 15,
+    "project": {
+        "id": 15,
+        "name": "gitlab",
+        "description": "",
+        "web_url": "http://test.example.com/gitlab/gitlab",
+        "avatar_url": "https://s.gravatar.com/avatar/d4c74594d841139328695756648b6bd6?s=80",
+        "git_ssh_url": "git@test.example.com:gitlab/gitlab.git",
+        "git_http_url": "http://test.example.com/gitlab/gitlab.git",
+        "namespace": "gitlab",
+        "visibility_level": 0,
+        "path_with_namespace": "gitlab/gitlab",
+        "default_branch": "master",
+    },
+    "commits": [
+        {
+            "id": "c5feabde2d8cd023215af4d2ceeb7a64839fc428",
+            "message": "Add simple search to projects in public area\n\ncommit message body",
+            "title": "Add simple search to projects in public area",
+            "timestamp": "2013-05-13T18:18:08+00:00",
+            "url": "https://test.example.com/gitlab/gitlab/-/commit/c5feabde2d8cd023215af4d2ceeb7a64839fc428",
+            "author": {"name": "Test User", "email": "test@example.com"},
+        }
+    ],
+    "total_commits_count": 1,
+    "push_options": {"ci": {"skip": True}},
+}
 
 
 EVENT_HEADERS = {

@@ -167,7 +167,7 @@ def test_ignored_events_are_2xx_with_a_recorded_reason(
         (
             p.merge_request(action="merge"),
             "Merge Request Hook",
-            ("merge_request", "refs/heads/feature/login"),
+            ("merge_request", "refs/heads/main"),  # a merge builds the target branch
         ),
     ],
 )

@@ -59,8 +59,8 @@ def git(repo: Path, *args: str) -> str:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    path = tmp_path / "repo"
-    path.mkdir()
+    path = tmp_path / "git" / "demo" / "app.git"  # what CONVEYOR_GIT_URL=file://<tmp>/git names
+    path.mkdir(parents=True)
     git(path, "init", "--quiet", "--initial-branch", "main")
     return path
 
@@ -74,7 +74,7 @@ def commit(repo: Path, content: str) -> str:
 
 def local_push(repo: Path, sha: str, project_id: int) -> dict[str, Any]:
     data = p.for_project(p.push(after=sha), project_id)
-    data["project"]["git_http_url"] = str(repo)
+    data["project"]["git_http_url"] = "http://127.0.0.1:9/never/used.git"
     return data
 
 
@@ -88,6 +88,7 @@ def test_local_runner_builds_the_pushed_commit_and_reports_statuses(
         secret=p.SECRET,
         state_dir=tmp_path / "state",
         gitlab_url=gitlab_emulator.url,
+        git_url=(tmp_path / "git").as_uri(),
         gitlab_token=gitlab_emulator.tokens["maintainer"],
     )
     running = start_receiver(

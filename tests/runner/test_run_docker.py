@@ -264,7 +264,8 @@ def test_cache_volume_persists_between_runs(
 
 def test_hostile_event_data_reaches_containers_only_as_environment(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
-    branch = f"$(touch {marker})`touch {marker}`"
+    # A valid git ref (no spaces: parsing refuses what git would), still shell all over.
+    branch = f"$(touch${{IFS}}{marker})`touch${{IFS}}{marker}`"
     message = f'fix\'; rm -rf / ; touch {marker} #\n"$(touch {marker})"'
     event = tmp_path / "event.json"
     event.write_text(

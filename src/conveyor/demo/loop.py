@@ -146,6 +146,8 @@ class Demo:
                 {
                     "CONVEYOR_SECRET": secret,
                     "CONVEYOR_STATE": str(self.root / "state"),
+                    # The demo's stand-in for GitLab's repositories (repo.location()).
+                    "CONVEYOR_GIT_URL": repo.clone_base(self.root),
                     "REGISTRY_USER": creds.username,
                     "REGISTRY_PASSWORD": creds.password,
                 }
@@ -155,8 +157,9 @@ class Demo:
             services.record(self.root, self.processes)
             d.append(f"http://127.0.0.1:{self.receiver_port}/hooks/gitlab")
 
-    def post_push(self, project: str, repo_dir: Path, commit: repo.Commit, token: str) -> int:
-        payload = events.push_payload(project, str(repo_dir), commit)
+    def post_push(self, project: str, commit: repo.Commit, token: str) -> int:
+        # As GitLab would name it; the receiver never clones from a payload's URL.
+        payload = events.push_payload(project, f"http://gitlab.invalid/{project}.git", commit)
         url = f"http://127.0.0.1:{self.receiver_port}/hooks/gitlab"
         resp = httpx.post(
             url, content=events.encode(payload), headers=events.push_headers(token), timeout=10
@@ -272,10 +275,10 @@ def run_demo(
         project = loaded.spec.project
         token = project_token(secret, project)
         demo.start_services(spec_path, secret)
-        repo_dir = root / "repo" / EXAMPLE
+        repo_dir = repo.location(root, project)
         with demo.step("push 1: test, build, push, blue-green deploy (first version)") as d:
             first = repo.create(example, repo_dir)
-            event_id = demo.post_push(project, repo_dir, first, token)
+            event_id = demo.post_push(project, first, token)
             run = demo.wait_event(event_id, timeout=600)
             greeting = demo.serving(first.sha[:8], timeout=60)
             d.append(f"event {event_id} done ({run}); serving '{greeting}'")
@@ -283,7 +286,7 @@ def run_demo(
             second = repo.change(repo_dir, "hello again from hello-web")
             probe = Probe(f"http://127.0.0.1:{SERVICE_PORT}/", rate=50).start()
             pushed = time.monotonic()
-            event_id = demo.post_push(project, repo_dir, second, token)
+            event_id = demo.post_push(project, second, token)
             greeting = demo.serving(second.sha[:8], timeout=300)
             switch = round(time.monotonic() - pushed, 2)
             run = demo.wait_event(event_id, timeout=300)

@@ -1,7 +1,8 @@
 """The demo's stand-in for a GitLab repository: a local git repository of the example app.
 
-The receiver's local dispatcher clones it from its path exactly as it would clone a GitLab
-project's ``git_http_url``.
+The receiver's local dispatcher clones ``<CONVEYOR_GIT_URL>/<project>.git`` exactly as it would
+clone from the configured GitLab (never from a payload's ``git_http_url``): the demo sets
+``CONVEYOR_GIT_URL`` to :func:`clone_base` and keeps the repository at :func:`location`.
 """
 
 from __future__ import annotations
@@ -42,6 +43,16 @@ def _git(repo: Path, *args: str) -> str:
             f"git {' '.join(args)} failed in {repo}: {exc.stderr.strip()}"
         ) from None
     return out.stdout.strip()
+
+
+def clone_base(root: Path) -> str:
+    """The ``file://`` URL the demo's receiver clones projects from."""
+    return (root / "git").resolve().as_uri()
+
+
+def location(root: Path, project: str) -> Path:
+    """Where :func:`clone_base` finds ``project``: ``<root>/git/<project>.git``."""
+    return root / "git" / f"{project}.git"
 
 
 def find_example(name: str) -> Path:

@@ -36,8 +36,8 @@ from typing import Any, Protocol
 
 from conveyor.config import Settings
 from conveyor.errors import ConfigError
-from conveyor.gitlab.checkout import checkout
-from conveyor.gitlab.events import EventKind, GitLabEvent
+from conveyor.gitlab.checkout import checkout, gitlab_repo_url
+from conveyor.gitlab.events import GitLabEvent
 from conveyor.jenkins import builds
 from conveyor.pipeline.context import Trigger, build_variables, trigger_parameters
 from conveyor.spec.model import Spec
@@ -97,28 +97,38 @@ class Dispatcher(Protocol):
         """Run one attempt."""
 
 
-def trigger_of(event: GitLabEvent) -> Trigger:
-    """The build trigger (shared with the local runner) described by a GitLab event."""
-    branch = event.source_branch if event.kind is EventKind.MERGE_REQUEST else event.branch
+def trigger_of(event: GitLabEvent, *, repo_url: str | None = None) -> Trigger:
+    """The build trigger (shared with the local runner) described by a GitLab event.
+
+    ``repo_url`` (``gitlabSourceRepoHttpUrl``) is the configured GitLab's URL of the project
+    (:func:`conveyor.gitlab.checkout.gitlab_repo_url`), never the payload's ``git_http_url``: a
+    Jenkins checkout would send its credentials there."""
+    # A merge builds the target branch's merge commit: BRANCH_NAME is the target, while
+    # gitlabSourceBranch still names the merged branch.
+    extra: tuple[tuple[str, str], ...] = ()
+    if event.merged and event.source_branch:
+        extra = (("gitlabSourceBranch", event.source_branch),)
     return Trigger(
         kind=event.kind.value,
         project=event.project_path,
         sha=event.sha,
-        branch=branch,
+        branch=event.build_branch,
         tag=event.tag,
         target_branch=event.target_branch,
         before=event.before,
         mr_iid=event.mr_iid,
         mr_action=event.action,
         mr_title=event.mr_title,
-        repo_url=event.git_http_url,
+        repo_url=repo_url,
         user_name=event.user_name,
+        extra=extra,
     )
 
 
-def jenkins_parameters(job: DispatchJob) -> dict[str, str]:
+def jenkins_parameters(job: DispatchJob, *, repo_url: str | None = None) -> dict[str, str]:
     """The parameters sent with ``buildWithParameters`` (never empty)."""
-    return trigger_parameters(build_variables(trigger_of(job.event)), job.event_id)
+    trigger = trigger_of(job.event, repo_url=repo_url)
+    return trigger_parameters(build_variables(trigger), job.event_id)
 
 
 class NoneDispatcher:
@@ -171,7 +181,9 @@ class JenkinsDispatcher:
         if not isinstance(number, int):
             queue_id = resume.get("queue_id")
             if not isinstance(queue_id, int):
-                queue_id = builds.trigger(server, name, jenkins_parameters(job))
+                repo_url = gitlab_repo_url(settings.gitlab_url, job.event.project_path)
+                parameters = jenkins_parameters(job, repo_url=repo_url)
+                queue_id = builds.trigger(server, name, parameters)
                 progress.remember({"job": name, "queue_id": queue_id})
             started = builds.wait_started(
                 server,
@@ -270,7 +282,8 @@ class LocalDispatcher:
         run = self._runner()
         workdir = Path(tempfile.mkdtemp(prefix=f"conveyor-event-{job.event_id}-"))
         try:
-            checkout(job.event, workdir / "src", token=self._settings.gitlab_token)
+            checkout(job.event, workdir / "src", self._settings)
+            repo_url = gitlab_repo_url(self._settings.gitlab_url, job.event.project_path)
             progress.started(None)
             box: dict[str, Any] = {}
 
@@ -278,7 +291,7 @@ class LocalDispatcher:
                 try:
                     box["result"] = run(
                         job.spec,
-                        trigger_of(job.event),
+                        trigger_of(job.event, repo_url=repo_url),
                         workdir=workdir / "src",
                         state_dir=self._settings.state_dir,
                         sink=LogSink(job.event_id),

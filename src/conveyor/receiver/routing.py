@@ -6,6 +6,11 @@ the same branch, updates of the same merge request) and the *deploy targets* the
 may touch (work sharing a deploy target never runs at the same time). Deploy targets are
 every ``stage.deploy.name`` of the spec: the ``when`` of a stage is decided at run time, so
 the lock is taken conservatively.
+
+Parsing already refused every ref, branch and sha that git or GitLab would not produce
+(:mod:`conveyor.gitlab.events`); the router checks again (:func:`ref_problem`) so an event built
+any other way (a plugin, a replay of a row stored before the checks) is ignored, with the
+reason, rather than routed toward a checkout.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from dataclasses import dataclass
 
 from conveyor.errors import ConfigError
 from conveyor.gitlab.events import EventKind, GitLabEvent, skip_reason
+from conveyor.gitlab.refs import refname_problem, sha_problem
 from conveyor.pipeline.match import matches
 from conveyor.spec.model import Spec
 
@@ -51,6 +57,26 @@ def lane_of(event: GitLabEvent) -> str | None:
     return None
 
 
+def ref_problem(event: GitLabEvent) -> str | None:
+    """Why the event's ref, branches or sha could not be handed to git, or ``None``."""
+    names = [("ref", event.ref)]
+    for label, branch in (("source branch", event.source_branch), ("branch", event.branch)):
+        if branch is not None:
+            names.append((label, "refs/heads/" + branch))
+    if event.target_branch is not None:
+        names.append(("target branch", "refs/heads/" + event.target_branch))
+    if event.tag is not None:
+        names.append(("tag", "refs/tags/" + event.tag))
+    for label, name in names:
+        problem = refname_problem(name) if name.startswith("refs/") else "is not under refs/"
+        if problem is not None:
+            return f"{label} {name[:200]!r} is not a valid git ref: it {problem}"
+    if event.deleted or event.unbuildable is not None:
+        return None  # skip_reason() says why; there is no commit to check
+    problem = sha_problem(event.sha)
+    return None if problem is None else f"sha {event.sha[:80]!r} {problem}"
+
+
 def deploy_targets_of(spec: Spec) -> tuple[str, ...]:
     """Every deploy target name the spec's stages may deploy to, sorted."""
     names = {s.deploy.name for s in spec.all_stages() if s.deploy is not None}
@@ -83,6 +109,9 @@ class Router:
         spec = self.spec_for(event.project_path)
         if spec is None:
             return Ignore(f"no spec for project {event.project_path}")
+        problem = ref_problem(event)
+        if problem is not None:
+            return Ignore(problem)
         triggers = spec.triggers
         skip = skip_reason(event, honour_skip_ci=triggers.skip_ci)
         if skip is not None:

@@ -180,7 +180,7 @@ class WorkerPool:
         )
         try:
             event = parse_event(rec.event_header, json.loads(rec.body))
-        except (PayloadError, ValueError) as exc:
+        except (PayloadError, ValueError, RecursionError) as exc:
             queue.dead_letter(claim, error=f"stored payload unreadable: {exc}", status=None)
             log.error("stored payload unreadable", extra=extra)
             return

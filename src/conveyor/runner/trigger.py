@@ -43,7 +43,7 @@ def read_event(path: Path) -> GitLabEvent:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"event file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ConfigError(f"event file {path} is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"event file {path} is not a JSON object")

@@ -95,7 +95,8 @@ class Triggers(_Model):
     tag_push: TagPushTrigger | None = None
     merge_request: MergeRequestTrigger | None = None
     skip_ci: bool = Field(
-        True, description="Honour [skip ci] / [ci skip] and the ci.skip push option."
+        True,
+        description="Honour GitLab's skip rule: [ci skip] / [skip ci] (or with - or _, any case) in the head commit message, and the ci.skip push option.",
     )
 
 
