@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from conveyor.errors import ConfigError
 from conveyor.gitlab.events import EventKind, PayloadError, parse_event, skip_reason
 from conveyor.gitlab.refs import refname_problem, sha_problem
+from conveyor.gitlab.status import status_target
 from conveyor.runner.trigger import read_event
 from tests.receiver import payloads as p
 
@@ -434,3 +435,14 @@ def test_a_recorded_event_file_too_deep_to_read_is_a_clear_error(tmp_path: Path)
     path.write_text('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}")
     with pytest.raises(ConfigError, match="is not JSON"):
         read_event(path)
+
+
+def test_a_merged_fork_mr_reports_to_the_target_project_and_branch() -> None:
+    """The merge commit lives on the target branch of the target project, not in the fork."""
+    merged = p.merge_request(action="merge", source="main", target="main")
+    merged["object_attributes"]["merge_commit_sha"] = p.MERGE_SHA
+    fork = p.for_project(merged, 15, source_project_id=99)
+    target = status_target(parse_event("Merge Request Hook", fork))
+    assert (target.project, target.ref) == ("15", "main")
+    opened = p.for_project(p.merge_request(action="open", source="main"), 15, source_project_id=99)
+    assert status_target(parse_event("Merge Request Hook", opened)).project == "99"

@@ -15,7 +15,8 @@ status. The receiver's sender and the Jenkinsfile both take names from here.
 
 **Where a status goes** (:func:`status_target`): for a merge request, the *source* project
 (``object_attributes.source_project_id``, a fork's id for MRs from forks) and the source branch,
-since GitLab shows an MR the pipelines of its source project's source branch only; for pushes and
+since GitLab shows an MR the pipelines of its source project's source branch only (a ``merge``
+builds the merge commit on the target branch, so it reports to the target project); for pushes and
 tags the project itself (by id when the payload has it: ids survive renames) and the branch or tag.
 
 A 403 names what is really missing: on a protected branch, push or merge rights there
@@ -100,7 +101,12 @@ class StatusTarget:
 
 def status_target(event: GitLabEvent) -> StatusTarget:
     """Where the statuses of a build started by ``event`` go (pure)."""
-    if event.kind is EventKind.MERGE_REQUEST and event.source_project_id is not None:
+    # A merge builds the merge commit on the target branch: it lives in the target project.
+    if (
+        event.kind is EventKind.MERGE_REQUEST
+        and event.source_project_id is not None
+        and not event.merged
+    ):
         project = str(event.source_project_id)
     elif event.project_id is not None:
         project = str(event.project_id)
