@@ -1,7 +1,8 @@
 """Settings from the environment (``CONVEYOR_*``), optionally completed by a TOML config file.
 
 Environment variables win over the file. The file is ``$CONVEYOR_CONFIG`` if set, else
-``$XDG_CONFIG_HOME/conveyor/config.toml`` (``~/.config/conveyor/config.toml``) when it exists. Its keys are
+``$XDG_CONFIG_HOME/conveyor/config.toml`` (``~/.config/conveyor/config.toml``) when it exists; with no real
+home (``HOME=/`` or unset, as for Jenkins' container user) there is no default file. Its keys are
 the variable names without the prefix, lower-cased (``gitlab_url = "https://gitlab.example.com"``).
 
 Settings are validated once, here: a command asks ``settings.require("gitlab_url", ...)`` before it sends any
@@ -11,6 +12,8 @@ request, and gets one ConfigError naming every missing or malformed variable.
 from __future__ import annotations
 
 import os
+import pwd
+import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -36,13 +39,55 @@ _ENV_NAMES = {
 }
 
 
+def home_dir(env: Mapping[str, str] | None = None) -> Path | None:
+    """The user's home for dot-directories, or None when there is no usable one.
+
+    Jenkins' docker-workflow runs containers as ``-u 1000:1000`` with ``HOME=/`` (runc's default for a
+    uid without a passwd entry, see ../shared/reference/jenkins.md "Container user"): ``/`` is never
+    a home conveyor writes under, and neither is a missing ``HOME`` without a passwd entry (where
+    ``Path.home()`` raises).
+    """
+    env = os.environ if env is None else env
+    raw = env.get("HOME")
+    if raw is None:
+        try:
+            raw = pwd.getpwuid(os.getuid()).pw_dir
+        except KeyError:
+            return None
+    home = Path(raw)
+    if not home.is_absolute() or home == Path("/"):
+        return None
+    return home
+
+
+def _writable(path: Path) -> bool:
+    """Could this process create (or write in) ``path``? Checks the nearest existing ancestor."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate.is_dir() and os.access(candidate, os.W_OK | os.X_OK)
+    return False
+
+
 def default_state_dir(env: Mapping[str, str] | None = None) -> Path:
-    """``$CONVEYOR_STATE``, else ``$XDG_STATE_HOME/conveyor``, else ``~/.local/state/conveyor``."""
+    """Where conveyor keeps local state when ``--state`` is not given.
+
+    ``$CONVEYOR_STATE``, else ``$XDG_STATE_HOME/conveyor``, else ``~/.local/state/conveyor`` when there
+    is a real, writable home (see :func:`home_dir`), else ``<tmp>/conveyor-<uid>/state`` (``TMPDIR`` or
+    ``/tmp``). The last case is the Jenkins container user (uid 1000, ``HOME=/``): local state there is
+    scratch anyway, and the deploy history lives on the deploy engine
+    (:mod:`conveyor.docker.history`), not here.
+    """
     env = os.environ if env is None else env
     if env.get("CONVEYOR_STATE"):
         return Path(env["CONVEYOR_STATE"]).expanduser()
-    base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base).expanduser() / "conveyor"
+    xdg = env.get("XDG_STATE_HOME")
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "conveyor"
+    home = home_dir(env)
+    if home is not None and _writable(home / ".local" / "state" / "conveyor"):
+        return home / ".local" / "state" / "conveyor"
+    tmp = Path(env.get("TMPDIR") or tempfile.gettempdir())
+    return tmp / f"conveyor-{os.getuid()}" / "state"
 
 
 @dataclass(frozen=True)
@@ -95,8 +140,12 @@ class Settings:
 def _config_file(env: Mapping[str, str]) -> Path | None:
     if env.get("CONVEYOR_CONFIG"):
         return Path(env["CONVEYOR_CONFIG"]).expanduser()
-    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    candidate = Path(base) / "conveyor" / "config.toml"
+    xdg = env.get("XDG_CONFIG_HOME")
+    home = home_dir(env)
+    base = Path(xdg) if xdg else (home / ".config" if home is not None else None)
+    if base is None:
+        return None
+    candidate = base / "conveyor" / "config.toml"
     return candidate if candidate.exists() else None
 
 

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from conveyor.config import load_settings
+from conveyor.config import home_dir, load_settings
 from conveyor.errors import ConfigError
 from conveyor.tokens import accepted_tokens, project_token
 
@@ -56,6 +57,40 @@ def test_repr_never_shows_secrets() -> None:
 def test_state_dir_resolution(tmp_path: Path) -> None:
     assert load_settings({"CONVEYOR_STATE": str(tmp_path)}).state_dir == tmp_path
     assert load_settings({"XDG_STATE_HOME": str(tmp_path)}).state_dir == tmp_path / "conveyor"
+    home = tmp_path / "home"
+    home.mkdir()
+    assert load_settings({"HOME": str(home)}).state_dir == home / ".local/state/conveyor"
+
+
+@pytest.mark.parametrize("home", ["/", "relative/dir"])
+def test_state_dir_never_under_root_for_a_user_without_a_home(home: str, tmp_path: Path) -> None:
+    """Jenkins' container user has HOME=/ (jenkins.md "Container user")."""
+    env = {"TMPDIR": str(tmp_path), "HOME": home}
+    assert home_dir(env) is None
+    assert load_settings(env).state_dir == tmp_path / f"conveyor-{os.getuid()}" / "state"
+
+
+def test_state_dir_skips_a_home_this_user_cannot_write(tmp_path: Path) -> None:
+    home = tmp_path / "someone-else"
+    home.mkdir(mode=0o500)
+    if os.access(home, os.W_OK):  # root writes anywhere: nothing to show
+        pytest.skip("running as root")
+    env = {"HOME": str(home), "TMPDIR": str(tmp_path)}
+    assert load_settings(env).state_dir == tmp_path / f"conveyor-{os.getuid()}" / "state"
+
+
+def test_no_home_and_no_passwd_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """HOME unset and a uid without a passwd entry, where Path.home() raises: settings still load,
+    no config file is looked for, the state dir is under TMPDIR. (The same as uid 1000 in a real
+    container: tests/docker/test_history.py.)"""
+
+    def no_entry(uid: int) -> None:
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.setattr("conveyor.config.pwd.getpwuid", no_entry)
+    env = {"TMPDIR": str(tmp_path)}
+    assert home_dir(env) is None
+    assert load_settings(env).state_dir == tmp_path / f"conveyor-{os.getuid()}" / "state"
 
 
 def test_tokens_are_per_project_and_rotation_overlap_is_bounded() -> None:

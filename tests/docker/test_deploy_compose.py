@@ -11,11 +11,12 @@ import yaml
 
 from conveyor.docker.deploy import deploy
 from conveyor.docker.deploy.compose import (
+    COMPOSE_FILE,
     compose_command,
-    compose_file,
     project_containers,
     remove_project,
 )
+from conveyor.docker.history import DeployHistory
 from conveyor.errors import DeployError, HealthCheckError
 from conveyor.spec.model import Deploy
 from tests.docker.deploy_support import build_app, get, request
@@ -75,13 +76,14 @@ def test_compose_app_with_database_service(
         result = deploy(first)
         assert get(f"http://127.0.0.1:{port}/version") == (200, "v1")
         assert get(f"http://127.0.0.1:{port}/greeting") == (200, "cost is $5")
-        file = compose_file(first)
-        text = file.read_text()
+        stored = DeployHistory(docker_client, name).read_file(COMPOSE_FILE)
+        assert stored is not None
+        text = stored.decode()
         assert "pw-not-in-files" not in text
         doc = yaml.safe_load(text)
         assert doc["services"]["app"]["environment"]["DB_PASSWORD"] == "${DB_PASSWORD}"
         assert doc["services"]["app"]["depends_on"] == {"db": {"condition": "service_healthy"}}
-        assert result.details["compose_file"] == str(file)
+        assert result.details["compose_file"] == f"compose.yml in volume {name}-history"
 
         db = project_containers(docker_client, name, "db")
         assert len(db) == 1
@@ -106,4 +108,4 @@ def test_compose_app_with_database_service(
         assert failed.value.health_log
         assert get(f"http://127.0.0.1:{port}/version") == (200, "v2")  # previous file restored
     finally:
-        remove_project(first, volumes=True)
+        remove_project(docker_client, first, volumes=True)

@@ -98,7 +98,7 @@ def test_deploy_redeploy_and_rollback_through_the_proxy(app: App) -> None:
     assert get(app.url("/version")) == (200, "v1")
     assert app.apps() == [f"{app.name}-blue"]
 
-    records = DeployHistory(app.state).records(app.name)
+    records = DeployHistory(app.client, app.name).records()
     assert [(r.action, r.image, r.result) for r in records] == [
         ("rollback", v1, "success"),
         ("deploy", v2, "success"),
@@ -122,11 +122,11 @@ def test_unhealthy_new_version_leaves_the_old_one_serving(app: App) -> None:
 
     assert get(app.url("/version")) == (200, "v1")
     assert app.apps() == [f"{app.name}-blue"]  # the unhealthy green one is gone
-    history = DeployHistory(app.state)
-    latest = history.records(app.name)[0]
+    history = DeployHistory(app.client, app.name)
+    latest = history.records()[0]
     assert (latest.image, latest.result) == (bad, "failure")
     assert "never became healthy" in latest.message
-    current = history.current(app.name)
+    current = history.current()
     assert current is not None and current.image == v1
 
 
@@ -194,7 +194,9 @@ def test_env_secret_and_read_only_bind_mount(app: App, monkeypatch: pytest.Monke
     assert not (conf / "new.txt").exists()
     mount = next(m for m in container.attrs["Mounts"] if m["Destination"] == "/conf")
     assert (mount["Type"], mount["RW"], mount["Source"]) == ("bind", False, str(conf))
-    assert "s3cr3t-value" not in (app.state / "deploys.sqlite").read_bytes().decode("latin-1")
+    history = DeployHistory(app.client, app.name).read_file("deploys.jsonl")
+    assert history is not None and b"s3cr3t-value" not in history
+    assert not app.state.exists()  # nothing is written to the local state directory
 
 
 def test_missing_secret_and_missing_bind_source_fail_before_touching_anything(app: App) -> None:
@@ -204,7 +206,10 @@ def test_missing_secret_and_missing_bind_source_fail_before_touching_anything(ap
     with pytest.raises(DeployError, match="bind mount source"):
         deploy(app.request(app.spec(volumes=["./nope:/nope"]), image))
     assert app.apps() == []
-    assert [r.result for r in DeployHistory(app.state).records(app.name)] == ["failure", "failure"]
+    assert [r.result for r in DeployHistory(app.client, app.name).records()] == [
+        "failure",
+        "failure",
+    ]
 
 
 def test_rollback_without_an_earlier_version_is_an_error(app: App) -> None:

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from conveyor.docker.deploy import deploy_lock
 from conveyor.docker.deploy.compose import render_compose
+from conveyor.docker.deploy.engine import deploy_engine
 from conveyor.docker.deploy.model import ImageRef, resolve_env
 from conveyor.docker.deploy.mounts import PortMap, parse_port, parse_ports, parse_volume
 from conveyor.docker.deploy.proxy import caddy_config, upstream_of
 from conveyor.docker.deploy.swarm import healthcheck, memory_bytes, service_kwargs
-from conveyor.docker.history import DeployHistory
+from conveyor.docker.engine import EngineAddress
 from conveyor.errors import DeployError
 from conveyor.spec.model import Deploy, Health
 from tests.docker.deploy_support import request
@@ -146,43 +146,37 @@ def test_swarm_service_definition() -> None:
     assert memory_bytes("64m") == 64 * 1024**2 and memory_bytes("512") == 512
 
 
-def test_history_rollback_target_is_the_previous_good_image(tmp_path: Path) -> None:
-    history = DeployHistory(tmp_path)
-
-    def record(image: str, result: str, action: str = "deploy") -> None:
-        rid = history.start(
-            name="web",
-            target="docker",
-            action=action,
-            spec="s.yml",
-            project="g/p",
-            image=image,
-            previous_image=None,
-        )
-        history.finish(rid, result, image_id=f"id-{image}", digest=f"sha256:{image}")  # type: ignore[arg-type]
-
-    with pytest.raises(DeployError, match="no successful deploy"):
-        history.rollback_target("web")
-    record("v1", "success")
-    record("v2", "success")
-    record("v3", "failure")
-    assert history.rollback_target("web").image == "v1"  # v2 serves; v3 never did
-    record("v1", "success", "rollback")
-    assert history.rollback_target("web").image == "v2"
-    records = history.records("web")
-    assert [r.image for r in records] == ["v1", "v3", "v2", "v1"]
-    assert records[1].result == "failure" and records[1].digest == "sha256:v3"
-    assert history.records("other") == []
+def test_deploy_engine_order_and_dind_never_uses_the_stage_daemon() -> None:
+    plain = Deploy(name="web", ports=["80"])
+    pinned = Deploy(name="web", ports=["80"], engine="tcp://apps.example.com:2376")
+    stage_env = {"DOCKER_HOST": "tcp://127.0.0.1:2376", "DOCKER_CERT_PATH": "/certs/client"}
+    assert deploy_engine(plain, environ=stage_env) == EngineAddress()  # socket: Docker's default
+    host = deploy_engine(plain, agent_docker="dind", environ=stage_env)
+    assert (host.url, host.cert_path) == ("unix:///var/run/docker.sock", None)
+    spec = deploy_engine(pinned, agent_docker="dind", environ=stage_env)
+    assert (spec.url, spec.origin, spec.cert_path) == (pinned.engine, "deploy.engine", None)
+    tls = {"CONVEYOR_DEPLOY_TLS_VERIFY": "1", "CONVEYOR_DEPLOY_CERT_PATH": "/deploy-certs"}
+    env = deploy_engine(pinned, environ={"CONVEYOR_DEPLOY_HOST": "tcp://other:2376", **tls})
+    assert (env.url, env.tls_verify, env.cert_path) == ("tcp://other:2376", True, "/deploy-certs")
+    flag = deploy_engine(pinned, environ={"CONVEYOR_DEPLOY_HOST": "x"}, override="ssh://me@h")
+    assert (flag.url, flag.origin) == ("ssh://me@h", "--engine")
+    assert flag.environment()["DOCKER_CERT_PATH"] is None  # the stage's certificates never leak in
+    assert EngineAddress().environment() == {}
 
 
-def test_one_deploy_of_a_name_at_a_time(tmp_path: Path) -> None:
-    with deploy_lock(tmp_path, "web"):
-        with (
-            pytest.raises(DeployError, match="another deploy of 'web' is running"),
-            deploy_lock(tmp_path, "web"),
-        ):
-            pass  # pragma: no cover - never entered
-        with deploy_lock(tmp_path, "api"):  # other names are independent
-            pass
-    with deploy_lock(tmp_path, "web"):  # released
-        pass
+@pytest.mark.parametrize(
+    "engine",
+    [
+        "tcp://user:pw@h:2376",
+        "http://h:2375",
+        "tcp://h",
+        "tcp://h:2375/x",
+        "unix://relative",
+        "ssh://-oProxyCommand=sh",
+        "tcp://h:2375?tls=0",
+        "tcp://h:2375 --tls",
+    ],
+)
+def test_deploy_engine_in_a_spec_must_be_a_plain_engine_address(engine: str) -> None:
+    with pytest.raises(ValueError, match="invalid engine"):
+        Deploy(name="web", ports=["80"], engine=engine)

@@ -98,7 +98,7 @@ def test_swarm_service_rolls_forward_and_back(
         assert back.image == v1
         assert _image_of(swarm, name) == v1
         assert wait_body(f"http://{back.endpoints[0]}/version", "v1") == "v1"
-        results = [(r.action, r.image, r.result) for r in DeployHistory(state).records(name)]
+        results = [(r.action, r.image, r.result) for r in DeployHistory(swarm, name).records()]
         assert results == [
             ("rollback", v1, "success"),
             ("deploy", bad, "failure"),

@@ -1,14 +1,17 @@
 """``conveyor deploy SPEC``: run a stage's image as a service (thin over :mod:`conveyor.docker.deploy`).
 
 The image is ``--image``, else the deploy block's ``image``, else the first tag the spec builds, with
-``{sha} {branch} {tag}`` ... taken from git in ``--workdir``. Every deploy is recorded in the state
-directory (``--state``, default ``$CONVEYOR_STATE``) for ``conveyor history`` and ``conveyor rollback``.
+``{sha} {branch} {tag}`` ... taken from git in ``--workdir``. The engine is ``--engine``, else
+``CONVEYOR_DEPLOY_HOST``, else the spec's ``deploy.engine``, else the host's
+(:mod:`conveyor.docker.deploy.engine`). Every deploy is recorded on that engine for ``conveyor history``
+and ``conveyor rollback``, which therefore work from any machine or agent container that reaches it.
 Secrets (``deploy.secrets``) are read from the environment variable of the same name.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -17,7 +20,7 @@ from rich.markup import escape
 from conveyor.cli.output import console, err_console, print_json
 from conveyor.config import load_settings
 from conveyor.docker.build import find_stage
-from conveyor.docker.deploy import DeployRequest, DeployResult, deploy
+from conveyor.docker.deploy import DeployRequest, DeployResult, deploy, deploy_engine
 from conveyor.docker.gitfacts import git_facts
 from conveyor.docker.images import expand, placeholder_values
 from conveyor.errors import ConfigError, HealthCheckError
@@ -31,6 +34,7 @@ def deploy_request(
     image: str | None,
     workdir: Path,
     state: Path | None,
+    engine: str | None = None,
     need_image: bool = True,
 ) -> DeployRequest:
     """The request for the spec's deploy stage ``stage_name`` (default: the first deploy stage).
@@ -63,6 +67,9 @@ def deploy_request(
         workdir=workdir.resolve(),
         state_dir=(state or load_settings().state_dir).expanduser(),
         stage=stage.name,
+        engine=deploy_engine(
+            stage.deploy, agent_docker=loaded.spec.jenkins.agent.docker, override=engine
+        ),
     )
 
 
@@ -105,7 +112,21 @@ def report_health_failure(exc: HealthCheckError) -> None:
             err_console.print(f"  | {escape(line)}")
 
 
-STATE_HELP = "State directory holding the deploy history (default: $CONVEYOR_STATE)."
+STATE_HELP = (
+    "State directory, only read: a deploy history kept there by older versions is copied to the "
+    "engine once (default: $CONVEYOR_STATE)."
+)
+ENGINE_HELP = (
+    "Docker engine of the deployed service (unix://, tcp://, ssh:// URL); default: "
+    "$CONVEYOR_DEPLOY_HOST, the spec's deploy.engine, else the host's engine."
+)
+
+
+def engine_option(function: Callable[..., None]) -> Callable[..., None]:
+    """``--engine URL`` (shared by deploy, rollback and history)."""
+    return click.option("--engine", metavar="URL", help=ENGINE_HELP)(function)
+
+
 WORKDIR_HELP = "The repository checkout: relative bind mounts and {sha}/{branch} come from here."
 
 
@@ -121,6 +142,7 @@ WORKDIR_HELP = "The repository checkout: relative bind mounts and {sha}/{branch}
     help=WORKDIR_HELP,
 )
 @click.option("--state", type=click.Path(path_type=Path, file_okay=False), help=STATE_HELP)
+@engine_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def command(
     spec: Path,
@@ -128,6 +150,7 @@ def command(
     image: str | None,
     workdir: Path,
     state: Path | None,
+    engine: str | None,
     as_json: bool,
 ) -> None:
     """Deploy a spec's image (docker: blue-green/recreate behind caddy; compose; swarm).
@@ -135,7 +158,9 @@ def command(
     A new version that never becomes healthy is removed (the old one keeps serving); the health log is
     printed and the exit status is 1.
     """
-    request = deploy_request(spec, stage_name, image=image, workdir=workdir, state=state)
+    request = deploy_request(
+        spec, stage_name, image=image, workdir=workdir, state=state, engine=engine
+    )
     start = time.monotonic()
     try:
         result = deploy(request)

@@ -1,4 +1,5 @@
-"""``conveyor history SPEC``: what was deployed for a spec's deploy stage, newest first."""
+"""``conveyor history SPEC``: what was deployed for a spec's deploy stage, newest first, as recorded on
+the deploy's engine (the same one ``deploy`` and ``rollback`` use; see ``--engine``)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from conveyor.cli.deploy import STATE_HELP, deploy_request
+from conveyor.cli.deploy import STATE_HELP, deploy_request, engine_option
 from conveyor.cli.output import console, print_json
-from conveyor.docker.history import DeployHistory
+from conveyor.docker.deploy import history_of
 
 
 @click.command()
@@ -18,15 +19,31 @@ from conveyor.docker.history import DeployHistory
 @click.option("--stage", "stage_name", help="The deploy stage (default: the first deploy stage).")
 @click.option("--state", type=click.Path(path_type=Path, file_okay=False), help=STATE_HELP)
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10000))
+@engine_option
 @click.option("--json", "as_json", is_flag=True, help="Print the records as JSON on stdout.")
 def command(
-    spec: Path, stage_name: str | None, state: Path | None, limit: int, as_json: bool
+    spec: Path,
+    stage_name: str | None,
+    state: Path | None,
+    limit: int,
+    engine: str | None,
+    as_json: bool,
 ) -> None:
     """List the deploys and rollbacks of a spec: image, digest, time, result."""
     request = deploy_request(
-        spec, stage_name, image=None, workdir=Path("."), state=state, need_image=False
+        spec,
+        stage_name,
+        image=None,
+        workdir=Path("."),
+        state=state,
+        engine=engine,
+        need_image=False,
     )
-    records = DeployHistory(request.state_dir).records(request.name, limit=limit)
+    client = request.engine.connect()
+    try:
+        records = history_of(client, request).records(limit=limit)
+    finally:
+        client.close()
     if as_json:
         print_json(
             [
@@ -48,7 +65,9 @@ def command(
         )
         return
     if not records:
-        console.print(f"no deploys of {request.name} recorded in {request.state_dir}")
+        console.print(
+            f"no deploys of {escape(request.name)} recorded on {escape(request.engine.describe())}"
+        )
         return
     table = Table(title=f"deploys of {request.name}")
     for column in ("#", "time (UTC)", "action", "image", "digest", "result", "message"):

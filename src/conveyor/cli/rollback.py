@@ -1,7 +1,8 @@
 """``conveyor rollback SPEC``: deploy the last good version before the current one again.
 
-The target comes from the deploy history in the state directory (``conveyor history SPEC``); the
-rollback goes through the same health gate and traffic switch as a deploy and is recorded too.
+The target comes from the deploy history on the deploy's engine (``conveyor history SPEC``), so it
+works from any agent or machine that reaches that engine; the rollback goes through the same health
+gate and traffic switch as a deploy and is recorded too.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from conveyor.cli.deploy import (
     STATE_HELP,
     WORKDIR_HELP,
     deploy_request,
+    engine_option,
     report,
     report_health_failure,
 )
@@ -33,13 +35,25 @@ from conveyor.errors import HealthCheckError
     help=WORKDIR_HELP,
 )
 @click.option("--state", type=click.Path(path_type=Path, file_okay=False), help=STATE_HELP)
+@engine_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def command(
-    spec: Path, stage_name: str | None, workdir: Path, state: Path | None, as_json: bool
+    spec: Path,
+    stage_name: str | None,
+    workdir: Path,
+    state: Path | None,
+    engine: str | None,
+    as_json: bool,
 ) -> None:
     """Roll a deploy back to its previous successful image."""
     request = deploy_request(
-        spec, stage_name, image=None, workdir=workdir, state=state, need_image=False
+        spec,
+        stage_name,
+        image=None,
+        workdir=workdir,
+        state=state,
+        engine=engine,
+        need_image=False,
     )
     start = time.monotonic()
     try:

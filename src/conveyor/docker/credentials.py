@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from conveyor.config import home_dir
 from conveyor.errors import RegistryError
 
 ENV_PAIRS = (
@@ -67,7 +68,10 @@ def _normalise(host: str) -> str:
 
 def docker_config_path(env: Mapping[str, str]) -> Path:
     base = env.get("DOCKER_CONFIG")
-    return Path(base) / "config.json" if base else Path.home() / ".docker" / "config.json"
+    if base:
+        return Path(base) / "config.json"
+    home = home_dir(env)  # none for Jenkins' container user (HOME=/): no config file then
+    return (home or Path("/nonexistent")) / ".docker" / "config.json"
 
 
 def find_auth(

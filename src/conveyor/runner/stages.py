@@ -15,7 +15,7 @@ from typing import Any
 
 from conveyor.docker.build import BuildEvent, build_image, plan_build
 from conveyor.docker.credentials import find_auth
-from conveyor.docker.deploy import DeployRequest, deploy
+from conveyor.docker.deploy import DeployRequest, deploy, deploy_engine
 from conveyor.docker.gitfacts import GitFacts, public_url
 from conveyor.docker.images import expand_tags, parse_ref, placeholder_values
 from conveyor.docker.push import PushEvent, push_tags
@@ -136,8 +136,12 @@ def deploy_stage(work: StageWork, stage: Stage, client: Any) -> None:
         workdir=work.workdir,
         state_dir=work.state_dir,
         stage=stage.name,
+        engine=deploy_engine(
+            stage.deploy, agent_docker=work.spec.jenkins.agent.docker, environ=work.environ
+        ),
     )
-    result = deploy(request, client=client)
+    # The deploy's own long-lived engine, never ``client`` (a DinD stage's daemon dies with the stage).
+    result = deploy(request)
     if result.message:
         work.log(result.message)
     for endpoint in result.endpoints:

@@ -371,6 +371,13 @@ class ComposeService(_Model):
 
 
 _PORT = re.compile(r"^(?:(\d{1,5}):)?(\d{1,5})(?:/(tcp|udp))?$")
+_HOSTNAME = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])"
+# A Docker engine address: a socket path, or a host (no credentials, path or query) with a port.
+_ENGINE = re.compile(
+    r"^(?:unix:///[A-Za-z0-9._/-]+"
+    rf"|tcp://{_HOSTNAME}:\d{{1,5}}"
+    rf"|ssh://(?:[a-z_][a-z0-9_.-]{{0,31}}@)?{_HOSTNAME}(?::\d{{1,5}})?)$"
+)
 
 
 class Deploy(_Model):
@@ -405,6 +412,23 @@ class Deploy(_Model):
     resources: Resources | None = None
     services: list[ComposeService] = Field(default_factory=list)
     proxy: Literal["caddy"] = "caddy"
+    engine: str | None = Field(
+        None,
+        description="Docker engine the service runs on, kept across builds: `unix:///path.sock`, "
+        "`tcp://host:port` (TLS from CONVEYOR_DEPLOY_TLS_VERIFY / CONVEYOR_DEPLOY_CERT_PATH) or "
+        "`ssh://user@host`. Default: the host's engine (never a DinD stage's nested daemon). "
+        "`--engine` and CONVEYOR_DEPLOY_HOST override it.",
+    )
+
+    @field_validator("engine")
+    @classmethod
+    def _engine(cls, value: str | None) -> str | None:
+        if value is not None and not _ENGINE.match(value):
+            raise ValueError(
+                f"invalid engine {value!r}: use unix:///path/docker.sock, tcp://host:port "
+                "or ssh://user@host[:port]"
+            )
+        return value
 
     @field_validator("ports")
     @classmethod

@@ -4,10 +4,14 @@ as a Swarm service (``swarm``), record every deploy, and roll back to the last g
 A deployer (one per target, registered through the ``conveyor_deploy_targets`` plugin hook, see
 :func:`builtin_targets`) has ``target`` and ``deploy(client, request, image, previous_image) ->
 DeployResult`` and raises DeployError / HealthCheckError when the new version does not converge.
-:func:`deploy` and :func:`rollback` wrap any deployer the same way: one deploy per name at a time (a lock
-file in the state dir), a ``running`` history record first (:mod:`conveyor.docker.history`), then
-``success`` or ``failure`` with the message. A rollback *is* a deploy of the recorded previous good image,
-so it passes the same health gate and traffic switch, and is recorded with ``action = rollback``.
+:func:`deploy` and :func:`rollback` wrap any deployer the same way, on the request's engine
+(``request.engine``, chosen by :func:`conveyor.docker.deploy.engine.deploy_engine`: never a DinD stage's
+nested daemon): one deploy per name at a time (a lock on that engine), a ``running`` history record
+first (:mod:`conveyor.docker.history`, also on that engine), then ``success`` or ``failure`` with the
+message. A rollback *is* a deploy of the recorded previous good image, so it passes the same health gate
+and traffic switch, and is recorded with ``action = rollback``. Because lock and history live on the
+engine, a deploy from one agent container and a rollback from another (another machine, uid 1000 with
+``HOME=/``) see the same history.
 
 Rollbacks run exactly the recorded image on the ``docker`` target (containers are created from the image
 ID). ``compose`` and ``swarm`` run the recorded reference; deploy immutable tags (``{sha}``, the default
@@ -16,28 +20,31 @@ build tag) so a reference always names the same image.
 
 from __future__ import annotations
 
-import fcntl
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, Protocol
 
 import docker
 import docker.errors
 
+from conveyor.docker.credentials import find_auth
+from conveyor.docker.deploy.engine import deploy_engine
 from conveyor.docker.deploy.model import DeployRequest, DeployResult, ImageRef
-from conveyor.docker.engine import connect, docker_errors
-from conveyor.docker.history import DeployHistory, DeployRecord
+from conveyor.docker.engine import EngineAddress, docker_errors
+from conveyor.docker.history import DeployHistory
+from conveyor.docker.images import parse_ref
 from conveyor.errors import ConveyorError, DeployError
 
 __all__ = [
     "DeployRequest",
     "DeployResult",
     "Deployer",
+    "EngineAddress",
     "ImageRef",
     "builtin_targets",
     "deploy",
+    "deploy_engine",
+    "history_of",
     "resolve_image",
     "rollback",
 ]
@@ -82,68 +89,57 @@ def _deployer(target: str) -> Deployer:
 
 
 def resolve_image(client: docker.DockerClient, ref: str) -> ImageRef:
-    """The local image for ``ref`` (pulled when absent): its ID and registry digest."""
+    """The engine's image for ``ref`` (pulled when absent, with the registry credentials of
+    :func:`conveyor.docker.credentials.find_auth`): its ID and registry digest."""
     with docker_errors(f"find image {ref}"):
         try:
             image = client.images.get(ref)
         except docker.errors.ImageNotFound:
             image = None
     if image is None:
+        registry = parse_ref(ref).registry if not ref.startswith("sha256:") else ""
+        auth = find_auth(registry).auth if registry else None
         with docker_errors(f"pull image {ref}"):
-            image = client.images.pull(ref)
+            image = client.images.pull(ref, auth_config=auth.auth_config() if auth else None)
     repo_digests = image.attrs.get("RepoDigests") or []
     digest = str(repo_digests[0]).split("@", 1)[1] if repo_digests else str(image.id)
     return ImageRef(ref=ref, image_id=str(image.id), digest=digest)
 
 
+def history_of(client: docker.DockerClient, request: DeployRequest) -> DeployHistory:
+    """The history of ``request``'s deploy name on ``client``'s engine; a history left by older
+    versions in ``request.state_dir`` is copied there first when the engine has none."""
+    history = DeployHistory(client, request.name, labels=request.labels("history"))
+    history.migrate_from(request.state_dir)
+    return history
+
+
 def _run(
     request: DeployRequest,
-    image_ref: str,
-    *,
     client: docker.DockerClient | None,
-    history: DeployHistory | None,
-    image_id: str = "",
+    pick: Callable[[docker.DockerClient, DeployHistory], tuple[str, str]],
 ) -> DeployResult:
+    """Under the engine-wide lock: ``pick`` the (reference, image ID) to run, then deploy it."""
     deployer = _deployer(request.deploy.target)
-    history = history or DeployHistory(request.state_dir)
-    with deploy_lock(request.state_dir, request.name):
-        return _run_locked(deployer, request, image_ref, client, history, image_id)
-
-
-@contextmanager
-def deploy_lock(state_dir: Path, name: str) -> Iterator[None]:
-    """One deploy or rollback of ``name`` at a time (an exclusive lock file in the state dir)."""
-    path = state_dir / "locks" / f"{name}.lock"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = path.open("a")
-    except OSError as exc:
-        raise DeployError(f"cannot create the deploy lock {path}: {exc}") from None
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DeployError(
-                f"another deploy of {name!r} is running (lock {path})",
-                hint="wait for it to finish; the lock is released when that process exits",
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    client = client or request.engine.connect()
+    history = history_of(client, request)
+    with history.lock():
+        image_ref, image_id = pick(client, history)
+        return _run_locked(
+            deployer, replace(request, image=image_ref), image_ref, client, history, image_id
+        )
 
 
 def _run_locked(
     deployer: Deployer,
     request: DeployRequest,
     image_ref: str,
-    client: docker.DockerClient | None,
+    client: docker.DockerClient,
     history: DeployHistory,
     image_id: str,
 ) -> DeployResult:
-    previous = history.current(request.name)
+    previous = history.current()
     record = history.start(
-        name=request.name,
         target=request.deploy.target,
         action=request.action,
         spec=request.spec_file,
@@ -151,9 +147,9 @@ def _run_locked(
         image=image_ref,
         previous_image=previous.image if previous else None,
     )
+    request = replace(request, record=record)
     resolved: ImageRef | None = None
     try:
-        client = client or connect()
         resolved = resolve_image(client, image_id or image_ref)
         resolved = replace(resolved, ref=image_ref)
         result = deployer.deploy(client, request, resolved, previous.image if previous else None)
@@ -175,47 +171,29 @@ def _run_locked(
     return result
 
 
-def deploy(
-    request: DeployRequest,
-    *,
-    client: docker.DockerClient | None = None,
-    history: DeployHistory | None = None,
-) -> DeployResult:
-    """Deploy ``request.image`` and record it. Raises DeployError / HealthCheckError on failure."""
-    return _run(replace(request, action="deploy"), request.image, client=client, history=history)
+def deploy(request: DeployRequest, *, client: docker.DockerClient | None = None) -> DeployResult:
+    """Deploy ``request.image`` on ``request.engine`` (or ``client``'s engine) and record it there.
+    Raises DeployError / HealthCheckError on failure."""
+    return _run(replace(request, action="deploy"), client, lambda _c, _h: (request.image, ""))
 
 
-def rollback_image(history: DeployHistory, name: str) -> DeployRecord:
-    """The record ``rollback`` returns to (last good version before the current one)."""
-    return history.rollback_target(name)
-
-
-def rollback(
-    request: DeployRequest,
-    *,
-    client: docker.DockerClient | None = None,
-    history: DeployHistory | None = None,
-) -> DeployResult:
-    """Deploy the last good version before the current one (``request.image`` is ignored).
-
-    The recorded image ID is used when that image is still present, so a moved tag does not change what
-    a rollback runs; otherwise the recorded reference is pulled.
-    """
-    history = history or DeployHistory(request.state_dir)
-    target = history.rollback_target(request.name)
-    client = client or connect()
-    image_id = ""
+def _rollback_image(client: docker.DockerClient, history: DeployHistory) -> tuple[str, str]:
+    target = history.rollback_target()
     if target.image_id:
         with docker_errors(f"find image {target.image_id}"):
             try:
                 client.images.get(target.image_id)
-                image_id = target.image_id
+                return target.image, target.image_id
             except docker.errors.ImageNotFound:
-                image_id = ""
-    return _run(
-        replace(request, action="rollback", image=target.image),
-        target.image,
-        client=client,
-        history=history,
-        image_id=image_id,
-    )
+                pass
+    return target.image, ""
+
+
+def rollback(request: DeployRequest, *, client: docker.DockerClient | None = None) -> DeployResult:
+    """Deploy the last good version before the current one (``request.image`` is ignored), as
+    recorded on the deploy's engine.
+
+    The recorded image ID is used when that image is still present, so a moved tag does not change what
+    a rollback runs; otherwise the recorded reference is pulled.
+    """
+    return _run(replace(request, action="rollback"), client, _rollback_image)

@@ -6,12 +6,14 @@ named volumes declared at the top level. The app ``depends_on`` its extras (``se
 have a health check). Secrets appear only as ``${VAR}`` references, resolved by compose from the
 environment at ``up`` time, so their values never land in the file.
 
-The file lives in ``<state dir>/compose/<name>/docker-compose.yml``; the project name is the deploy name
-(so named volume ``data`` is the engine volume ``<name>_data``, as for the docker target). It is applied
-with ``docker compose`` (the plugin) when the CLI has it, else Debian's ``docker-compose`` (1.29,
-``apt-get install docker-compose``). After ``up -d`` conveyor waits for the app container's healthcheck;
-if it never turns healthy, the previous file is restored and brought up again, and the deploy fails with
-the health log.
+The last applied file is kept on the deploy's engine, in its history volume (``compose.yml``, see
+:mod:`conveyor.docker.history`), so a deploy or rollback from any agent finds the previous one; each
+run writes a working copy to a temporary directory. The project name is the deploy name (so named volume
+``data`` is the engine volume ``<name>_data``, as for the docker target). It is applied with ``docker
+compose`` (the plugin) when the CLI has it, else Debian's ``docker-compose`` (1.29, ``apt-get install
+docker-compose``), pointed at the deploy's engine (``DOCKER_HOST``/TLS variables of ``request.engine``).
+After ``up -d`` conveyor waits for the app container's healthcheck; if it never turns healthy, the
+previous file is brought up again, and the deploy fails with the health log.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +42,7 @@ from conveyor.docker.deploy.model import (
 )
 from conveyor.docker.deploy.mounts import check_bind_sources, parse_port, parse_volumes
 from conveyor.docker.engine import docker_errors
+from conveyor.docker.history import DeployHistory
 from conveyor.errors import DeployError, HealthCheckError
 from conveyor.spec.model import ComposeService, Health, parse_duration
 
@@ -151,23 +157,46 @@ def compose_command() -> list[str]:
     )
 
 
-def compose_file(request: DeployRequest) -> Path:
-    return request.state_dir / "compose" / request.name / "docker-compose.yml"
+COMPOSE_FILE = "compose.yml"  # in the deploy's history volume
+HEADER = "# written by conveyor deploy; do not edit (rewritten on every deploy)\n"
+
+
+@contextmanager
+def working_file(text: str) -> Iterator[Path]:
+    """``text`` in a temporary ``docker-compose.yml`` for one compose run."""
+    with tempfile.TemporaryDirectory(prefix="conveyor-compose-") as tmp:
+        path = Path(tmp) / "docker-compose.yml"
+        path.write_text(text)
+        yield path
+
+
+def compose_environment(request: DeployRequest, extra: dict[str, str]) -> dict[str, str]:
+    """This process's environment, pointed at the deploy's engine, plus ``extra`` (secrets)."""
+    env = dict(os.environ)
+    for key, value in request.engine.environment().items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    env.update(extra)
+    return env
 
 
 def run_compose(
-    request: DeployRequest, file: Path, *args: str, env: dict[str, str] | None = None
+    request: DeployRequest, text: str, *args: str, env: dict[str, str] | None = None
 ) -> str:
-    """Run compose for this deploy's project; DeployError with its output on failure."""
-    cmd = [*compose_command(), "-p", request.name, "-f", str(file), *args]
-    proc = subprocess.run(
-        cmd,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, **(env or {})},
-        cwd=str(request.workdir),
-    )
+    """Run compose with the file ``text`` for this deploy's project; DeployError with its output on
+    failure."""
+    with working_file(text) as file:
+        cmd = [*compose_command(), "-p", request.name, "-f", str(file), *args]
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            check=False,
+            env=compose_environment(request, env or {}),
+            cwd=str(request.workdir),
+        )
     if proc.returncode != 0:
         tail = (proc.stdout + proc.stderr).strip()[-3000:]
         raise DeployError(f"compose {' '.join(args)} for {request.name} failed:\n{tail}")
@@ -246,23 +275,19 @@ class ComposeDeployer:
         check_bind_sources(mounts)
         secrets = {k: v for k, v in resolve_env(deploy).items() if k in deploy.secrets}
 
-        path = compose_file(request)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        previous_text = path.read_text() if path.exists() else None
-        path.write_text(
-            "# written by conveyor deploy; do not edit (rewritten on every deploy)\n"
-            + yaml.safe_dump(render_compose(request, image), sort_keys=False)
-        )
+        store = DeployHistory(client, request.name, labels=request.labels("history"))
+        previous = store.read_file(COMPOSE_FILE)
+        text = HEADER + yaml.safe_dump(render_compose(request, image), sort_keys=False)
         try:
-            run_compose(request, path, "up", "-d", "--remove-orphans", env=secrets)
+            run_compose(request, text, "up", "-d", "--remove-orphans", env=secrets)
             health_log = _wait_app(client, request, image)
         except DeployError:
-            if previous_text is not None:
-                path.write_text(previous_text)
-                run_compose(request, path, "up", "-d", "--remove-orphans", env=secrets)
+            if previous is not None:
+                run_compose(request, previous.decode(), "up", "-d", "--remove-orphans", env=secrets)
             else:
-                run_compose(request, path, "down", "--remove-orphans")
+                run_compose(request, text, "down", "--remove-orphans")
             raise
+        store.write_file(COMPOSE_FILE, text.encode())
         app = project_containers(client, request.name, APP_SERVICE)
         return DeployResult(
             name=request.name,
@@ -280,15 +305,19 @@ class ComposeDeployer:
             ),
             message=f"compose project {request.name} serving {image.ref}",
             details={
-                "compose_file": str(path),
+                "compose_file": f"{COMPOSE_FILE} in volume {request.name}-history",
                 "container": str(app[0].name) if app else "",
                 "health_log": health_log,
             },
         )
 
 
-def remove_project(request: DeployRequest, *, volumes: bool = False) -> None:
-    """``compose down`` for the deploy (with ``-v`` when asked), if its file exists."""
-    path = compose_file(request)
-    if path.exists():
-        run_compose(request, path, "down", "--remove-orphans", *(["-v"] if volumes else []))
+def remove_project(
+    client: docker.DockerClient, request: DeployRequest, *, volumes: bool = False
+) -> None:
+    """``compose down`` for the deploy (with ``-v`` when asked), if it was ever applied."""
+    text = DeployHistory(client, request.name).read_file(COMPOSE_FILE)
+    if text is not None:
+        run_compose(
+            request, text.decode(), "down", "--remove-orphans", *(["-v"] if volumes else [])
+        )

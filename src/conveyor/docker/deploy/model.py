@@ -1,7 +1,8 @@
 """What a deploy is asked to do and what it did: the request every target reads, the result it returns.
 
 A :class:`DeployRequest` is built once (by the CLI or the runner) from the spec's ``deploy`` block, the
-image to run, the checkout directory and the state directory. Secrets are resolved here, at run time,
+image to run, the checkout directory, the state directory (only read, for history written by older
+versions) and the engine to deploy on (:func:`conveyor.docker.deploy.engine.deploy_engine`). Secrets are resolved here, at run time,
 from the environment variable of the same name (Jenkins' credentials binding sets it in a pipeline; locally
 you export it yourself); their values never reach labels, files, history or messages.
 """
@@ -15,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
+from conveyor.docker.engine import EngineAddress
 from conveyor.errors import DeployError
 from conveyor.spec.model import Deploy
 
@@ -36,6 +38,8 @@ class DeployRequest:
     stage: str = ""
     action: Action = "deploy"
     drain_timeout: float = 30.0
+    engine: EngineAddress = field(default_factory=EngineAddress)
+    record: int = 0  # the history record of this deploy (set by conveyor.docker.deploy)
 
     @property
     def name(self) -> str:
@@ -50,6 +54,8 @@ class DeployRequest:
             LABEL_PREFIX + "stage": self.stage,
             LABEL_PREFIX + "role": role,
         }
+        if self.record and role == "app":  # not on extras: compose would recreate them
+            labels[LABEL_PREFIX + "record"] = str(self.record)
         labels.update({LABEL_PREFIX + k: v for k, v in extra.items()})
         return labels
 
