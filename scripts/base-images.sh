@@ -12,7 +12,10 @@
 #   docker:dind             debian + docker.io, entrypoint starts dockerd (TLS like the official image)
 #
 # Dockerfiles: docker-in-docker/base/<dir>/Dockerfile. Idempotent: a tag that exists is skipped, so a
-# second run takes about a second. `FORCE=1` rebuilds everything; arguments select images by tag.
+# second run takes about a second, unless its label conveyor.base.hash (a hash of the files in its
+# directory) differs from the files now: then that image is rebuilt (an image without the label, from
+# an older version of this script, counts as current). `FORCE=1` rebuilds everything; arguments
+# select images by tag.
 # Needs: a running engine, busybox-static, debootstrap (scripts/system-deps.sh installs them).
 set -euo pipefail
 
@@ -38,6 +41,17 @@ done
 
 exists() { docker image inspect "$1" >/dev/null 2>&1; }
 
+# a short hash of the files that make an image (its directory under docker-in-docker/base)
+dir_hash() { (cd "$base/$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16); }
+
+# the tag exists and was built from the files as they are now (or before hashes were recorded)
+current() {
+  local label
+  exists "$1" || return 1
+  label="$(docker image inspect -f '{{ index .Config.Labels "conveyor.base.hash" }}' "$1" 2>/dev/null)"
+  [[ -z "$label" || "$label" == "<no value>" || "$label" == "$2" ]]
+}
+
 # docker build, quiet unless it fails (then the last lines of its log)
 build() {
   local log="$workdir/build.log"
@@ -54,7 +68,7 @@ build_busybox() {
   local ctx="$workdir/busybox"
   mkdir -p "$ctx"
   cp /bin/busybox "$ctx/busybox"
-  build -t busybox:latest -f "$base/busybox/Dockerfile" "$ctx"
+  build -t busybox:latest --label "conveyor.base.hash=$hash" -f "$base/busybox/Dockerfile" "$ctx"
 }
 
 build_debian() {
@@ -65,16 +79,17 @@ build_debian() {
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs"/tmp/*
   tar --numeric-owner -C "$rootfs" -cf "$ctx/rootfs.tar" .
   rm -rf "$rootfs"
-  build -t debian:bookworm-slim -f "$base/debian/Dockerfile" "$ctx"
+  build -t debian:bookworm-slim --label "conveyor.base.hash=$hash" -f "$base/debian/Dockerfile" "$ctx"
 }
 
 build_dir() {  # tag, directory whose Dockerfile and files are the whole context
-  build -t "$1" "$base/$2"
+  build -t "$1" --label "conveyor.base.hash=$hash" "$base/$2"
 }
 
 for tag in "${order[@]}"; do
   [[ " ${wanted[*]} " == *" $tag "* ]] || continue
-  if [[ "$force" != 1 ]] && exists "$tag"; then
+  hash="$(dir_hash "${dirs[$tag]}")"
+  if [[ "$force" != 1 ]] && current "$tag" "$hash"; then
     echo "base-images: $tag exists, skipped"
     continue
   fi

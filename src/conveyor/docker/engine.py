@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import docker
 import docker.errors
@@ -66,7 +67,7 @@ class EngineAddress:
                 hint="set the *_CERT_PATH variable to the directory with ca.pem, cert.pem, key.pem",
             )
         try:
-            client = docker.DockerClient(timeout=timeout, **kwargs_from_env(environment=env))
+            client = _EngineClient(timeout=timeout, **kwargs_from_env(environment=env))
             client.ping()
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise DockerError(
@@ -74,6 +75,31 @@ class EngineAddress:
                 hint="check the address, that the engine runs, and its TLS certificates",
             ) from None
         return client
+
+
+class _EngineAPI(docker.APIClient):  # type: ignore[misc]
+    """The SDK's API client, but the engine's own CA always verifies its certificate.
+
+    requests lets ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` replace a session's ``verify`` when a
+    request passes none (psf/requests#3829, docker/docker-py#2433), and the SDK never passes one: on
+    a machine with those set (many CI images), every TLS engine with a private CA (a docker:dind's)
+    fails with "unable to get local issuer certificate".
+    """
+
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> dict[str, Any]:
+        if verify is None and isinstance(self.verify, str):
+            verify = self.verify
+        settings: dict[str, Any] = super().merge_environment_settings(
+            url, proxies, stream, verify, cert
+        )
+        return settings
+
+
+class _EngineClient(docker.DockerClient):  # type: ignore[misc]
+    def __init__(self, **kwargs: Any) -> None:  # the SDK's own __init__ only sets .api
+        self.api = _EngineAPI(**kwargs)
 
 
 def connect(base_url: str | None = None, *, timeout: int = 120) -> docker.DockerClient:
