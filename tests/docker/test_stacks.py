@@ -29,6 +29,7 @@ import docker.errors
 import pytest
 import yaml
 
+from conveyor.docker.deploy.docker import remove_deploy
 from conveyor.docker.dind import copy_images, run_kwargs
 from conveyor.docker.engine import EngineAddress
 from conveyor.docker.history import DeployHistory
@@ -649,3 +650,53 @@ def test_agents_deploy_to_the_sidecar_over_tls_and_every_agent_sees_the_history(
     assert DeployHistory(sidecar.client, name).records()[0].action == "rollback"
     assert not DeployHistory(docker_client, name).exists()
     assert not docker_client.containers.list(all=True, filters={"label": f"conveyor.deploy={name}"})
+
+
+def test_socket_stack_workspace_paths_exist_for_the_hosts_engine(
+    docker_client: docker.DockerClient,
+    agent_image: str,
+    unique: Callable[[str], str],
+    tmp_path: Path,
+) -> None:
+    """compose.socket.yml binds Jenkins' home at the same path on the host. An agent container
+    with that mount (docker-workflow gives it --volumes-from) deploys `./conf:/conf:ro` from a
+    workspace: the host's engine finds the directory, because it is the same path there."""
+    binds = mounts(load("compose.socket.yml")["services"]["jenkins"])
+    assert binds["/var/jenkins_home"] == "/var/jenkins_home"
+    home = tmp_path / "jenkins_home"  # stands in for /var/jenkins_home, bound the same way
+    workspace = home / "workspace" / "app"
+    (workspace / "conf").mkdir(parents=True)
+    (workspace / "conf" / "settings.txt").write_text("from-the-workspace\n")
+    name, image = unique("wsapp"), f"{unique('app')}:v1"
+    build_app(docker_client, image, "v1")
+    (workspace / "conveyor.yml").write_text(
+        "apiVersion: conveyor/v1\nproject: demo/ws\njenkins: {job: demo/ws}\nstages:\n"
+        f"  - name: deploy\n    deploy:\n      name: {name}\n      strategy: recreate\n"
+        "      volumes: ['./conf:/conf:ro']\n"
+        "      health: {cmd: [grep, -q, from-the-workspace, /conf/settings.txt], timeout: 10s}\n"
+    )
+    for path in (tmp_path, home, home / "workspace", workspace, workspace / "conf"):
+        path.chmod(0o755)
+    (workspace / "conf" / "settings.txt").chmod(0o644)
+    logs = docker_client.containers.run(
+        agent_image,
+        ["conveyor", "deploy", "conveyor.yml", "--image", image],
+        user="1000:1000",
+        group_add=[str(Path("/var/run/docker.sock").stat().st_gid)],
+        environment={"HOME": "/"},
+        volumes={
+            str(home): {"bind": str(home), "mode": "rw"},
+            "/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"},
+        },
+        working_dir=str(workspace),
+        name=unique("agent"),
+        stderr=True,
+    )
+    try:
+        assert b"deployed " in logs, logs
+        app = docker_client.containers.get(f"{name}-blue")
+        mount = next(m for m in app.attrs["Mounts"] if m["Destination"] == "/conf")
+        assert mount["Source"] == str(workspace / "conf")
+        assert app.exec_run(["cat", "/conf/settings.txt"]).output == b"from-the-workspace\n"
+    finally:
+        remove_deploy(docker_client, name, volumes=True)
