@@ -92,9 +92,10 @@ def test_target_jenkins_declares_no_trigger_parameters() -> None:
     names = {p.name for p in job_parameters(spec)}
     assert names.isdisjoint(TRIGGER_PARAMETERS)
     job = render(spec, trigger_token=TOKEN)
-    assert "gitlabBranch" not in job.config_xml and "gitlabBranch" not in job.jenkinsfile.split(
-        "parameters {"
-    )[1].split("}")[0]
+    assert (
+        "gitlabBranch" not in job.config_xml
+        and "gitlabBranch" not in job.jenkinsfile.split("parameters {")[1].split("}")[0]
+    )
     receiver = {p.name for p in job_parameters(spec_of(_spec("receiver")))}
     assert "gitlabBranch" in receiver and "CONVEYOR_REVISION" not in receiver  # inline job
 
@@ -151,7 +152,9 @@ def test_builds_from_the_receiver_see_the_same_facts(tmp_path: Path) -> None:
     triggers = [
         Trigger(kind="push", project="demo/app", sha=sha, branch="feature/x"),
         Trigger(kind="tag_push", project="demo/app", sha=sha, tag="v1.2"),
-        Trigger(kind="merge_request", project="demo/app", sha=sha, branch="f", target_branch="main"),
+        Trigger(
+            kind="merge_request", project="demo/app", sha=sha, branch="f", target_branch="main"
+        ),
     ]
     envs = [trigger_parameters(build_variables(t), event_id=1) for t in triggers]
     expected = [(sha, "feature/x", ""), (sha, "", "v1.2"), (sha, "f", "")]
@@ -161,13 +164,17 @@ def test_builds_from_the_receiver_see_the_same_facts(tmp_path: Path) -> None:
 
 def _expand(value: str, env: dict[str, str]) -> str:
     """hudson.EnvVars.expand for ``${NAME}`` (what BranchSpec.getExpandedName does, BranchSpec.java:144)."""
-    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: env.get(m.group(1), m.group(0)), value)
+    return re.sub(
+        r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: env.get(m.group(1), m.group(0)), value
+    )
 
 
 def test_receiver_scm_jobs_build_the_events_commit(
     jenkins_emulator: JenkinsEmulator, jenkins_api: jenkins.Jenkins
 ) -> None:
-    data = _spec("receiver", definition="scm", scm={"url": "https://gitlab.example.com/demo/app.git"})
+    data = _spec(
+        "receiver", definition="scm", scm={"url": "https://gitlab.example.com/demo/app.git"}
+    )
     spec = spec_of(data)
     config = render(spec).config_xml
     root = ET.fromstring(config.split("?>", 1)[1])
@@ -187,7 +194,9 @@ def test_receiver_scm_jobs_build_the_events_commit(
 
 
 def test_jenkins_target_scm_jobs_keep_their_branch_and_lightweight_checkout() -> None:
-    data = _spec("jenkins", definition="scm", scm={"url": "https://gitlab.example.com/demo/app.git"})
+    data = _spec(
+        "jenkins", definition="scm", scm={"url": "https://gitlab.example.com/demo/app.git"}
+    )
     root = ET.fromstring(render(spec_of(data)).config_xml.split("?>", 1)[1])
     # gitlab-plugin's own builds carry a RevisionParameterAction (AbstractWebHookTriggerHandler.java:113)
     assert root.findtext("definition/scm/branches/hudson.plugins.git.BranchSpec/name") == "*/main"

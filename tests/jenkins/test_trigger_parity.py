@@ -120,7 +120,9 @@ PAYLOADS: dict[str, Callable[[], Payload]] = {
 }
 
 TRIGGERS: dict[str, dict[str, Any]] = {
-    "push branches+exclude": {"push": {"branches": ["main", "release/*"], "exclude": ["release/old-*"]}},
+    "push branches+exclude": {
+        "push": {"branches": ["main", "release/*"], "exclude": ["release/old-*"]}
+    },
     "push everything": {"push": {}},
     "push deep wildcard": {"push": {"branches": ["release/**"]}},
     "tags only": {"tag_push": {"tags": ["v*"]}},
@@ -204,7 +206,10 @@ def test_known_divergence_draft_marked_ready_without_commits(
     ("triggers", "message"),
     [
         ({"push": {}}, "triggers.skip_ci"),
-        ({"push": {"branches": ["main"]}, "merge_request": {}, "skip_ci": False}, "target_branches"),
+        (
+            {"push": {"branches": ["main"]}, "merge_request": {}, "skip_ci": False},
+            "target_branches",
+        ),
         ({"push": {"exclude": ["x"]}, "merge_request": {}, "skip_ci": False}, "target_branches"),
         ({"merge_request": {"actions": ["open"]}, "skip_ci": False}, "'open' and 'reopen'"),
         ({"tag_push": {}, "merge_request": {}, "skip_ci": False}, "tag_push"),

@@ -52,8 +52,7 @@ def _branch_part(branches: list[str], exclude: list[str]) -> str:
     regex = "(?s:.*)" if "**" in branches else patterns_to_regex(list(dict.fromkeys(branches)))
     # a branch wildcard that could match "refs/tags/..." must not let tag pushes through
     could_be_tag = any(
-        p.split("/", 1)[0] == "refs" or any(c in p.split("/", 1)[0] for c in "*?")
-        for p in branches
+        p.split("/", 1)[0] == "refs" or any(c in p.split("/", 1)[0] for c in "*?") for p in branches
     )
     guards = f"(?!{TAG_PREFIX})" if could_be_tag else ""
     if exclude:

@@ -16,11 +16,24 @@ from conveyor.pipeline.context import (  # the build facts, read from both sourc
     ACTION_TYPES,
     GROOVY_BRANCH,
     GROOVY_TAG,
-    branch_of as branch_of,
-    tag_of as tag_of,
+    branch_of,
+    tag_of,
 )
 from conveyor.pipeline.match import matches, patterns_to_regex
 from conveyor.spec.model import When
+
+__all__ = [
+    "GROOVY_BRANCH",
+    "GROOVY_TAG",
+    "Condition",
+    "Context",
+    "branch_of",
+    "conditions",
+    "groovy_expression",
+    "should_run",
+    "tag_of",
+]
+
 
 @dataclass(frozen=True)
 class Context:
