@@ -261,3 +261,46 @@ def test_secret_token_is_checked(
     assert _push(jenkins_emulator.url, "app") == 401
     assert _push(jenkins_emulator.url, "app", token="tok") == 200
     assert len(jenkins_emulator.triggered_builds("app")) == 1
+
+
+def test_merge_request_handler_rules(
+    jenkins_api: jenkins.Jenkins, jenkins_emulator: JenkinsEmulator
+) -> None:
+    """MergeRequestHookTriggerHandlerFactory.java:34-49 and MergeRequestHookTriggerHandlerImpl.java."""
+    trigger = (
+        f"<{TRIGGER}><spec></spec><triggerOnMergeRequest>true</triggerOnMergeRequest>"
+        f"<triggerOpenMergeRequestOnPush>never</triggerOpenMergeRequestOnPush></{TRIGGER}>"
+    )
+    jenkins_api.create_job("app", _job(trigger))
+
+    def post(action: str, sha: str, **attrs: object) -> bool:
+        payload = {
+            "object_kind": "merge_request",
+            "object_attributes": {
+                "action": action,
+                "state": "opened",
+                "source_branch": "f",
+                "target_branch": "main",
+                "last_commit": {"id": sha, "message": "m"},
+                **attrs,
+            },
+        }
+        before = len(jenkins_emulator.triggered_builds("app"))
+        response = requests.post(
+            f"{jenkins_emulator.url}/project/app",
+            json=payload,
+            headers={"X-Gitlab-Event": "Merge Request Hook"},
+            timeout=10,
+        )
+        assert response.status_code == 200
+        return len(jenkins_emulator.triggered_builds("app")) > before
+
+    assert post("open", "1" * 40)
+    assert not post("update", "2" * 40, oldrev="3" * 40)  # `never` rejects update
+    assert not post("approved", "4" * 40)  # approved is rejected unless configured
+    # a commit already built: reopen is skipped, open is not (skipBuiltYetCheckActions)
+    jenkins_emulator.built_commits.add(("app", "5" * 40))
+    assert not post("reopen", "5" * 40)
+    assert post("open", "5" * 40)
+    env = jenkins_emulator.triggered_builds("app")[-1].environment
+    assert env["gitlabActionType"] == "MERGE" and env["gitlabMergeRequestLastCommit"] == "5" * 40
