@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import requests
+
 NO_COMMIT = "0" * 40
 _DRAFT = re.compile(r"\s*(Draft:|\[Draft\]|\(Draft\)).*", re.DOTALL)
 
@@ -263,3 +265,14 @@ def handle(
     if event == "Merge Request Hook":
         return _merge_request(config, payload, built)
     return Outcome(False, f"{event} not modelled", {})
+
+
+def post_hook(
+    url: str, job: str, event: str, payload: Mapping[str, Any], token: str | None = None
+) -> int:
+    """POST a hook the way GitLab does to ``<jenkins>/project/<job>``; the HTTP status."""
+    headers = {"X-Gitlab-Event": event}
+    if token is not None:
+        headers["X-Gitlab-Token"] = token
+    response = requests.post(f"{url}/project/{job}", json=payload, headers=headers, timeout=10)
+    return response.status_code

@@ -9,8 +9,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 import jenkins
-import requests
 
+from tests.emulators.gitlab_plugin import post_hook
 from tests.emulators.jenkins import JenkinsEmulator
 from tests.emulators.jenkins_model import DECLARATIVE_JOB_ACTION, TRACKER_ACTION
 
@@ -53,11 +53,7 @@ def _push(url: str, job: str, branch: str = "main", token: str | None = None) ->
             "git_http_url": "http://gitlab/demo/app.git",
         },
     }
-    headers = {"X-Gitlab-Event": "Push Hook"}
-    if token is not None:
-        headers["X-Gitlab-Token"] = token
-    response = requests.post(f"{url}/project/{job}", json=payload, headers=headers, timeout=10)
-    return response.status_code
+    return post_hook(url, job, "Push Hook", payload, token)
 
 
 # ---------------------------------------------------------------------------------- (a) <spec>
@@ -286,13 +282,7 @@ def test_merge_request_handler_rules(
             },
         }
         before = len(jenkins_emulator.triggered_builds("app"))
-        response = requests.post(
-            f"{jenkins_emulator.url}/project/app",
-            json=payload,
-            headers={"X-Gitlab-Event": "Merge Request Hook"},
-            timeout=10,
-        )
-        assert response.status_code == 200
+        assert post_hook(jenkins_emulator.url, "app", "Merge Request Hook", payload) == 200
         return len(jenkins_emulator.triggered_builds("app")) > before
 
     assert post("open", "1" * 40)

@@ -20,7 +20,6 @@ from typing import Any
 
 import jenkins
 import pytest
-import requests
 
 from conveyor.errors import RenderError
 from conveyor.jenkins import groovy
@@ -38,6 +37,7 @@ from conveyor.pipeline.context import (
     tag_of,
     trigger_parameters,
 )
+from tests.emulators.gitlab_plugin import post_hook
 from tests.emulators.jenkins import JenkinsEmulator
 from tests.jenkins.specs import spec_of
 from tests.jenkins.test_trigger_parity import mr, push, tag
@@ -112,13 +112,7 @@ def test_builds_from_gitlab_plugin_see_the_events_facts(
     events = [push("feature/x"), tag("v1.2"), mr("open", "main")]
     expected: list[tuple[str, str, str]] = []
     for event, payload in events:
-        response = requests.post(
-            f"{jenkins_emulator.url}/project/app",
-            json=payload,
-            headers={"X-Gitlab-Event": event, "X-Gitlab-Token": TOKEN},
-            timeout=10,
-        )
-        assert response.status_code == 200
+        assert post_hook(jenkins_emulator.url, "app", event, payload, TOKEN) == 200
         attrs = payload.get("object_attributes") or {}
         sha = payload.get("after") or attrs["last_commit"]["id"]
         ref = payload.get("ref", "")

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import jenkins
 import pytest
-import requests
 
 from conveyor.config import Settings
 from conveyor.jenkins.client import JenkinsClient
@@ -20,6 +19,7 @@ from conveyor.spec.load import load_spec
 from conveyor.spec.model import Spec
 from conveyor.sync.targets import job_trigger_token
 from tests.emulators.fixtures import JENKINS_API_TOKEN, JENKINS_USER
+from tests.emulators.gitlab_plugin import post_hook
 from tests.emulators.jenkins import JenkinsEmulator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,14 +58,8 @@ def _build(emulator: JenkinsEmulator, api: jenkins.Jenkins, spec: Spec, job: str
             "project": {"path_with_namespace": spec.project},
             "repository": {"url": f"git@gitlab:{spec.project}.git"},
         }
-        headers = {
-            "X-Gitlab-Event": "Push Hook",
-            "X-Gitlab-Token": job_trigger_token(SECRET, job),
-        }
-        response = requests.post(
-            f"{emulator.url}/project/{job}", json=payload, headers=headers, timeout=10
-        )
-        assert response.status_code == 200
+        token = job_trigger_token(SECRET, job)
+        assert post_hook(emulator.url, job, "Push Hook", payload, token) == 200
     else:  # conveyor's receiver: buildWithParameters with the trigger parameters
         trigger = Trigger(kind="push", project=spec.project, sha=SHA, branch="main")
         api.build_job(job, trigger_parameters(build_variables(trigger), event_id=7))

@@ -15,13 +15,13 @@ from typing import Any
 
 import jenkins
 import pytest
-import requests
 
 from conveyor.errors import RenderError
 from conveyor.gitlab.events import parse_event
 from conveyor.jenkins.render import render
 from conveyor.receiver.routing import Route, Router
 from conveyor.spec.model import Spec
+from tests.emulators.gitlab_plugin import post_hook
 from tests.emulators.jenkins import JenkinsEmulator
 from tests.jenkins.specs import spec_of
 
@@ -155,13 +155,7 @@ def _plugin_decides(
     emulator: JenkinsEmulator, job: str, event: str, payload: dict[str, Any]
 ) -> bool:
     before = len(emulator.triggered_builds(job))
-    response = requests.post(
-        f"{emulator.url}/project/{job}",
-        json=payload,
-        headers={"X-Gitlab-Event": event, "X-Gitlab-Token": TOKEN},
-        timeout=10,
-    )
-    assert response.status_code == 200
+    assert post_hook(emulator.url, job, event, payload, TOKEN) == 200
     return len(emulator.triggered_builds(job)) > before
 
 
