@@ -935,9 +935,9 @@ class JenkinsEmulator(EmulatorServer):
             result=result,
             console="",
         )
+        self._run_declarative(item)  # before any state changes: a script it cannot read is a 500
         item.next_build_number += 1
         item.builds.append(build)
-        self._run_declarative(item)
         self._queue[queue_id] = build
         self._triggered.append(
             TriggeredBuild(

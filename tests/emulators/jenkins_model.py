@@ -361,11 +361,17 @@ class _Parser:
 
 
 def parse_call(statement: str) -> Call:
+    """One Groovy method call statement: ``name(args)``, or the command form ``name arg``."""
     parser = _Parser(statement)
     kind, name = parser.take()
     if kind != "id":
         raise GroovyParseError(f"not a call: {statement!r}")
-    call = parser.call_rest(name) if parser.peek() == ("p", "(") else Call(name, (), {})
+    if parser.peek() == ("p", "("):
+        call = parser.call_rest(name)
+    elif parser.peek() is None:
+        call = Call(name, (), {})
+    else:
+        call = Call(name, (parser.value(),), {})
     if parser.peek() is not None:
         raise GroovyParseError(f"trailing text in {statement!r}")
     return call
@@ -424,13 +430,29 @@ def block(text: str, name: str) -> str | None:
     return None
 
 
+def _split_statements(body: str) -> list[str]:
+    """Statements of a block: one a line, or several separated by ``;`` (outside strings)."""
+    out: list[str] = []
+    current = ""
+    i = 0
+    while i < len(body):
+        j = _skip_string(body, i)
+        if j != i:
+            current += body[i:j]
+            i = j
+            continue
+        if body[i] in ";\n":
+            out.append(current)
+            current = ""
+        else:
+            current += body[i]
+        i += 1
+    out.append(current)
+    return [s.strip() for s in out if s.strip() and not s.strip().startswith("//")]
+
+
 def statements(body: str) -> list[Call]:
-    out: list[Call] = []
-    for line in body.splitlines():
-        line = line.strip().rstrip(";")
-        if line and not line.startswith("//"):
-            out.append(parse_call(line))
-    return out
+    return [parse_call(statement) for statement in _split_statements(body)]
 
 
 def is_declarative(script: str) -> bool:

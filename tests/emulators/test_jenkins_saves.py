@@ -294,3 +294,23 @@ def test_merge_request_handler_rules(
     assert post("open", "5" * 40)
     env = jenkins_emulator.triggered_builds("app")[-1].environment
     assert env["gitlabActionType"] == "MERGE" and env["gitlabMergeRequestLastCommit"] == "5" * 40
+
+
+def test_declarations_read_like_groovy() -> None:
+    from tests.emulators.jenkins_model import Call, block, statements
+
+    script = (
+        "pipeline {\n  options { timestamps(); buildDiscarder logRotator(numToKeepStr: '3') }\n"
+        "  parameters {\n    string(name: 'A;B', defaultValue: 'x}y', description: '''multi\n"
+        "line''', trim: true)\n  }\n}\n"
+    )
+    options = statements(block(script, "options") or "")
+    assert [c.name for c in options] == ["timestamps", "buildDiscarder"]
+    assert options[1].args == (Call("logRotator", (), {"numToKeepStr": "3"}),)
+    (param,) = statements(block(script, "parameters") or "")
+    assert param.kwargs == {
+        "name": "A;B",
+        "defaultValue": "x}y",
+        "description": "multi\nline",
+        "trim": True,
+    }
