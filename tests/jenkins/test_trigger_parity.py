@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jenkins
@@ -226,3 +227,23 @@ def test_triggers_gitlab_plugin_cannot_express_are_refused(
     # the receiver applies the same spec exactly: nothing to refuse there
     data["webhook"] = {"target": "receiver"}
     render(spec_of(data))
+
+
+def test_validate_reports_what_gitlab_plugin_cannot_express(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from conveyor.cli.validate import command
+
+    spec = tmp_path / "app.yml"
+    spec.write_text(
+        "apiVersion: conveyor/v1\nproject: demo/app\nwebhook: {target: jenkins}\n"
+        "triggers: {push: {branches: [main]}}\njenkins: {job: app}\n"
+        "stages: [{name: t, run: ['true']}]\n"
+    )
+    result = CliRunner().invoke(command, [str(spec)])
+    assert result.exit_code == 1
+    assert "triggers.skip_ci" in result.output and "[ci-skip]" in result.output
+    spec.write_text(
+        spec.read_text().replace("branches: [main]}", "branches: [main]}, skip_ci: false")
+    )
+    assert CliRunner().invoke(command, [str(spec)]).exit_code == 0
