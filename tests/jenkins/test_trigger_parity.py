@@ -48,14 +48,14 @@ def push(branch: str, message: str = "change", *, deleted: bool = False) -> Payl
     }
 
 
-def tag(name: str) -> Payload:
+def tag(name: str, *, deleted: bool = False) -> Payload:
     sha = next(_shas)
     return "Tag Push Hook", {
         "object_kind": "tag_push",
         "ref": f"refs/tags/{name}",
-        "before": ZERO,
-        "after": sha,
-        "checkout_sha": sha,
+        "before": sha if deleted else ZERO,
+        "after": ZERO if deleted else sha,
+        "checkout_sha": None if deleted else sha,
         "commits": [{"id": sha, "message": "release"}],
         "project": {"path_with_namespace": PROJECT},
         "repository": {"url": "git@gitlab:demo/app.git"},
@@ -108,6 +108,7 @@ PAYLOADS: dict[str, Callable[[], Payload]] = {
     "push [ci-skip]": lambda: push("main", "fix [ci-skip]"),
     "tag v1.2": lambda: tag("v1.2"),
     "tag x1": lambda: tag("x1"),
+    "tag v1.3 deleted": lambda: tag("v1.3", deleted=True),
     "mr open": lambda: mr("open"),
     "mr open to dev": lambda: mr("open", "dev"),
     "mr reopen": lambda: mr("reopen"),

@@ -8,12 +8,16 @@ Pure. Every value goes through :mod:`conveyor.jenkins.xml` (the one XML escaper)
   matching the Jenkinsfile's ``options`` (declarative sets them on the first run, so emitting them here
   keeps the stored config from drifting); ``ParametersDefinitionProperty`` with the same parameters as
   the Jenkinsfile (a ``parameters {}`` block only takes effect after one run);
-* ``PipelineTriggersJobProperty`` with a ``GitLabPushTrigger`` for the spec's triggers. gitlab-plugin has
-  one branch filter for all events: the branch of a push, the tag of a tag push, the target branch of a
-  merge request. conveyor gives it the union of those wildcards as one Java regex
-  (``RegexBasedFilter``), with the push ``exclude`` wildcards as a negative look-ahead; ``All`` when
-  everything is ``**``. conveyor's receiver applies the exact per-event rules itself;
-* ``CpsFlowDefinition`` (inline script, sandbox on) or ``CpsScmFlowDefinition`` (GitSCM + scriptPath).
+* ``PipelineTriggersJobProperty`` with a ``GitLabPushTrigger`` whose settings decide like the spec's
+  triggers (:mod:`conveyor.jenkins.gitlab_trigger`), every field written with ``<spec>`` first, so
+  Jenkins neither drops the trigger on load nor rewrites it on save;
+* the plugins' defaults Jenkins writes back when it saves the object model (``removeLastBuild``,
+  ``useAlternativeCredential``, ``abortPrevious``), and no ``<actions>`` (a POST unmarshals onto the
+  job and would otherwise wipe what a Declarative run saved there);
+* ``CpsFlowDefinition`` (inline script, sandbox on) or ``CpsScmFlowDefinition`` (GitSCM + scriptPath;
+  the branch is ``${CONVEYOR_REVISION}`` when conveyor's receiver triggers the job).
+
+:func:`normalize_config_xml` is the comparison ``plan`` uses: it knows what Jenkins adds on its own.
 
 The GitLab trigger's ``secretToken`` is written only when a token is passed in: the XML sent to Jenkins
 (which encrypts it) has it, ``conveyor render`` to disk never does.

@@ -48,10 +48,11 @@ class TriggerSettings:
     target_regex: str
 
 
-def _branch_part(branches: list[str], exclude: list[str]) -> str:
+def _branch_part(branches: list[str], exclude: list[str], *, tags_reach: bool) -> str:
     regex = "(?s:.*)" if "**" in branches else patterns_to_regex(list(dict.fromkeys(branches)))
-    # a branch wildcard that could match "refs/tags/..." must not let tag pushes through
-    could_be_tag = any(
+    # when tag pushes reach the filter, a branch wildcard that could match "refs/tags/..." must not
+    # let them through
+    could_be_tag = tags_reach and any(
         p.split("/", 1)[0] == "refs" or any(c in p.split("/", 1)[0] for c in "*?") for p in branches
     )
     guards = f"(?!{TAG_PREFIX})" if could_be_tag else ""
@@ -62,8 +63,11 @@ def _branch_part(branches: list[str], exclude: list[str]) -> str:
 
 
 def branch_filter(triggers: Triggers) -> tuple[str, str]:
-    """``(branchFilterType, targetBranchRegex)``: branches (push, else merge request targets) that
-    never look like a tag ref, or ``refs/tags/<tag wildcard>``; ``All`` when that is everything."""
+    """``(branchFilterType, targetBranchRegex)``: the push branches (else the merge request targets),
+    and ``refs/tags/<tag wildcard>``; ``All`` when everything that reaches the filter may build.
+
+    Tag pushes reach the filter whenever ``triggerOnPush`` is on (a push or tag_push trigger)."""
+    tags_reach = triggers.push is not None or triggers.tag_push is not None
     parts: list[str] = []
     branches: list[str] | None = None
     exclude: list[str] = []
@@ -72,19 +76,15 @@ def branch_filter(triggers: Triggers) -> tuple[str, str]:
     elif triggers.merge_request is not None:
         branches = list(triggers.merge_request.target_branches)
     if branches is not None:
-        parts.append(_branch_part(branches, exclude))
+        parts.append(_branch_part(branches, exclude, tags_reach=tags_reach))
+    tag_all = False
     if triggers.tag_push is not None:
         tags = list(dict.fromkeys(triggers.tag_push.tags))
-        tag_regex = "(?s:.*)" if "**" in tags else patterns_to_regex(tags)
-        parts.append(f"refs/tags/(?:{tag_regex})")
-    everything = (
-        branches is not None
-        and "**" in branches
-        and not exclude
-        and triggers.tag_push is not None
-        and "**" in triggers.tag_push.tags
-    )
-    if everything or not parts:
+        tag_all = "**" in tags
+        tag_regex = "(?s:.*)" if tag_all else patterns_to_regex(tags)
+        parts.append(f"{TAG_PREFIX}(?:{tag_regex})")
+    branch_all = branches is not None and "**" in branches and not exclude
+    if not parts or (branch_all and (tag_all or not tags_reach)):
         return "All", ""
     return "RegexBasedFilter", parts[0] if len(parts) == 1 else "|".join(parts)
 
