@@ -120,7 +120,8 @@ CLASSES: dict[str, Model] = {
         )
     ),
     DISCARDER_PROPERTY: Model((F("strategy", "obj"),)),
-    # workflow-job DisableConcurrentBuildsJobProperty: ``private boolean abortPrevious``.
+    # workflow-job .../job/properties/DisableConcurrentBuildsJobProperty.java: ``private boolean
+    # abortPrevious`` (setter ``setAbortPrevious``).
     CONCURRENT_PROPERTY: Model((F("abortPrevious", "bool"),)),
     PARAMETERS_PROPERTY: Model((F("parameterDefinitions", "obj"),)),
     TRIGGERS_PROPERTY: Model((F("triggers", "obj"),)),
@@ -555,9 +556,14 @@ def declarations(script: str) -> Declared:
         for p in (_param_element(c) for c in statements(block(script, "parameters") or ""))
         if p is not None
     ]
-    triggers_body = block(script, "triggers") or ""
-    triggers = [ET.Element(f"trigger:{c.name}") for c in statements(triggers_body)]
-    return Declared(props, triggers, params)
+    declared_triggers = statements(block(script, "triggers") or "")
+    if declared_triggers:
+        # conveyor keeps the GitLab trigger in config.xml; a Jenkinsfile `triggers {}` block would be
+        # instantiated through DataBoundConstructors (initialisers run), which is not modelled here
+        raise GroovyParseError(
+            f"triggers {{}} in a Jenkinsfile is not modelled: {[c.name for c in declared_triggers]}"
+        )
+    return Declared(props, [], params)
 
 
 # ------------------------------------------------------------------ Utils.updateJobProperties
