@@ -59,5 +59,19 @@ Jenkins inspection and seeding
 rewriting), ``create_item_directly(full_name, xml)``, ``secret_plaintext(ciphertext)``,
 ``encrypt_secret(value)`` (module function, deterministic), ``next_result(job, *results)``,
 ``default_result``, ``queue_delay``, ``build_duration``, ``triggered_builds(job=None)`` -> ordered
-:class:`TriggeredBuild` (job, number, queue_id, parameters with defaults filled, user).
+:class:`TriggeredBuild` (job, number, queue_id, parameters with defaults filled, user,
+``environment``: for builds gitlab-plugin started, its cause's variables with the parameters on top).
+
+Jenkins saves (tests/emulators/jenkins_model.py): a stored job is the object model written back, not
+the bytes sent: absent primitive fields get Java's defaults, unknown fields and triggers without
+``<spec>`` are dropped (listed in ``item(name).old_data``, "Manage Old Data"), ``POST config.xml``
+keeps top-level fields it leaves out (``<actions>``), and a build of a Declarative Jenkinsfile saves
+the job again (``DeclarativeJobAction``, ``DeclarativeJobPropertyTrackerAction``, properties
+rewritten from its ``options``/``parameters``). ``add_scm_file(url, path, text)`` gives a
+``CpsScmFlowDefinition`` job its Jenkinsfile.
+
+gitlab-plugin (tests/emulators/gitlab_plugin.py): ``POST /project/<job full name>`` (no auth, no
+crumb, ``X-Gitlab-Token`` checked against the trigger's secret: 401) runs the plugin's push and merge
+request handlers on the stored ``GitLabPushTrigger``; ``hook_outcomes`` records each decision and
+reason; ``built_commits`` ``{(job, sha)}`` models "last commit already built".
 """

@@ -20,6 +20,7 @@ Behaviour follows /work/shared/reference/jenkins.md, as python-jenkins 1.8 drive
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import itertools
 import re
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
 
+from tests.emulators import gitlab_plugin, jenkins_model
 from tests.emulators.server import EmulatorServer, Request, Response
 
 JENKINS_VERSION = "2.452.1"
@@ -45,17 +47,7 @@ RUN_CLASSES = {
     "project": "hudson.model.FreeStyleBuild",
 }
 # element tag (or its class= attribute) -> plugin="name@version" that Jenkins writes on save
-PLUGIN_VERSIONS = {
-    "flow-definition": "workflow-job@1400.v7fd111b_ec82f",
-    "org.jenkinsci.plugins.workflow.cps.CpsFlowDefinition": "workflow-cps@3894.vd0f0248b_a_fc4",
-    "org.jenkinsci.plugins.workflow.cps.CpsScmFlowDefinition": "workflow-cps@3894.vd0f0248b_a_fc4",
-    "hudson.plugins.git.GitSCM": "git@5.2.2",
-    "com.dabsquared.gitlabjenkins.GitLabPushTrigger": "gitlab-plugin@1.8.1",
-    "com.dabsquared.gitlabjenkins.connection.GitLabConnectionProperty": "gitlab-plugin@1.8.1",
-    "org.jenkinsci.plugins.workflow.job.properties.PipelineTriggersJobProperty": "workflow-job@1400.v7fd111b_ec82f",
-    "org.jenkinsci.plugins.workflow.job.properties.DisableConcurrentBuildsJobProperty": "workflow-job@1400.v7fd111b_ec82f",
-    FOLDER_CLASS: "cloudbees-folder@6.928.v7c780211d66e",
-}
+PLUGIN_VERSIONS = jenkins_model.PLUGIN_VERSIONS
 SECRET_TAGS = frozenset({"secretToken"})
 UNSAFE_NAME_CHARS = set("?*/\\%!@#$^&|<>[]:;")
 # Jenkins' messages use typographic quotes
@@ -123,8 +115,17 @@ def parse_config(body: bytes) -> ET.Element:
         raise JenkinsHttpError(500, f"java.io.IOException: Unable to read\n{exc}") from None
 
 
-def rewrite_config(root: ET.Element, secrets_seen: dict[str, str]) -> str:
-    """Return the config as Jenkins would store it. ``secrets_seen`` maps ciphertext -> plaintext."""
+def rewrite_config(
+    root: ET.Element,
+    secrets_seen: dict[str, str],
+    report: jenkins_model.LoadReport | None = None,
+) -> str:
+    """Return the config as Jenkins would store it. ``secrets_seen`` maps ciphertext -> plaintext.
+
+    The posted XML is first loaded into Jenkins' object model (:func:`jenkins_model.load`: defaults of
+    absent primitive fields written, unknown fields and triggers without ``<spec>`` dropped into
+    ``report``), then written back (AbstractItem.java:948, ``configXmlFile.write(this)``)."""
+    root = jenkins_model.load(root, report if report is not None else jenkins_model.LoadReport())
     for elem in root.iter():
         key = elem.get("class") or elem.tag
         plugin = PLUGIN_VERSIONS.get(key) or PLUGIN_VERSIONS.get(elem.tag)
@@ -144,6 +145,18 @@ def rewrite_config(root: ET.Element, secrets_seen: dict[str, str]) -> str:
     out: list[str] = ["<?xml version='1.1' encoding='UTF-8'?>"]
     _serialize(root, 0, out)
     return "\n".join(out)
+
+
+def update_by_xml(current: ET.Element, posted: ET.Element) -> ET.Element:
+    """``POST config.xml`` unmarshals *onto the existing job* (AbstractItem.java:938,
+    ``unmarshal(..., this, ...)``): a top-level field the posted XML leaves out keeps its current
+    value (the job's ``<actions>`` after a Declarative run, for one)."""
+    merged = copy.deepcopy(posted)
+    given = {child.tag for child in posted}
+    for index, child in enumerate(current):
+        if child.tag not in given:
+            merged.insert(min(index, len(merged)), copy.deepcopy(child))
+    return merged
 
 
 def check_name(name: str | None) -> str:
@@ -187,6 +200,10 @@ class Item:
     children: dict[str, Item] = field(default_factory=dict)
     builds: list[Build] = field(default_factory=list)
     next_build_number: int = 1
+    # "Manage Old Data": what XStream could not load when the job was last saved (jenkins_model.load)
+    old_data: list[str] = field(default_factory=list)
+    # the DeclarativeJobPropertyTrackerAction of the last build (Utils.groovy:606-612 falls back to it)
+    last_tracker: ET.Element | None = None
 
     @property
     def is_folder(self) -> bool:
@@ -254,6 +271,20 @@ class TriggeredBuild:
     queue_id: int
     parameters: dict[str, str]
     user: str
+    # the build's environment where it matters here: gitlab-plugin's cause variables, then the
+    # parameter values on top (Run.java:2412-2416); empty for builds started through the REST API
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HookOutcome:
+    """What gitlab-plugin made of one ``POST /project/<job>`` (tests compare it with the receiver)."""
+
+    job: str
+    event: str
+    status: int
+    build: bool
+    reason: str
 
 
 @dataclass
@@ -292,6 +323,11 @@ class JenkinsEmulator(EmulatorServer):
         self._triggered: list[TriggeredBuild] = []
         self._secrets: dict[str, str] = {}
         self.root = Item("", "hudson", "", None)
+        # (clone URL, script path) -> the Jenkinsfile a CpsScmFlowDefinition job reads (the repository)
+        self.scm_files: dict[tuple[str, str], str] = {}
+        self.hook_outcomes: list[HookOutcome] = []
+        # (job, sha) pairs gitlab-plugin would find already built (isLastCommitNotYetBuild)
+        self.built_commits: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------------ seeding / inspection
     def add_user(self, name: str, api_token: str, *, password: str | None = None) -> None:
@@ -329,7 +365,9 @@ class JenkinsEmulator(EmulatorServer):
         with self.lock:
             item = self.item(full_name)
             root = parse_config(new_config.encode("utf-8"))
-            item.config = rewrite_config(root, self._secrets)
+            report = jenkins_model.LoadReport()
+            item.config = rewrite_config(root, self._secrets, report)
+            item.old_data = report.errors
 
     def secret_plaintext(self, ciphertext: str) -> str:
         return self._secrets[ciphertext]
@@ -409,8 +447,11 @@ class JenkinsEmulator(EmulatorServer):
             raise JenkinsHttpError(403, "No valid crumb was included in the request")
 
     def _route(self, request: Request) -> Response:
-        user, how = self._authenticate(request)
         path = request.path
+        if path.startswith("/project/") and request.method == "POST":
+            # gitlab-plugin's GitLabWebHook is an UnprotectedRootAction, exempt from crumbs
+            return self._gitlab_hook(request)
+        user, how = self._authenticate(request)
         if user is None:
             if path == "/" and request.method == "GET" and self.anonymous_read:
                 return Response.text(
@@ -713,7 +754,10 @@ class JenkinsEmulator(EmulatorServer):
                         f"java.io.IOException: Expecting class {item.java_class} but got "
                         f"{ROOT_CLASSES.get(root.tag, root.tag)} instead",
                     )
-                item.config = rewrite_config(root, self._secrets)
+                report = jenkins_model.LoadReport()
+                merged = update_by_xml(item.root_element(), root)
+                item.config = rewrite_config(merged, self._secrets, report)
+                item.old_data = report.errors
                 return Response(200)
         if rest == ["doDelete"] and method == "POST":
             assert item.parent is not None
@@ -764,7 +808,9 @@ class JenkinsEmulator(EmulatorServer):
             raise JenkinsHttpError(
                 500, f"com.thoughtworks.xstream.mapper.CannotResolveClassException: {root.tag}"
             )
-        item = Item(name, root.tag, rewrite_config(root, self._secrets), parent)
+        report = jenkins_model.LoadReport()
+        item = Item(name, root.tag, rewrite_config(root, self._secrets, report), parent)
+        item.old_data = report.errors
         parent.children[name] = item
         return item
 
@@ -787,6 +833,69 @@ class JenkinsEmulator(EmulatorServer):
         self._create(parent, name, request.body)
         return Response(200)
 
+    def _gitlab_hook(self, request: Request) -> Response:
+        """``POST /project/<full name>`` as gitlab-plugin handles it (ActionResolver.java:47-125,
+        BuildWebHookAction.java:79-88, the handlers in :mod:`tests.emulators.gitlab_plugin`)."""
+        parts = [unquote(p) for p in request.path[len("/project/") :].strip("/").split("/")]
+        item = self.root
+        for part in parts:
+            child = item.children.get(part)
+            if child is None:
+                raise JenkinsHttpError(404, "Not Found")
+            item = child
+        event = request.header("X-Gitlab-Event") or ""
+        payload = request.json() if request.body else {}
+        root = item.root_element()
+        trigger = root.find(".//triggers/com.dabsquared.gitlabjenkins.GitLabPushTrigger")
+        stored = trigger.findtext("secretToken") if trigger is not None else None
+        if stored:
+            token = request.header("X-Gitlab-Token") or ""
+            if token != self._secrets.get(stored, stored):
+                self.hook_outcomes.append(HookOutcome(item.full_name, event, 401, False, "token"))
+                raise JenkinsHttpError(401, "Invalid token")
+        attrs = payload.get("object_attributes") or {}
+        sha = (attrs.get("last_commit") or {}).get("id") or ""
+        built = (item.full_name, sha) in self.built_commits
+        outcome = gitlab_plugin.handle(trigger, event, payload, built=built)
+        self.hook_outcomes.append(
+            HookOutcome(item.full_name, event, 200, outcome.build, outcome.reason)
+        )
+        if outcome.build and not item.disabled:
+            # ParameterizedJobMixIn.java:165-168: a parameterized job gets its defaults
+            defaults = {d["name"]: d["default"] for d in item.parameter_definitions()}
+            self._schedule(item, "GitLab", defaults, {**outcome.variables, **defaults})
+        return Response(200)
+
+    def add_scm_file(self, url: str, path: str, text: str) -> None:
+        """Seed the repository file a ``CpsScmFlowDefinition`` job at ``url`` reads as ``path``."""
+        with self.lock:
+            self.scm_files[(url, path)] = text
+
+    def script_of(self, item: Item) -> str | None:
+        """The Jenkinsfile a build of ``item`` runs: the inline script, or the seeded SCM file."""
+        root = item.root_element()
+        definition = root.find("definition")
+        if definition is None:
+            return None
+        if definition.get("class") == "org.jenkinsci.plugins.workflow.cps.CpsFlowDefinition":
+            return definition.findtext("script")
+        url = definition.findtext("scm/userRemoteConfigs/hudson.plugins.git.UserRemoteConfig/url")
+        path = definition.findtext("scriptPath") or "Jenkinsfile"
+        return self.scm_files.get((url or "", path))
+
+    def _run_declarative(self, item: Item) -> None:
+        """A Declarative build saves its job (pipeline-model-definition Utils.groovy:295-309 and
+        580-721, see :func:`jenkins_model.declarative_first_run`)."""
+        if item.kind != "flow-definition":
+            return
+        script = self.script_of(item)
+        if script is None or not jenkins_model.is_declarative(script):
+            return
+        root = item.root_element()
+        if jenkins_model.declarative_first_run(root, script, item.last_tracker):
+            item.config = rewrite_config(root, self._secrets)
+        item.last_tracker = jenkins_model.tracker_of(root)
+
     def _build(self, request: Request, user: str, item: Item, *, with_params: bool) -> Response:
         if item.disabled:
             raise JenkinsHttpError(409, f"{item.full_name} is disabled")
@@ -802,6 +911,14 @@ class JenkinsEmulator(EmulatorServer):
             given.update(request.form())
         given.pop("token", None)
         parameters = {d["name"]: given.get(d["name"], d["default"]) for d in definitions}
+        build = self._schedule(item, user, parameters, {})
+        return Response(
+            201, b"", [("Location", f"{request.base_url}/queue/item/{build.queue_id}/")]
+        )
+
+    def _schedule(
+        self, item: Item, user: str, parameters: dict[str, str], environment: dict[str, str]
+    ) -> Build:
         now = time.monotonic()
         queue_id = next(self._queue_ids)
         pending = self._results.get(item.full_name) or []
@@ -818,13 +935,16 @@ class JenkinsEmulator(EmulatorServer):
             result=result,
             console="",
         )
+        self._run_declarative(item)  # before any state changes: a script it cannot read is a 500
         item.next_build_number += 1
         item.builds.append(build)
         self._queue[queue_id] = build
         self._triggered.append(
-            TriggeredBuild(item.full_name, build.number, queue_id, dict(parameters), user)
+            TriggeredBuild(
+                item.full_name, build.number, queue_id, dict(parameters), user, dict(environment)
+            )
         )
-        return Response(201, b"", [("Location", f"{request.base_url}/queue/item/{queue_id}/")])
+        return build
 
 
 # ---------------------------------------------------------------------- ?tree= support

@@ -23,6 +23,7 @@ PIPELINE = """<?xml version="1.0" encoding="UTF-8"?>
     <org.jenkinsci.plugins.workflow.job.properties.PipelineTriggersJobProperty>
       <triggers>
         <com.dabsquared.gitlabjenkins.GitLabPushTrigger plugin="gitlab-plugin">
+          <spec></spec>
           <triggerOnPush>true</triggerOnPush>
           <secretToken>hook-secret</secretToken>
         </com.dabsquared.gitlabjenkins.GitLabPushTrigger>

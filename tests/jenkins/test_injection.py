@@ -227,9 +227,8 @@ def test_hostile_strings_survive_exactly(groovy_parser: GroovyParser, data: dict
     choices = [c.text or "" for c in c_param.iterfind("choices/a/string")]
     assert sorted(choices) == sorted(data["jenkins"]["parameters"][1]["choices"])
     regex = root.findtext(f"{TRIGGERS}/{GITLAB_TRIGGER}/targetBranchRegex")
-    branches = (
-        data["triggers"]["push"]["branches"] + data["triggers"]["merge_request"]["target_branches"]
-    )
+    # gitlab-plugin's one branch filter is the push trigger's (gitlab_trigger.branch_filter)
+    branches = data["triggers"]["push"]["branches"]
     if "**" not in branches:
         assert regex is not None and patterns_to_regex(list(dict.fromkeys(branches))) in regex
 
@@ -282,7 +281,17 @@ def test_hostile_scm_and_description_in_config_xml(text: str, scm: tuple[str, ..
     remote = "definition/scm/userRemoteConfigs/hudson.plugins.git.UserRemoteConfig"
     assert root.findtext(f"{remote}/url") == url
     assert root.findtext(f"{remote}/credentialsId") == credentials
-    assert root.findtext("definition/scm/branches/hudson.plugins.git.BranchSpec/name") == branch
+    # a receiver-triggered job builds the event's commit; the spec's branch is the default
+    assert (
+        root.findtext("definition/scm/branches/hudson.plugins.git.BranchSpec/name")
+        == "${CONVEYOR_REVISION}"
+    )
+    (revision,) = [
+        d
+        for d in root.iter("hudson.model.StringParameterDefinition")
+        if d.findtext("name") == "CONVEYOR_REVISION"
+    ]
+    assert revision.findtext("defaultValue") == branch
     assert root.findtext("definition/scriptPath") == script_path
     assert root.findtext(f"{TRIGGERS}/{GITLAB_TRIGGER}/secretToken") == text
 

@@ -15,11 +15,11 @@ from conveyor.cli.render import command as render_command
 from conveyor.errors import RenderError
 from conveyor.jenkins.config_xml import (
     GITLAB_TRIGGER,
-    branch_filter,
     is_managed,
     managed_project,
     normalize_config_xml,
 )
+from conveyor.jenkins.gitlab_trigger import branch_filter
 from conveyor.jenkins.jenkinsfile import SPEC_FILE, spec_document
 from conveyor.jenkins.render import render
 from conveyor.spec.load import load_spec
@@ -235,7 +235,8 @@ def test_gitlab_trigger_matches_spec() -> None:
     assert trigger.findtext("triggerOnMergeRequest") == "false"
     assert trigger.findtext("triggerOpenMergeRequestOnPush") == "never"
     assert trigger.findtext("triggerOnNoteRequest") == "false"
-    assert trigger.findtext("ciSkip") == "true"
+    assert trigger.findtext("ciSkip") == "false"  # gitlab-plugin's [ci-skip] is not skip_ci
+    assert trigger.find("spec") is not None  # without it Jenkins drops the trigger
     assert trigger.findtext("branchFilterType") == "RegexBasedFilter"
     assert trigger.find("secretToken") is None
     regex = trigger.findtext("targetBranchRegex")
@@ -245,7 +246,8 @@ def test_gitlab_trigger_matches_spec() -> None:
     for name, expected in [
         ("main", True),
         ("release/1/2", True),
-        ("v1.2", True),
+        ("refs/tags/v1.2", True),  # tag pushes reach the filter with their refs/tags/ prefix
+        ("v1.2", False),
         ("release/old-1", False),
         ("feature/x", False),
     ]:
@@ -253,9 +255,12 @@ def test_gitlab_trigger_matches_spec() -> None:
 
 
 def test_branch_filter_all_when_everything_builds() -> None:
-    assert branch_filter(Triggers.model_validate({"push": {}})) == ("All", "")
+    assert branch_filter(Triggers.model_validate({"push": {}, "tag_push": {}})) == ("All", "")
+    # pushes to any branch but no tag pushes: tag refs are kept out
+    kind, regex = branch_filter(Triggers.model_validate({"push": {}}))
+    assert kind == "RegexBasedFilter" and regex.startswith("(?!refs/tags/)")
     kind, regex = branch_filter(Triggers.model_validate({"push": {"exclude": ["wip/*"]}}))
-    assert kind == "RegexBasedFilter" and regex.startswith("(?!")
+    assert kind == "RegexBasedFilter" and "(?!(?:wip\\/[^/]*)$)" in regex
 
 
 def test_merge_request_flags() -> None:
@@ -416,7 +421,8 @@ def test_normalize_ignores_what_jenkins_changes_on_save() -> None:
     stored = stored.replace(
         "<secretToken>one</secretToken>", "<secretToken>{AQAAABAAAA}</secretToken>"
     )
-    stored = stored.replace("<includeBranchesSpec/>", "").replace("\n  <", "\n    <")
+    stored = stored.replace("<includeBranchesSpec></includeBranchesSpec>", "")
+    stored = stored.replace("\n  <", "\n    <")
     stored = stored.replace(
         'class="hudson.tasks.LogRotator"', 'class="hudson.tasks.LogRotator" x="1"'
     )

@@ -33,13 +33,17 @@ def spec_text(
     command: str = "make test",
 ) -> str:
     branch_list = ", ".join(f'"{b}"' for b in branches)
+    # gitlab-plugin (target jenkins) has one branch filter and no [skip ci]: a spec it can express
+    merge_request = f"{{target_branches: [{branch_list}]}}" if target == "jenkins" else "{}"
+    skip_ci = "false" if target == "jenkins" else "true"
     return textwrap.dedent(f"""\
         apiVersion: conveyor/v1
         project: {project}
         triggers:
           push:
             branches: [{branch_list}]
-          merge_request: {{}}
+          merge_request: {merge_request}
+          skip_ci: {skip_ci}
         jenkins:
           job: {job or project}
         webhook:

@@ -46,7 +46,9 @@ def test_plan_apply_plan_json_and_no_secret_anywhere(
         "demo/app",
         world.specs_dir.joinpath("demo/app.yml")
         .read_text()
-        .replace("target: receiver", "target: jenkins"),
+        .replace("target: receiver", "target: jenkins")
+        .replace("merge_request: {}", 'merge_request: {target_branches: ["main"]}')
+        .replace("skip_ci: true", "skip_ci: false"),
     )
     outputs: list[str] = []
     plan = run(world, plan_cli.command, world.specs_dir, "--json")

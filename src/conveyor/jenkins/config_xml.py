@@ -8,12 +8,16 @@ Pure. Every value goes through :mod:`conveyor.jenkins.xml` (the one XML escaper)
   matching the Jenkinsfile's ``options`` (declarative sets them on the first run, so emitting them here
   keeps the stored config from drifting); ``ParametersDefinitionProperty`` with the same parameters as
   the Jenkinsfile (a ``parameters {}`` block only takes effect after one run);
-* ``PipelineTriggersJobProperty`` with a ``GitLabPushTrigger`` for the spec's triggers. gitlab-plugin has
-  one branch filter for all events: the branch of a push, the tag of a tag push, the target branch of a
-  merge request. conveyor gives it the union of those wildcards as one Java regex
-  (``RegexBasedFilter``), with the push ``exclude`` wildcards as a negative look-ahead; ``All`` when
-  everything is ``**``. conveyor's receiver applies the exact per-event rules itself;
-* ``CpsFlowDefinition`` (inline script, sandbox on) or ``CpsScmFlowDefinition`` (GitSCM + scriptPath).
+* ``PipelineTriggersJobProperty`` with a ``GitLabPushTrigger`` whose settings decide like the spec's
+  triggers (:mod:`conveyor.jenkins.gitlab_trigger`), every field written with ``<spec>`` first, so
+  Jenkins neither drops the trigger on load nor rewrites it on save;
+* the plugins' defaults Jenkins writes back when it saves the object model (``removeLastBuild``,
+  ``useAlternativeCredential``, ``abortPrevious``), and no ``<actions>`` (a POST unmarshals onto the
+  job and would otherwise wipe what a Declarative run saved there);
+* ``CpsFlowDefinition`` (inline script, sandbox on) or ``CpsScmFlowDefinition`` (GitSCM + scriptPath;
+  the branch is ``${CONVEYOR_REVISION}`` when conveyor's receiver triggers the job).
+
+:func:`normalize_config_xml` is the comparison ``plan`` uses: it knows what Jenkins adds on its own.
 
 The GitLab trigger's ``secretToken`` is written only when a token is passed in: the XML sent to Jenkins
 (which encrypts it) has it, ``conveyor render`` to disk never does.
@@ -25,9 +29,9 @@ import re
 import xml.etree.ElementTree as ET
 
 from conveyor.errors import RenderError
-from conveyor.jenkins import xml
+from conveyor.jenkins import gitlab_trigger, xml
 from conveyor.jenkins.jenkinsfile import choices_in_order, job_parameters
-from conveyor.pipeline.match import glob_to_regex, patterns_to_regex
+from conveyor.pipeline.context import REVISION_BRANCH_SPEC
 from conveyor.spec.model import Parameter, Spec, Triggers
 
 MANAGED_MARKER = "[managed by conveyor: "
@@ -37,6 +41,9 @@ GITLAB_TRIGGER = "com.dabsquared.gitlabjenkins.GitLabPushTrigger"
 GITLAB_CONNECTION = "com.dabsquared.gitlabjenkins.connection.GitLabConnectionProperty"
 TRIGGERS_PROPERTY = "org.jenkinsci.plugins.workflow.job.properties.PipelineTriggersJobProperty"
 PARAMETERS_PROPERTY = "hudson.model.ParametersDefinitionProperty"
+CONCURRENT_PROPERTY = (
+    "org.jenkinsci.plugins.workflow.job.properties.DisableConcurrentBuildsJobProperty"
+)
 CPS_INLINE = "org.jenkinsci.plugins.workflow.cps.CpsFlowDefinition"
 CPS_SCM = "org.jenkinsci.plugins.workflow.cps.CpsScmFlowDefinition"
 SECRET_ELEMENTS = frozenset({"secretToken"})
@@ -82,52 +89,42 @@ def is_managed(config_xml: str) -> bool:
 # ------------------------------------------------------------------------------------------- triggers
 
 
-def branch_filter(triggers: Triggers) -> tuple[str, str]:
-    """``(branchFilterType, targetBranchRegex)`` for gitlab-plugin's single branch filter."""
-    include: list[str] = []
-    exclude: list[str] = []
-    if triggers.push is not None:
-        include.extend(triggers.push.branches)
-        exclude.extend(triggers.push.exclude)
-    if triggers.tag_push is not None:
-        include.extend(triggers.tag_push.tags)
-    if triggers.merge_request is not None:
-        include.extend(triggers.merge_request.target_branches)
-    unique = list(dict.fromkeys(include))
-    if (not unique or "**" in unique) and not exclude:
-        return "All", ""
-    regex = "(?s:.*)" if "**" in unique else patterns_to_regex(unique)
-    if exclude:
-        excluded = "|".join(glob_to_regex(p) for p in dict.fromkeys(exclude))
-        regex = f"(?!(?:{excluded})$)(?:{regex})"
-    return "RegexBasedFilter", regex
-
-
 def _trigger(parent: xml.Element, triggers: Triggers, token: str | None) -> None:
-    mr = triggers.merge_request
-    actions = set(mr.actions) if mr is not None else set()
-    filter_type, regex = branch_filter(triggers)
+    """Every field of GitLabPushTrigger in its declaration order (GitLabPushTrigger.java:79-111), so
+    what Jenkins writes back after loading it is what was sent. ``<spec>`` first, empty but present:
+    without it ``Trigger.readResolve`` throws and Jenkins drops the trigger (Trigger.java:198-207)."""
+    s = gitlab_trigger.settings(triggers)
     t = parent.add(GITLAB_TRIGGER, plugin="gitlab-plugin")
-    flags = [
-        ("triggerOnPush", triggers.push is not None or triggers.tag_push is not None),
-        ("triggerOnMergeRequest", bool(actions & {"open", "reopen", "update"})),
-        ("triggerOnAcceptedMergeRequest", "merge" in actions),
-        ("triggerOnClosedMergeRequest", "close" in actions),
+    fields: list[tuple[str, str]] = [
+        ("spec", ""),
+        ("triggerOnPush", _bool(s.on_push)),
+        ("triggerToBranchDeleteRequest", "false"),
+        ("triggerOnMergeRequest", _bool(s.on_merge_request)),
+        ("triggerOnlyIfNewCommitsPushed", _bool(s.only_if_new_commits)),
+        ("triggerOnPipelineEvent", "false"),
+        ("triggerOnAcceptedMergeRequest", _bool(s.on_accepted)),
+        ("triggerOnClosedMergeRequest", _bool(s.on_closed)),
+        ("triggerOnApprovedMergeRequest", "false"),
+        ("triggerOpenMergeRequestOnPush", s.open_merge_request_on_push),
+        ("triggerOnNoteRequest", "false"),
+        ("noteRegex", "Jenkins please retry a build"),
+        ("ciSkip", "false"),  # gitlab-plugin's "[ci-skip]" is not the spec's skip_ci
+        ("skipWorkInProgressMergeRequest", "false"),  # the receiver builds drafts too
+        ("labelsThatForcesBuildIfAdded", ""),
+        ("setBuildDescription", "true"),
+        ("branchFilterType", s.filter_type),
+        ("includeBranchesSpec", ""),
+        ("excludeBranchesSpec", ""),
+        ("sourceBranchRegex", ""),
+        ("targetBranchRegex", s.target_regex),
     ]
-    for tag, flag in flags:
-        t.add(tag, _bool(flag))
-    t.add("triggerOpenMergeRequestOnPush", "never")
-    t.add("triggerOnNoteRequest", "false")
-    t.add("noteRegex", "Jenkins please retry a build")
-    t.add("ciSkip", _bool(triggers.skip_ci))
-    t.add("skipWorkInProgressMergeRequest", "true")
-    t.add("setBuildDescription", "true")
-    t.add("branchFilterType", filter_type)
-    t.add("includeBranchesSpec", "")
-    t.add("excludeBranchesSpec", "")
-    t.add("targetBranchRegex", regex)
+    for tag, value in fields:
+        t.add(tag, value)
     if token is not None:
         t.add("secretToken", token)
+    t.add("pendingBuildName", "")
+    t.add("cancelPendingBuildsOnUpdate", "false")
+    t.add("cancelRunningBuildsOnUpdate", "false")
 
 
 # ----------------------------------------------------------------------------------------- properties
@@ -151,9 +148,9 @@ def _parameter(parent: xml.Element, p: Parameter) -> None:
 
 def _properties(root: xml.Element, spec: Spec, token: str | None) -> None:
     props = root.add("properties")
-    props.add(GITLAB_CONNECTION, plugin="gitlab-plugin").add(
-        "gitLabConnection", spec.jenkins.connection
-    )
+    connection = props.add(GITLAB_CONNECTION, plugin="gitlab-plugin")
+    connection.add("gitLabConnection", spec.jenkins.connection)
+    connection.add("useAlternativeCredential", "false")  # GitLabConnectionProperty.java:41
     options = spec.jenkins.options
     discarder = props.add("jenkins.model.BuildDiscarderProperty")
     strategy = discarder.add("strategy", **{"class": "hudson.tasks.LogRotator"})
@@ -162,12 +159,11 @@ def _properties(root: xml.Element, spec: Spec, token: str | None) -> None:
         ("numToKeep", str(options.keep_builds)),
         ("artifactDaysToKeep", "-1"),
         ("artifactNumToKeep", "-1"),
+        ("removeLastBuild", "false"),  # LogRotator.java:115
     ):
         strategy.add(tag, value)
     if not options.concurrent:
-        props.add(
-            "org.jenkinsci.plugins.workflow.job.properties.DisableConcurrentBuildsJobProperty"
-        )
+        props.add(CONCURRENT_PROPERTY).add("abortPrevious", "false")
     definitions = props.add(PARAMETERS_PROPERTY).add("parameterDefinitions")
     for p in job_parameters(spec):
         _parameter(definitions, p)
@@ -199,12 +195,29 @@ def _definition(root: xml.Element, spec: Spec, script: str, clone_url: str | Non
     remote.add("url", url)
     if scm_spec.credentials is not None:
         remote.add("credentialsId", scm_spec.credentials)
-    scm.add("branches").add("hudson.plugins.git.BranchSpec").add("name", scm_spec.branch)
+    branch = REVISION_BRANCH_SPEC if spec.webhook.target == "receiver" else scm_spec.branch
+    scm.add("branches").add("hudson.plugins.git.BranchSpec").add("name", branch)
     scm.add("doGenerateSubmoduleConfigurations", "false")
     scm.add("submoduleCfg", **{"class": "empty-list"})
     scm.add("extensions")
     d.add("scriptPath", scm_spec.script_path)
-    d.add("lightweight", _bool(scm_spec.lightweight))
+    d.add("lightweight", _bool(_lightweight(spec)))
+
+
+def _lightweight(spec: Spec) -> bool:
+    """A lightweight checkout fetches ``refs/heads/<name>`` (GitSCMFileSystem.java:405-409) and cannot
+    read the Jenkinsfile of a commit given by its SHA-1, which receiver-triggered builds pass as
+    ``CONVEYOR_REVISION``: off for those jobs (an explicit ``true`` is an error)."""
+    scm = spec.jenkins.scm
+    if spec.webhook.target != "receiver":
+        return scm.lightweight
+    if scm.lightweight and "lightweight" in scm.model_fields_set:
+        raise RenderError(
+            f"{spec.project}: jenkins.scm.lightweight cannot be true with webhook.target: receiver",
+            hint="a lightweight checkout reads a branch head, not the event's commit; remove "
+            "jenkins.scm.lightweight (or set it false), or use webhook.target: jenkins",
+        )
+    return False
 
 
 def _bool(flag: bool) -> str:
@@ -216,8 +229,18 @@ def render_config_xml(
 ) -> str:
     """The job's config.xml. ``jenkinsfile`` is inlined for ``definition: inline``; ``trigger_token``
     (a secret) becomes the GitLab trigger's ``secretToken`` only when given."""
+    if spec.webhook.target == "jenkins":
+        problems = gitlab_trigger.inexpressible(spec.triggers)
+        if problems:
+            raise RenderError(
+                f"{spec.project}: with webhook.target: jenkins, gitlab-plugin cannot express "
+                + "; ".join(problems),
+                hint="change the triggers as named, or use webhook.target: receiver (conveyor's "
+                "receiver applies the spec's triggers exactly)",
+            )
+    # No <actions>: POST config.xml unmarshals onto the job (AbstractItem.java:938), so Jenkins keeps
+    # the actions a Declarative run saved; an empty <actions/> would wipe them.
     root = xml.Element("flow-definition", attrs={"plugin": "workflow-job"})
-    root.add("actions")
     root.add("description", description(spec))
     root.add("keepDependencies", "false")
     _properties(root, spec, trigger_token)
@@ -234,15 +257,50 @@ _ORDERED = frozenset(
 )
 _DROP_ATTRS = frozenset({"plugin"})
 
+# What Jenkins adds on its own, which a comparison must not count as drift.
+#: Actions pipeline-model-definition saves on a job's first Declarative run (Utils.groovy:305-306,
+#: 703-712): they record what the Jenkinsfile declared, not configuration conveyor manages.
+JENKINS_OWN_ACTIONS = ("org.jenkinsci.plugins.pipeline.modeldefinition.actions.",)
+#: Fields Jenkins writes when it saves the object model, at the value they have when conveyor leaves
+#: them out (XStream's Java defaults: it runs no initialisers). A field at another value is drift.
+JENKINS_DEFAULTS: dict[str, dict[str, str]] = {
+    "hudson.tasks.LogRotator": {"removeLastBuild": "false"},  # LogRotator.java:115
+    GITLAB_CONNECTION: {"useAlternativeCredential": "false"},  # GitLabConnectionProperty.java:41
+    CONCURRENT_PROPERTY: {"abortPrevious": "false"},
+    "hudson.model.StringParameterDefinition": {"trim": "false"},
+    "hudson.model.TextParameterDefinition": {"trim": "false"},
+}
+
 
 def _without_declaration(text: str) -> str:
     # expat does not accept version='1.1', which Jenkins writes; the declaration carries nothing we need.
     return re.sub(r"^\s*<\?xml[^>]*\?>", "", text, count=1)
 
 
-def _normalize(node: ET.Element) -> xml.Element | None:
+def _choices(node: ET.Element) -> xml.Element:
+    # ChoiceParameterDefinition keeps a List<String>: Jenkins writes it as java.util.Arrays$ArrayList
+    # (a string-array inside) or, once a Jenkinsfile's choice() set it, as a plain ArrayList.
+    element = xml.Element("choices")
+    element.children = [xml.Element("string", s.text or "") for s in node.iter("string")]
+    return element
+
+
+def _normalize(node: ET.Element, parent_tag: str = "") -> xml.Element | None:
+    if node.tag == "choices":
+        return _choices(node)
+    if parent_tag == "actions" and str(node.tag).startswith(JENKINS_OWN_ACTIONS):
+        return None
     attrs = {k: v for k, v in sorted(node.attrib.items()) if k not in _DROP_ATTRS}
-    children = [c for c in (_normalize(child) for child in node) if c is not None]
+    defaults = JENKINS_DEFAULTS.get(node.get("class") or str(node.tag), {})
+    children = [
+        c
+        for c in (
+            _normalize(child, str(node.tag))
+            for child in node
+            if defaults.get(str(child.tag)) != (child.text or "").strip() or len(child)
+        )
+        if c is not None
+    ]
     if node.tag not in _ORDERED:
         tags = [c.tag for c in children]
         if len(set(tags)) == len(tags):
@@ -260,7 +318,9 @@ def _normalize(node: ET.Element) -> xml.Element | None:
 def normalize_config_xml(config_xml: str) -> str:
     """A canonical form of a job config for comparison and readable diffs: no XML declaration, no
     ``plugin=`` attributes, sorted attributes, no whitespace-only text, no empty elements, named fields
-    sorted (lists keep their order), secret values masked. Raises RenderError on malformed XML."""
+    sorted (lists keep their order), secret values masked, and what Jenkins adds by itself left out
+    (:data:`JENKINS_OWN_ACTIONS`, :data:`JENKINS_DEFAULTS`, the form of choice lists). Raises
+    RenderError on malformed XML."""
     try:
         root = ET.fromstring(_without_declaration(config_xml))
     except ET.ParseError as exc:

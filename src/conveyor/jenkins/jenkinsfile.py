@@ -38,7 +38,7 @@ import shlex
 
 from conveyor.errors import RenderError
 from conveyor.jenkins import groovy
-from conveyor.pipeline.context import TRIGGER_PARAMETERS
+from conveyor.pipeline.context import GROOVY_COMMIT, declared_trigger_parameters
 from conveyor.pipeline.when import groovy_expression
 from conveyor.spec.model import Parameter, Post, Spec, Stage
 
@@ -300,7 +300,7 @@ class _Renderer:
             remote += f", credentialsId: {groovy.literal(scm.credentials)}"
         out.line(
             "def scmVars = checkout([$class: 'GitSCM', "
-            f"branches: [[name: env.gitlabAfter ?: {groovy.literal(scm.branch)}]], "
+            f"branches: [[name: {GROOVY_COMMIT} ?: {groovy.literal(scm.branch)}]], "
             f"userRemoteConfigs: [[{remote}]]])"
         )
         out.line("env.GIT_COMMIT = scmVars.GIT_COMMIT")
@@ -439,16 +439,22 @@ def _cache_args(stage: Stage) -> list[str]:
 
 
 def job_parameters(spec: Spec) -> list[Parameter]:
-    """The spec's parameters, then the trigger variables conveyor's receiver (or gitlab-plugin)
-    passes to every build: Jenkins drops parameters a job does not declare."""
+    """The spec's parameters, then the trigger variables conveyor's receiver passes to its builds
+    (Jenkins drops parameters a job does not declare; see
+    :func:`conveyor.pipeline.context.declared_trigger_parameters`)."""
+    declared = declared_trigger_parameters(
+        spec.webhook.target, spec.jenkins.definition, spec.jenkins.scm.branch
+    )
     trigger = [
         Parameter(
             name=name,
             type="string",
-            default="",
-            description="Set by conveyor's receiver or gitlab-plugin; leave empty.",
+            default=default,
+            description="Set by conveyor's receiver or gitlab-plugin; leave empty."
+            if not default
+            else "The commit conveyor's receiver builds; by hand: a branch spec or a SHA-1.",
         )
-        for name in TRIGGER_PARAMETERS
+        for name, default in declared.items()
     ]
     return [*spec.jenkins.parameters, *trigger]
 

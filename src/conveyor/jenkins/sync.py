@@ -2,8 +2,10 @@
 
 "Changed" is decided by comparing the *normalised* config.xml Jenkins returns now with the rendered
 one (:func:`conveyor.jenkins.config_xml.normalize_config_xml` drops ``plugin=`` attributes, the XML
-declaration, whitespace, and masks secret values such as the encrypted ``secretToken``), never raw
-bytes and never a local cache: a job edited by hand in the UI shows up as an update.
+declaration, whitespace, masks secret values such as the encrypted ``secretToken``, and leaves out what
+Jenkins adds by itself: the defaults it writes when it saves the object model and the actions of the
+first Declarative run), never raw bytes and never a local cache: a job edited by hand in the UI shows
+up as an update, a job that has merely been saved or built by Jenkins does not.
 
 Only jobs carrying conveyor's marker (:func:`conveyor.jenkins.config_xml.is_managed`) are ever
 updated or deleted. A job at a spec's path that conveyor did not create is a conflict, left alone.

@@ -8,7 +8,8 @@ entities. Everything else, astral characters included, is written as UTF-8.
 
 :class:`Element` is a minimal tree (text-only or children-only elements, as in Jenkins' XStream files);
 :func:`serialize` writes it with two-space indentation, attributes in the order given, and no
-whitespace added inside text elements, so the same tree always gives the same bytes.
+whitespace added inside text elements, so the same tree always gives the same bytes. Text ``""`` is
+written ``<x></x>`` (an empty string), ``None`` as ``<x/>``.
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ def _write(element: Element, depth: int, out: list[str]) -> None:
         for child in element.children:
             _write(child, depth + 1, out)
         out.append(f"{pad}</{element.tag}>\n")
-    elif element.text:
+    elif element.text is not None:
+        # "" is an empty string, None an absent value: XStream reads <x></x> as "" (never null)
         out.append(f"{pad}<{element.tag}{attrs}>{text(element.text)}</{element.tag}>\n")
     else:
         out.append(f"{pad}<{element.tag}{attrs}/>\n")

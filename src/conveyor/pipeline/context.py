@@ -3,11 +3,14 @@
 Jenkins' gitlab-plugin gives a webhook-triggered build ``gitlabBranch``, ``gitlabSourceBranch``,
 ``gitlabTargetBranch``, ``gitlabActionType`` and friends; conveyor's receiver passes the same names as
 build parameters, and the local runner puts the same names in every stage's environment. This module is
-the one place that decides their values, so Jenkins builds and local runs see the same data.
+the one place that decides their values and how a build reads them back (:data:`GROOVY_COMMIT`,
+:data:`GROOVY_BRANCH`, :data:`GROOVY_TAG` and their Python twins), so Jenkins builds, whoever started
+them, and local runs see the same data.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -16,9 +19,9 @@ EventKind = Literal["push", "tag_push", "merge_request", "manual"]
 ACTION_TYPES: dict[str, str] = {"push": "PUSH", "tag_push": "TAG_PUSH", "merge_request": "MERGE"}
 
 #: The build variables conveyor's receiver passes to a Jenkins build (``buildWithParameters``), under
-#: gitlab-plugin's names. Jenkins drops parameters a job does not declare, so every generated job
-#: declares each of these as a string parameter (gitlab-plugin fills the same names when GitLab calls
-#: Jenkins directly). Spec parameters may not reuse them.
+#: gitlab-plugin's names, plus conveyor's own. Jenkins drops parameters a job does not declare, so a
+#: job the receiver triggers declares them (:func:`declared_trigger_parameters`). Spec parameters may
+#: not reuse any of them.
 TRIGGER_PARAMETERS: tuple[str, ...] = (
     "gitlabActionType",
     "gitlabBranch",
@@ -33,7 +36,73 @@ TRIGGER_PARAMETERS: tuple[str, ...] = (
     "gitlabUserName",
     "gitlabUserEmail",
     "CONVEYOR_EVENT_ID",
+    "CONVEYOR_REVISION",
 )
+#: The commit a receiver-triggered ``definition: scm`` job checks out: its GitSCM ``BranchSpec`` is
+#: ``${CONVEYOR_REVISION}`` (git plugin expands build parameters in it, BranchSpec.java:144; a SHA-1 is
+#: built detached, DefaultBuildChooser.java:60-63), defaulting to the configured branch.
+REVISION_PARAMETER = "CONVEYOR_REVISION"
+REVISION_BRANCH_SPEC = "${" + REVISION_PARAMETER + "}"
+
+
+def declared_trigger_parameters(target: str, definition: str, scm_branch: str) -> dict[str, str]:
+    """Name -> default of the trigger parameters a job declares, in order (config.xml and the
+    Jenkinsfile's ``parameters {}`` both use this).
+
+    ``webhook.target: jenkins``: none. gitlab-plugin sets ``gitlabBranch`` and friends as the build's
+    environment, and a declared parameter would override them with its default ``''`` (parameters
+    are applied after the cause's variables, Run.java:2412-2416, and a webhook build gets the defaults,
+    ParameterizedJobMixIn.java:165-168). ``receiver``: all of TRIGGER_PARAMETERS except
+    ``CONVEYOR_REVISION``, which only ``definition: scm`` jobs declare (default: the configured branch).
+    """
+    if target == "jenkins":
+        return {}
+    declared = {name: "" for name in TRIGGER_PARAMETERS if name != REVISION_PARAMETER}
+    if definition == "scm":
+        declared[REVISION_PARAMETER] = scm_branch
+    return declared
+
+
+# The facts a Jenkins build is about, read the same way whoever started it: conveyor's receiver
+# (build parameters, the names above) or gitlab-plugin (its cause's variables, CauseData.java:161-206).
+# gitlab-plugin leaves a tag push's ref as ``refs/tags/<tag>`` in gitlabBranch (only refs/heads/ is
+# stripped, PushHookTriggerHandlerImpl.java:102-110) and gives a merge request's commit only as
+# gitlabMergeRequestLastCommit (set to the pushed commit for pushes too, :93). Each Groovy expression
+# has its Python twin below.
+GROOVY_COMMIT = "(env.gitlabAfter ?: env.gitlabMergeRequestLastCommit ?: '')"
+GROOVY_BRANCH = (
+    "(env.gitlabActionType == 'TAG_PUSH' ? '' : (env.gitlabSourceBranch ?: env.gitlabBranch ?: "
+    "(env.GIT_BRANCH ?: '').replaceFirst('^origin/', '')))"
+)
+GROOVY_TAG = (
+    "(env.gitlabActionType == 'TAG_PUSH' ? (env.gitlabBranch ?: '').replaceFirst('^refs/tags/', '') "
+    ": (env.TAG_NAME ?: ''))"
+)
+
+
+def commit_of(env: Mapping[str, str]) -> str:
+    """Python twin of GROOVY_COMMIT."""
+    return env.get("gitlabAfter") or env.get("gitlabMergeRequestLastCommit") or ""
+
+
+def branch_of(env: Mapping[str, str]) -> str:
+    """Python twin of GROOVY_BRANCH."""
+    if env.get("gitlabActionType") == "TAG_PUSH":
+        return ""
+    git_branch = env.get("GIT_BRANCH") or ""
+    if git_branch.startswith("origin/"):
+        git_branch = git_branch[len("origin/") :]
+    return env.get("gitlabSourceBranch") or env.get("gitlabBranch") or git_branch
+
+
+def tag_of(env: Mapping[str, str]) -> str:
+    """Python twin of GROOVY_TAG."""
+    if env.get("gitlabActionType") == "TAG_PUSH":
+        tag = env.get("gitlabBranch") or ""
+        return tag[len("refs/tags/") :] if tag.startswith("refs/tags/") else tag
+    return env.get("TAG_NAME") or ""
+
+
 ZERO_SHA = "0" * 40
 
 
@@ -96,8 +165,11 @@ def build_variables(trigger: Trigger, build_number: int | None = None) -> dict[s
 
 
 def trigger_parameters(variables: dict[str, str], event_id: int | None = None) -> dict[str, str]:
-    """The subset of ``variables`` sent to Jenkins as build parameters (see TRIGGER_PARAMETERS)."""
+    """The subset of ``variables`` sent to Jenkins as build parameters (see TRIGGER_PARAMETERS), with
+    ``CONVEYOR_REVISION`` the build's commit (a job that does not declare it ignores it)."""
     params = {k: variables[k] for k in TRIGGER_PARAMETERS if k in variables}
+    if variables.get("GIT_COMMIT"):
+        params[REVISION_PARAMETER] = variables["GIT_COMMIT"]
     if event_id is not None:
         params["CONVEYOR_EVENT_ID"] = str(event_id)
     return params

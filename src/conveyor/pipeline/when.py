@@ -12,36 +12,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from conveyor.jenkins import groovy
-from conveyor.pipeline.context import ACTION_TYPES
+from conveyor.pipeline.context import (  # the build facts, read from both sources
+    ACTION_TYPES,
+    GROOVY_BRANCH,
+    GROOVY_TAG,
+    branch_of,
+    tag_of,
+)
 from conveyor.pipeline.match import matches, patterns_to_regex
 from conveyor.spec.model import When
 
-# The branch and tag a build is about, with the same fallbacks in both languages:
-# tag pushes have no branch; otherwise gitlabSourceBranch, gitlabBranch, then GIT_BRANCH without origin/.
-GROOVY_BRANCH = (
-    "(env.gitlabActionType == 'TAG_PUSH' ? '' : (env.gitlabSourceBranch ?: env.gitlabBranch ?: "
-    "(env.GIT_BRANCH ?: '').replaceFirst('^origin/', '')))"
-)
-GROOVY_TAG = (
-    "(env.gitlabActionType == 'TAG_PUSH' ? (env.gitlabBranch ?: '') : (env.TAG_NAME ?: ''))"
-)
-
-
-def branch_of(env: Mapping[str, str]) -> str:
-    """Python twin of GROOVY_BRANCH."""
-    if env.get("gitlabActionType") == "TAG_PUSH":
-        return ""
-    git_branch = env.get("GIT_BRANCH") or ""
-    if git_branch.startswith("origin/"):
-        git_branch = git_branch[len("origin/") :]
-    return env.get("gitlabSourceBranch") or env.get("gitlabBranch") or git_branch
-
-
-def tag_of(env: Mapping[str, str]) -> str:
-    """Python twin of GROOVY_TAG."""
-    if env.get("gitlabActionType") == "TAG_PUSH":
-        return env.get("gitlabBranch") or ""
-    return env.get("TAG_NAME") or ""
+__all__ = [
+    "GROOVY_BRANCH",
+    "GROOVY_TAG",
+    "Condition",
+    "Context",
+    "branch_of",
+    "conditions",
+    "groovy_expression",
+    "should_run",
+    "tag_of",
+]
 
 
 @dataclass(frozen=True)
