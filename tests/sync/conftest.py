@@ -101,7 +101,9 @@ def world(
     make_jenkins_emulator: Callable[..., JenkinsEmulator],
     tmp_path: Path,
 ) -> Iterator[World]:
-    gitlab = make_gitlab_emulator()
+    # the Jenkins emulator (a `webhook.target: jenkins` hook URL) is on loopback: this instance
+    # allows local requests from hooks, as a self-managed GitLab next to its Jenkins would
+    gitlab = make_gitlab_emulator(allow_local_requests=True)
     jenkins = make_jenkins_emulator()
     env = {
         "CONVEYOR_GITLAB_URL": gitlab.url,
