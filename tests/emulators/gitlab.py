@@ -376,6 +376,9 @@ class GitLabEmulator(EmulatorServer):
         self._pipeline_ids = itertools.count(1)
         self.max_hooks_per_project = max_hooks_per_project
         # GitLab rate-limits hook *tests* (and resends), not hook creation: no 429 on POST /hooks.
+        # Fault: the next N hook creations succeed but their answer is lost (502 from the proxy
+        # in front of GitLab, after Rails created the hook): a blind retry makes a duplicate.
+        self.lose_create_answers = 0
 
     # ------------------------------------------------------------------ seeding (test side)
     def add_user(self, username: str, token: str, *, name: str | None = None) -> User:
@@ -1041,6 +1044,9 @@ class GitLabEmulator(EmulatorServer):
                         },
                     )
                 created = self._new_hook(project.id, params)
+                if self.lose_create_answers > 0:
+                    self.lose_create_answers -= 1
+                    return Response.json(502, {"message": "502 Bad Gateway"})
                 return Response.json(201, self._hook_json(created))
             raise ApiError(405, {"error": "405 Method Not Allowed"})
         if not rest[0].isdigit() or not (

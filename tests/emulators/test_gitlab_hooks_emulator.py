@@ -201,6 +201,15 @@ def test_no_rate_limit_on_hook_creation(gitlab_emulator: GitLabEmulator) -> None
     assert len(gitlab_emulator.hooks("demo/app")) == 12
 
 
+def test_a_lost_create_answer_still_created_the_hook(gitlab_emulator: GitLabEmulator) -> None:
+    gitlab_emulator.lose_create_answers = 1
+    hooks = _api(gitlab_emulator).projects.get("demo/app", lazy=True).hooks
+    with pytest.raises(gitlab.GitlabCreateError) as lost:
+        hooks.create({"url": "https://ci.example/x"}, retry_transient_errors=False)
+    assert lost.value.response_code == 502
+    assert [h["url"] for h in gitlab_emulator.hooks("demo/app")] == ["https://ci.example/x"]
+
+
 # ---------------------------------------------------------------------------- what a hook holds
 def test_token_present_only_from_gitlab_19(
     make_gitlab_emulator: Callable[..., GitLabEmulator],

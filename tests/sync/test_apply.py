@@ -9,7 +9,7 @@ from conveyor.jenkins.config_xml import is_managed
 from conveyor.sync.apply import apply
 from conveyor.sync.survey import build_plan
 from conveyor.sync.targets import receiver_url
-from tests.sync.conftest import PROJECTS, SECRET, WEBHOOK_URL, World
+from tests.sync.conftest import PROJECTS, WEBHOOK_URL, World
 
 
 def test_first_apply_creates_everything_and_second_makes_zero_writes(world: World) -> None:

@@ -25,6 +25,7 @@ best match is kept, the rest are deleted.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
@@ -361,21 +362,25 @@ def apply_hook_plan(client: GitLabClient, project: int | str, plan: HookPlan) ->
 
 def create_once(client: GitLabClient, project: int | str, desired: DesiredHook) -> int:
     """Create the hook, never twice: when the answer is lost (no answer, or a 5xx, after which
-    GitLab may well have created it) look for it first and update the one found."""
-    try:
-        return int(client.create_hook(project, desired.payload())["id"])
-    except GitLabError as exc:
-        if exc.status is not None and exc.status < 500:
-            raise  # GitLab answered: nothing was created
-    found = sorted(
-        (h for h in client.list_hooks(project) if h.get("url") == desired.url),
-        key=lambda h: int(h["id"]),
-    )
-    if found:
-        hook_id = int(found[-1]["id"])
-        client.update_hook(project, hook_id, desired.payload())
-        return hook_id
-    return int(client.create_hook(project, desired.payload())["id"])
+    GitLab may well have created it) look for it first and update the one found; only when none
+    is there is the create tried again (at most ``client.max_retries`` times, with backoff)."""
+    attempt = 0
+    while True:
+        try:
+            return int(client.create_hook(project, desired.payload())["id"])
+        except GitLabError as exc:
+            if (exc.status is not None and exc.status < 500) or attempt >= client.max_retries:
+                raise  # GitLab answered (nothing was created), or out of retries
+        attempt += 1
+        time.sleep(min(0.1 * 2**attempt, 5.0))
+        found = sorted(
+            (h for h in client.list_hooks(project) if h.get("url") == desired.url),
+            key=lambda h: int(h["id"]),
+        )
+        if found:
+            hook_id = int(found[-1]["id"])
+            client.update_hook(project, hook_id, desired.payload())
+            return hook_id
 
 
 def reconcile_hook(

@@ -133,7 +133,10 @@ class SyncPlan:
             jobs[o.action] += 1
         folders: Counter[str] = Counter(str(f.action) for f in self.folders)
         health: Counter[str] = Counter(
-            h.health.split(" until ")[0] for p in self.projects for h in p.hooks if h.health
+            h.health.split(" until ")[0]
+            for p in self.projects
+            for h in p.hooks
+            if h.health and h.action != "enable"
         )
         return {
             "folders": dict(folders),
