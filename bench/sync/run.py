@@ -40,6 +40,9 @@ from conveyor.jenkins.render import render  # noqa: E402
 from conveyor.spec.load import load_specs  # noqa: E402
 
 GITLAB_TOKEN = "glpat-bench-maintainer-0000"
+# the no-change figure before hook health and id-keyed tokens (bench/RESULTS.md, 2026-11-28)
+BEFORE_HEALTH_S = 1.40
+BEFORE_HEALTH_REQUESTS = 402
 SECRET = "bench-master-secret-0123456789"
 
 
@@ -118,6 +121,12 @@ def main() -> None:
         "Jenkins (Jetty) and GitLab (Workhorse) avoid with TCP_NODELAY",
     )
     parser.add_argument("--crumbs", default="session", help="Jenkins emulator crumb mode")
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="a `src` directory of an earlier conveyor (e.g. `git archive main src`): its "
+        "no-change apply is timed too, in the same run, against the same state",
+    )
     args = parser.parse_args()
     _Handler.disable_nagle_algorithm = not args.nagle
     if args.crumbs not in ("strict", "session", "disabled"):
@@ -177,6 +186,17 @@ def main() -> None:
             second = timed(apply_cmd, env, work)
             second_writes = jenkins.log.count_writes() + gitlab.log.count_writes()
             second_requests = len(jenkins.log) + len(gitlab.log)
+            baseline: tuple[float, int, int] | None = None
+            if args.baseline_src is not None:
+                jenkins.log.clear()
+                gitlab.log.clear()
+                old_env = {**env, "PYTHONPATH": str(args.baseline_src.resolve())}
+                baseline_s = timed(apply_cmd, old_env, work)
+                baseline = (
+                    baseline_s,
+                    len(jenkins.log) + len(gitlab.log),
+                    jenkins.log.count_writes() + gitlab.log.count_writes(),
+                )
 
             ini, jobs_yaml = jjb_files(work, specs_dir, jenkins.url)
             jjb = [
@@ -225,7 +245,7 @@ def main() -> None:
     lines = [
         "## Sync",
         "",
-        f"`python -m bench.sync.run` ({time.strftime('%Y-%m-%d %H:%M')} UTC, {platform.machine()}, "
+        f"`python -m bench.sync.run` ({time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, {platform.machine()}, "
         f"{os.cpu_count()} cores shared with other helpers' work): {args.specs} specs, GitLab and "
         f"Jenkins emulators over real HTTP with {args.latency * 1000:.0f} ms added to every "
         f"request; every tool runs as its own process; conveyor `--concurrency {w}`. "
@@ -234,7 +254,19 @@ def main() -> None:
         *rows,
         "",
         f"- no-change apply: {second:.2f} s, {second_writes} writes "
-        f"(target < 3 s and 0 writes): **{no_change_ok}**.",
+        f"(target < 3 s and 0 writes): **{no_change_ok}**. It now also reads each hook's health "
+        "(`alert_status`, `disabled_until`, `token_present`: they come with the hook list) and "
+        "each project (its numeric id keys the hook token; its canonical path shows renames): "
+        f"{second:.2f} s and {second_requests} requests against {BEFORE_HEALTH_S:.2f} s and "
+        f"{BEFORE_HEALTH_REQUESTS} requests before (2026-11-28, same machine and command) = "
+        f"**{second / BEFORE_HEALTH_S:.2f}x**"
+        + (
+            f"; the code before this change (`--baseline-src`), same run, same state: "
+            f"{baseline[0]:.2f} s, {baseline[1]} requests, {baseline[2]} writes = "
+            f"**{second / baseline[0]:.2f}x**."
+            if baseline is not None
+            else "."
+        ),
         f"- first apply / fastest JJB run (Jenkins half only): {first:.2f} s / {best_jjb:.2f} s = "
         f"**{first / best_jjb:.2f}x** (target <= 1): **{first_ok}**; "
         f"vs JJB at its default: {first / jjb_default:.2f}x.",

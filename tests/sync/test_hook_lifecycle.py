@@ -24,7 +24,7 @@ from conveyor.sync.apply import apply
 from conveyor.sync.survey import build_plan
 from conveyor.tokens import project_token
 from tests.emulators.gitlab import GitLabEmulator
-from tests.sync.conftest import SECRET, World
+from tests.sync.conftest import SECRET, World, spec_text
 
 SIGNING_KEY = b"k" * 32
 SIGNING_TOKEN = "whsec_" + base64.b64encode(SIGNING_KEY).decode()
@@ -277,3 +277,21 @@ def test_plan_warns_when_the_receiver_url_is_local(world: World, url: str) -> No
     assert plan.warnings and "GitLab refuses hook URLs there (422)" in plan.render_text()
     public = build_plan(world.context(), world.specs())
     assert public.warnings == ()
+
+
+def test_projects_of_a_busy_namespace_are_read_in_one_listing(world: World) -> None:
+    world.gitlab.add_project("demo/third", members={"maintainer": "maintainer"})
+    world.write_spec("demo/third", spec_text("demo/third"))
+    world.gitlab.rename_project("demo/app", "platform/app")  # not in demo's listing any more
+    plan = build_plan(world.context(), world.specs())
+    assert not plan.has_errors, plan.render_text()
+    singles = sorted(
+        r.path.removeprefix("/api/v4/projects/")
+        for r in world.gitlab.log.records("GET")
+        if r.path.startswith("/api/v4/projects/") and "/hooks" not in r.path
+    )
+    # demo/hello-web and demo/third came with one listing of demo's projects
+    assert singles == ["demo/app", "demo/backend/api", "demo/backend/deep/worker"]
+    assert len(world.gitlab.log.records("GET", r"^/api/v4/groups/demo/projects$")) == 1
+    (app,) = [p for p in plan.projects if p.project == "demo/app"]
+    assert app.gitlab_path == "platform/app"

@@ -10,6 +10,7 @@ of Maintainer, a conflicting job) gets its ``error`` set; the others are planned
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -204,12 +205,37 @@ def plan_warnings(ctx: SyncContext, specs: Sequence[LoadedSpec]) -> tuple[str, .
     return (warning,) if warning else ()
 
 
+BULK_NAMESPACE_MIN = 3  # specs in one namespace from which its project list is read in bulk
+
+
+def prefetch_projects(ctx: SyncContext, paths: Sequence[str]) -> dict[str, ProjectInfo]:
+    """Projects read in bulk: for each namespace holding several spec'd projects, one paged listing
+    of its projects instead of one request per project (by lower-cased path). A project not found
+    there (renamed, moved, in a user namespace) is read on its own by the caller."""
+    counts = Counter(p.rsplit("/", 1)[0].lower() for p in paths if "/" in p)
+    namespaces = sorted(ns for ns, n in counts.items() if n >= BULK_NAMESPACE_MIN)
+
+    def read(namespace: str) -> list[dict[str, Any]]:
+        try:
+            return ctx.gitlab.list_group_projects(namespace, include_subgroups=False, archived=None)
+        except ConveyorError:
+            return []  # not a group, or not visible: read per project
+
+    found: dict[str, ProjectInfo] = {}
+    for rows in run_parallel(ctx, read, namespaces):
+        for row in rows:
+            info = ProjectInfo.from_api(row)
+            found[info.path_with_namespace.lower()] = info
+    return found
+
+
 def build_plan(ctx: SyncContext, specs: Sequence[LoadedSpec], *, prune: bool = False) -> SyncPlan:
     """What ``apply`` would do now."""
     wanted = wanted_state(ctx, specs)
     secrets = secrets_of(ctx, [(w.project, w.job_path) for w in wanted])
     ctx.gitlab.current_username()  # a wrong token fails once here, not once per project
     items = ctx.jenkins.list_items()
+    known = prefetch_projects(ctx, [w.project for w in wanted])
     folders, blocked = plan_folders([w.job_path for w in wanted], items)
     jobs_now = existing_jobs(items)
 
@@ -230,7 +256,7 @@ def build_plan(ctx: SyncContext, specs: Sequence[LoadedSpec], *, prune: bool = F
     def gitlab_side(w: Wanted) -> tuple[HookPlan | None, ProjectInfo | None, str | None]:
         info: ProjectInfo | None = None
         try:
-            info = ctx.gitlab.get_project(w.project)  # follows renames, ignores case
+            info = known.get(w.project.lower()) or ctx.gitlab.get_project(w.project)
             hook = desired_hook(w.loaded.spec, ctx.settings, info.id)
             existing = ctx.gitlab.list_hooks(info.id)
         except ConveyorError as exc:
