@@ -295,3 +295,15 @@ def test_projects_of_a_busy_namespace_are_read_in_one_listing(world: World) -> N
     assert len(world.gitlab.log.records("GET", r"^/api/v4/groups/demo/projects$")) == 1
     (app,) = [p for p in plan.projects if p.project == "demo/app"]
     assert app.gitlab_path == "platform/app"
+
+
+def test_secret_changed_without_previous_is_drift(world: World) -> None:
+    apply(world.context(), world.specs())
+    world.clear_logs()
+    plan = build_plan(world.context(CONVEYOR_SECRET="a-new-secret-0000000"), world.specs())
+    reasons = {h.reason for p in plan.projects for h in p.hooks}
+    assert reasons == {
+        "token: not the one conveyor derives now (older path-keyed token, another secret or "
+        "signing token)"
+    }
+    assert world.writes() == 0
