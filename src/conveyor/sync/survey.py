@@ -234,8 +234,10 @@ def build_plan(ctx: SyncContext, specs: Sequence[LoadedSpec], *, prune: bool = F
     wanted = wanted_state(ctx, specs)
     secrets = secrets_of(ctx, [(w.project, w.job_path) for w in wanted])
     ctx.gitlab.current_username()  # a wrong token fails once here, not once per project
-    items = ctx.jenkins.list_items()
-    known = prefetch_projects(ctx, [w.project for w in wanted])
+    with ThreadPoolExecutor(1, thread_name_prefix="conveyor-gitlab") as pool:
+        prefetched = pool.submit(prefetch_projects, ctx, [w.project for w in wanted])
+        items = ctx.jenkins.list_items()  # meanwhile
+        known = prefetched.result()
     folders, blocked = plan_folders([w.job_path for w in wanted], items)
     jobs_now = existing_jobs(items)
 
