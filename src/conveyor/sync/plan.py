@@ -27,9 +27,8 @@ class HookChange:
     url: str
     hook_id: int | None = None
     reason: str = ""
-    health: str = (
-        ""  # the kept hook's GitLab health: "executable", "temporarily disabled until T"...
-    )
+    # the kept hook's GitLab health: "executable", "temporarily disabled by GitLab until T"...
+    health: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
