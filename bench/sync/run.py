@@ -17,6 +17,7 @@ import argparse
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,6 +41,9 @@ from conveyor.jenkins.render import render  # noqa: E402
 from conveyor.spec.load import load_specs  # noqa: E402
 
 GITLAB_TOKEN = "glpat-bench-maintainer-0000"
+# the no-change figure before hook health and id-keyed tokens (bench/RESULTS.md, 2026-11-28)
+BEFORE_HEALTH_S = 1.40
+BEFORE_HEALTH_REQUESTS = 402
 SECRET = "bench-master-secret-0123456789"
 
 
@@ -118,11 +122,19 @@ def main() -> None:
         "Jenkins (Jetty) and GitLab (Workhorse) avoid with TCP_NODELAY",
     )
     parser.add_argument("--crumbs", default="session", help="Jenkins emulator crumb mode")
+    parser.add_argument("--repeat", type=int, default=1, help="no-change runs (median)")
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="a `src` directory of an earlier conveyor (e.g. `git archive main src`): its "
+        "no-change apply is timed too, in the same run, against the same state",
+    )
     args = parser.parse_args()
     _Handler.disable_nagle_algorithm = not args.nagle
     if args.crumbs not in ("strict", "session", "disabled"):
         parser.error("--crumbs: strict, session or disabled")
 
+    load_before = os.getloadavg()[0]
     gitlab = GitLabEmulator()
     gitlab.add_user("maintainer", GITLAB_TOKEN)
     for i in range(args.specs):
@@ -172,11 +184,31 @@ def main() -> None:
             first_writes = (jenkins.log.count_writes(), gitlab.log.count_writes())
             first_requests = len(jenkins.log) + len(gitlab.log)
             assert len(jenkins.root.children) == args.specs
-            jenkins.log.clear()
-            gitlab.log.clear()
-            second = timed(apply_cmd, env, work)
-            second_writes = jenkins.log.count_writes() + gitlab.log.count_writes()
-            second_requests = len(jenkins.log) + len(gitlab.log)
+            # no-change runs, alternating with the baseline code (--baseline-src) when given, so
+            # both see the same machine load; medians are reported
+            seconds: list[float] = []
+            baselines: list[float] = []
+            second_writes = second_requests = 0
+            baseline: tuple[float, int, int] | None = None
+            for _ in range(args.repeat):
+                jenkins.log.clear()
+                gitlab.log.clear()
+                seconds.append(timed(apply_cmd, env, work))
+                second_writes = max(
+                    second_writes, jenkins.log.count_writes() + gitlab.log.count_writes()
+                )
+                second_requests = len(jenkins.log) + len(gitlab.log)
+                if args.baseline_src is not None:
+                    jenkins.log.clear()
+                    gitlab.log.clear()
+                    old_env = {**env, "PYTHONPATH": str(args.baseline_src.resolve())}
+                    baselines.append(timed(apply_cmd, old_env, work))
+                    baseline = (
+                        statistics.median(baselines),
+                        len(jenkins.log) + len(gitlab.log),
+                        jenkins.log.count_writes() + gitlab.log.count_writes(),
+                    )
+            second = statistics.median(seconds)
 
             ini, jobs_yaml = jjb_files(work, specs_dir, jenkins.url)
             jjb = [
@@ -216,7 +248,8 @@ def main() -> None:
         "|---|---|---|---|",
         f"| conveyor apply, first run (Jenkins + GitLab + drift checks) | {first:.2f} s "
         f"| {first_requests} | {first_writes[0]} Jenkins + {first_writes[1]} GitLab |",
-        f"| conveyor apply, no change | {second:.2f} s | {second_requests} | {second_writes} |",
+        f"| conveyor apply, no change (median of {args.repeat}) | {second:.2f} s "
+        f"| {second_requests} | {second_writes} |",
         f"| JJB `jenkins-jobs update` (default, 1 worker), Jenkins only | {jjb_default:.2f} s "
         f"| {jjb_default_requests} | 200 Jenkins |",
         f"| JJB `jenkins-jobs update --workers {w}`, Jenkins only | {jjb_workers:.2f} s "
@@ -225,16 +258,33 @@ def main() -> None:
     lines = [
         "## Sync",
         "",
-        f"`python -m bench.sync.run` ({time.strftime('%Y-%m-%d %H:%M')} UTC, {platform.machine()}, "
+        f"`python -m bench.sync.run` ({time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, {platform.machine()}, "
         f"{os.cpu_count()} cores shared with other helpers' work): {args.specs} specs, GitLab and "
         f"Jenkins emulators over real HTTP with {args.latency * 1000:.0f} ms added to every "
         f"request; every tool runs as its own process; conveyor `--concurrency {w}`. "
-        f"Emulator sockets: {sockets}. Jenkins crumbs: `{args.crumbs}`.",
+        f"Emulator sockets: {sockets}. Jenkins crumbs: `{args.crumbs}`. Load average (1 min) "
+        f"{load_before:.1f} before and {os.getloadavg()[0]:.1f} after the run.",
         "",
         *rows,
         "",
         f"- no-change apply: {second:.2f} s, {second_writes} writes "
-        f"(target < 3 s and 0 writes): **{no_change_ok}**.",
+        f"(target < 3 s and 0 writes): **{no_change_ok}**. It now also reads each hook's health "
+        "(`alert_status`, `disabled_until`, `token_present`: they come with the hook list) and "
+        "each project (its numeric id keys the hook token; its canonical path shows renames): "
+        f"{second:.2f} s and {second_requests} requests against {BEFORE_HEALTH_S:.2f} s and "
+        f"{BEFORE_HEALTH_REQUESTS} requests before (2026-11-28, same machine and command) = "
+        f"**{second / BEFORE_HEALTH_S:.2f}x**"
+        + (
+            f"; the code before this change (`--baseline-src`, runs alternating with these), "
+            f"same state: median {baseline[0]:.2f} s, {baseline[1]} requests, {baseline[2]} "
+            f"writes = **{second / baseline[0]:.2f}x**. All no-change runs: "
+            + ", ".join(f"{x:.2f}" for x in seconds)
+            + " s; baseline: "
+            + ", ".join(f"{x:.2f}" for x in baselines)
+            + " s."
+            if baseline is not None
+            else "."
+        ),
         f"- first apply / fastest JJB run (Jenkins half only): {first:.2f} s / {best_jjb:.2f} s = "
         f"**{first / best_jjb:.2f}x** (target <= 1): **{first_ok}**; "
         f"vs JJB at its default: {first / jjb_default:.2f}x.",

@@ -24,7 +24,13 @@ from urllib.parse import urlparse
 from conveyor.errors import ConfigError
 
 _URL_FIELDS = ("gitlab_url", "jenkins_url", "webhook_url", "webhook_url_previous")
-_SECRET_FIELDS = ("gitlab_token", "jenkins_token", "secret", "previous_secret")
+_SECRET_FIELDS = (
+    "gitlab_token",
+    "jenkins_token",
+    "secret",
+    "previous_secret",
+    "webhook_signing_token",
+)
 
 
 def env_name(field: str) -> str:
@@ -107,6 +113,8 @@ class Settings:
     previous_secret_until: datetime | None = None
     state_dir: Path = Path()
     status_retry_hours: float = 6.0  # how long a commit status is retried before it is given up
+    # GitLab 19 signing token(s), ``whsec_...``, comma-separated during rotation (first = current)
+    webhook_signing_token: str | None = None
 
     def require(self, *names: str) -> None:
         """Raise one ConfigError naming every variable among ``names`` that is unset."""
@@ -249,4 +257,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         previous_secret_until=until,
         state_dir=state,
         status_retry_hours=retry_hours,
+        webhook_signing_token=values.get("webhook_signing_token"),
     )

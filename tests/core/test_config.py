@@ -8,7 +8,7 @@ import pytest
 
 from conveyor.config import home_dir, load_settings
 from conveyor.errors import ConfigError
-from conveyor.tokens import accepted_tokens, project_token
+from conveyor.tokens import accepted_tokens, project_id_token, project_token
 
 
 def test_missing_settings_are_named_together() -> None:
@@ -104,8 +104,22 @@ def test_tokens_are_per_project_and_rotation_overlap_is_bounded() -> None:
             "CONVEYOR_SECRET_PREVIOUS_UNTIL": (now + timedelta(days=1)).isoformat(),
         }
     )
-    assert accepted_tokens(s, "g/a", now) == [project_token("s2", "g/a"), a]
-    assert accepted_tokens(s, "g/a", now + timedelta(days=2)) == [project_token("s2", "g/a")]
+    assert accepted_tokens(s, None, ["g/a"], now) == [project_token("s2", "g/a"), a]
+    later = now + timedelta(days=2)
+    assert accepted_tokens(s, None, ["g/a"], later) == [project_token("s2", "g/a")]
+    assert accepted_tokens(s, 7, (), now) == [project_id_token("s2", 7), project_id_token("s1", 7)]
+    assert accepted_tokens(s, 7, ["g/a"], later) == [
+        project_id_token("s2", 7),
+        project_token("s2", "g/a"),
+    ]
+
+
+def test_id_token_is_keyed_on_the_id_alone() -> None:
+    assert project_id_token("s", 42) == project_id_token("s", 42) != project_id_token("s", 43)
+    assert len(project_id_token("s", 42)) == 64
+    assert project_id_token("s", 42) != project_token("s", "42")  # separate key spaces
+    with pytest.raises(ValueError):
+        project_id_token("s", 0)
 
 
 def test_previous_secret_needs_an_end_of_overlap() -> None:

@@ -49,8 +49,16 @@ legal transitions, else 400), ``protect_branch(project, name, push=, merge=)`` /
 ``protect_tag(project, name, create=)`` (levels ``no one|developer|maintainer``; 403 without rights
 there), ``add_pipeline(project, sha, ref, tag=False)``, ``fork_project(source, path, members=)``,
 ``add_merge_request(project, source_branch=, target_branch=, sha=, source_project=None) -> iid``,
-``merge_request_pipeline(project, iid)`` (the head pipeline the MR shows, or ``None``), ``hook_rate_limit = N`` (creations per ``hook_rate_window`` s per user and
-project -> 429), ``max_hooks_per_project``.
+``merge_request_pipeline(project, iid)`` (the head pipeline the MR shows, or ``None``),
+``max_hooks_per_project``. Hooks: constructor ``version="19.0.0"`` (``token_present``,
+``signing_token``), ``allow_local_requests=True`` (else 422 for loopback/private hook URLs),
+``failure_categories="ok_error"`` (newer GitLab: 4xx backs off instead of disabling);
+``deliver(project, event="push_events", payload=None, ref=...)`` -> :class:`Delivery` list (real
+POSTs to executable hooks; the answer moves ``alert_status``/``disabled_until``),
+``deliveries(project)``, ``hook_state(project, hook_id)``, ``advance(seconds)`` (the clock),
+``rename_project(project, new_path)`` (old path still resolves), ``share_project(project, group)``,
+``lose_create_answers = N`` (created, answered 502). No 429 on hook creation; the test endpoint
+allows 5 a minute.
 
 Jenkins inspection and seeding
 ------------------------------

@@ -3,24 +3,42 @@
 Behaviour follows /work/shared/reference/gitlab.md: PRIVATE-TOKEN / Bearer auth with 401
 ``{"message":"401 Unauthorized"}``, per-project roles (403 for non-maintainers on hooks, 404 for
 hidden projects), offset pagination with GitLab's headers and ``Link``, write-only hook tokens,
-``url`` changes resetting the token, 201/204 codes, and the validation errors GitLab gives.
+``url`` changes resetting the token, custom headers and URL variables, 201/204 codes, and the
+validation errors GitLab gives (422 for hook URLs on loopback or private networks unless
+``allow_local_requests``, as the instance setting).
+
+Hooks are *executed* too (:meth:`GitLabEmulator.deliver`, and the API's test endpoint): each delivery
+is a real HTTP POST to the hook URL with GitLab's headers, and its outcome moves the hook's failure
+state exactly as ``WebHooks::AutoDisabling`` does (``alert_status``, ``disabled_until``; a disabled
+hook is skipped; only a successful delivery or test re-enables it). Projects can be renamed
+(:meth:`GitLabEmulator.rename_project`: the old path keeps resolving, as GitLab's redirect routes do)
+and are found case-insensitively.
 
 Test-side inspection (plain Python, no HTTP): :meth:`GitLabEmulator.hooks`,
 :meth:`GitLabEmulator.hook_token`, :meth:`GitLabEmulator.insert_hook`,
-:meth:`GitLabEmulator.statuses`, plus the shared ``log`` and ``faults`` (see ``server.py``).
+:meth:`GitLabEmulator.deliveries`, :meth:`GitLabEmulator.statuses`, plus the shared ``log`` and
+``faults`` (see ``server.py``).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import ipaddress
 import itertools
+import json
 import math
 import re
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 from urllib.parse import unquote, urlencode, urlsplit
+
+import requests
 
 from tests.emulators.server import EmulatorServer, Request, Response
 
@@ -53,6 +71,34 @@ HOOK_BOOL_DEFAULTS: dict[str, bool] = {
 }
 HOOK_STRING_FIELDS = ("name", "description", "push_events_branch_filter", "custom_webhook_template")
 BRANCH_FILTER_STRATEGIES = ("wildcard", "regex", "all_branches")
+# The hook's secrets and failure bookkeeping: stored, never part of the API's hook JSON.
+HOOK_PRIVATE_FIELDS = (
+    "token",
+    "signing_token",
+    "recent_failures",
+    "backoff_count",
+    "disabled_until",
+)
+# app/models/concerns/web_hooks/auto_disabling.rb
+FAILURE_THRESHOLD = 3
+MAX_FAILURES = 100
+INITIAL_BACKOFF = 60.0
+MAX_BACKOFF = 86400.0
+MAX_BACKOFF_COUNT = 11
+# lib/gitlab/application_rate_limiter.rb: web_hook_test: { threshold: 5, interval: 1.minute }
+HOOK_TEST_LIMIT = 5
+HOOK_TEST_WINDOW = 60.0
+HOOK_EVENT_HEADERS = {
+    "push_events": "Push Hook",
+    "tag_push_events": "Tag Push Hook",
+    "merge_requests_events": "Merge Request Hook",
+    "note_events": "Note Hook",
+    "pipeline_events": "Pipeline Hook",
+    "job_events": "Job Hook",
+    "releases_events": "Release Hook",
+    "deployment_events": "Deployment Hook",
+}
+ZERO_SHA = "0" * 40
 STATUS_STATES = ("pending", "running", "success", "failed", "canceled", "skipped")
 # Access levels of protected refs (Gitlab::Access): 0 is "No one".
 ACCESS_LEVELS = {"no one": 0, "developer": 30, "maintainer": 40}
@@ -105,6 +151,7 @@ class Project:
     protected_branches: list[ProtectedRef] = field(default_factory=list)
     protected_tags: list[ProtectedRef] = field(default_factory=list)
     forked_from_id: int | None = None
+    shared_with_groups: set[int] = field(default_factory=set)  # group ids (project_group_links)
 
     @property
     def path(self) -> str:
@@ -184,6 +231,33 @@ class MergeRequest:
     sha: str
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """One execution of a hook: what was sent and how the receiver answered (status 0: no answer)."""
+
+    hook_id: int
+    project_id: int
+    url: str
+    event: str  # X-Gitlab-Event
+    headers: dict[str, str]
+    body: bytes
+    status: int
+    category: Literal["ok", "error", "failed"]
+    test: bool = False
+
+    def json(self) -> Any:
+        return json.loads(self.body.decode("utf-8"))
+
+
+class _OutsideLock(Exception):
+    """Raised by a handler whose remaining work must run without the emulator's lock held (a hook
+    test POSTs to the receiver, which may call back into this emulator)."""
+
+    def __init__(self, run: Any) -> None:
+        super().__init__("outside lock")
+        self.run = run
+
+
 class ApiError(Exception):
     def __init__(self, status: int, payload: Any) -> None:
         super().__init__(status)
@@ -221,6 +295,31 @@ def _valid_hook_url(value: Any) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
+def _url_block_reason(value: str) -> str | None:
+    """Why GitLab's UrlBlocker (lib/gitlab/url_blocker.rb, used by the hook's public_url
+    validation) refuses ``value`` when the instance does not allow local requests from web hooks
+    (``allow_local_requests_from_web_hooks_and_services``, off by default; never on gitlab.com).
+    Only names that need no DNS are judged: ``localhost`` and IP literals."""
+    host = (urlsplit(value).hostname or "").lower()
+    if host in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
+        return "is blocked: Requests to localhost are not allowed"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if address.is_loopback or address.is_unspecified:
+        return "is blocked: Requests to localhost are not allowed"
+    if address.is_link_local:
+        return "is blocked: Requests to the link local network are not allowed"
+    if address.is_private:
+        return "is blocked: Requests to the local network are not allowed"
+    return None
+
+
+def _version_at_least(version: str, major: int) -> bool:
+    return int(version.split(".", 1)[0]) >= major
+
+
 _TRUE = frozenset({"true", "t", "1", "yes", "y", "on"})
 _FALSE = frozenset({"false", "f", "0", "no", "n", "off"})
 
@@ -240,8 +339,28 @@ def _query_bool(request: Request, name: str) -> bool | None:
 class GitLabEmulator(EmulatorServer):
     """GitLab API v4 over real HTTP. State lives in memory; guard it with ``self.lock``."""
 
-    def __init__(self, *, max_hooks_per_project: int = 100) -> None:
+    def __init__(
+        self,
+        *,
+        max_hooks_per_project: int = 100,
+        version: str = GITLAB_VERSION,
+        allow_local_requests: bool = False,
+        failure_categories: Literal["ok_error_failed", "ok_error"] = "ok_error_failed",
+    ) -> None:
+        """``version``: 19.x adds ``token_present`` and ``signing_token`` to hooks.
+        ``allow_local_requests``: the instance setting that lets hooks point at loopback and
+        private networks. ``failure_categories``: how a failed delivery counts
+        (app/services/web_hook_service.rb): ``ok_error_failed`` (500 and no answer back off,
+        other non-2xx/3xx answers disable the hook after the grace period for good, as
+        ``failed!`` does) or ``ok_error`` (newer GitLab: every failure backs off)."""
         super().__init__()
+        self.version = version
+        self.allow_local_requests = allow_local_requests
+        self.failure_categories = failure_categories
+        self.time_offset = 0.0  # seconds added to the emulator's clock (advance())
+        self._deliveries: list[Delivery] = []
+        self._redirects: dict[str, int] = {}  # old path (lower-case) -> project id
+        self._hook_tests: dict[tuple[int, int], deque[float]] = {}
         self._ids = itertools.count(1)
         self._hook_ids = itertools.count(1)
         self._status_ids = itertools.count(1)
@@ -256,10 +375,10 @@ class GitLabEmulator(EmulatorServer):
         self._merge_requests: list[MergeRequest] = []
         self._pipeline_ids = itertools.count(1)
         self.max_hooks_per_project = max_hooks_per_project
-        # Hook creation rate limit (newer GitLab): off unless a test turns it on.
-        self.hook_rate_limit: int | None = None  # creations per window per user per project
-        self.hook_rate_window = 60.0
-        self._hook_creations: dict[tuple[int, int], deque[float]] = {}
+        # GitLab rate-limits hook *tests* (and resends), not hook creation: no 429 on POST /hooks.
+        # Fault: the next N hook creations succeed but their answer is lost (502 from the proxy
+        # in front of GitLab, after Rails created the hook): a blind retry makes a duplicate.
+        self.lose_create_answers = 0
 
     # ------------------------------------------------------------------ seeding (test side)
     def add_user(self, username: str, token: str, *, name: str | None = None) -> User:
@@ -316,6 +435,30 @@ class GitLabEmulator(EmulatorServer):
                 if role not in ROLE_LEVELS:
                     raise ValueError(f"unknown role {role!r}")
                 proj.members[user.id] = role
+
+    def rename_project(self, project: str | int, new_path_with_namespace: str) -> Project:
+        """Rename or transfer a project. The old path keeps resolving in the API (GitLab keeps a
+        ``RedirectRoute``; ``find_project`` in lib/api/helpers.rb calls ``find_by_full_path(id,
+        follow_redirects: true)``), while every answer and payload names the new canonical path."""
+        with self.lock:
+            proj = self._project_ref(project)
+            self._redirects[proj.path_with_namespace.lower()] = proj.id
+            self._redirects.pop(new_path_with_namespace.lower(), None)
+            namespace = self.add_group(new_path_with_namespace.rsplit("/", 1)[0])
+            proj.path_with_namespace = new_path_with_namespace
+            proj.namespace_id = namespace.id
+            return proj
+
+    def share_project(self, project: str | int, group: str) -> None:
+        """Share a project with a group (a project_group_link): it is listed among the group's
+        projects unless ``with_shared=false``."""
+        with self.lock:
+            self._project_ref(project).shared_with_groups.add(self.add_group(group).id)
+
+    def advance(self, seconds: float) -> None:
+        """Move the emulator's clock forward (``disabled_until`` expiry)."""
+        with self.lock:
+            self.time_offset += seconds
 
     def insert_hook(
         self, project: str | int, url: str, *, token: str | None = None, **fields: Any
@@ -421,6 +564,25 @@ class GitLabEmulator(EmulatorServer):
             mr = next(m for m in self._merge_requests if m.project_id == target.id and m.iid == iid)
             return self._head_pipeline(mr)
 
+    def deliveries(self, project: str | int | None = None) -> list[Delivery]:
+        """Every hook execution so far (deliveries and tests), in order."""
+        with self.lock:
+            items = list(self._deliveries)
+            pid = self._project_ref(project).id if project is not None else None
+        return [d for d in items if pid is None or d.project_id == pid]
+
+    def hook_state(self, project: str | int, hook_id: int) -> dict[str, Any]:
+        """The hook's failure bookkeeping: recent_failures, backoff_count, disabled_until,
+        alert_status."""
+        with self.lock:
+            hook = self._hooks[self._project_ref(project).id][hook_id]
+            return {
+                "recent_failures": hook["recent_failures"],
+                "backoff_count": hook["backoff_count"],
+                "disabled_until": hook["disabled_until"],
+                "alert_status": self._alert_status(hook),
+            }
+
     def project(self, ref: str | int) -> Project:
         with self.lock:
             return self._project_ref(ref)
@@ -433,8 +595,10 @@ class GitLabEmulator(EmulatorServer):
         raise KeyError(username)
 
     def _group_by_path(self, full_path: str) -> Group | None:
+        # Routable.find_by_full_path matches routes case-insensitively
+        # (app/models/concerns/routable.rb)
         for group in self.groups.values():
-            if group.full_path == full_path:
+            if group.full_path.lower() == full_path.lower():
                 return group
         return None
 
@@ -444,10 +608,18 @@ class GitLabEmulator(EmulatorServer):
             if project is None:
                 raise KeyError(ref)
             return project
+        # case-insensitive, then the redirect routes a rename left (lib/api/helpers.rb
+        # find_project -> find_by_full_path(id, follow_redirects: true))
         for project in self.projects.values():
-            if project.path_with_namespace == ref:
+            if project.path_with_namespace.lower() == ref.lower():
                 return project
+        moved = self._redirects.get(ref.lower())
+        if moved is not None and moved in self.projects:
+            return self.projects[moved]
         raise KeyError(ref)
+
+    def _utcnow(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=self.time_offset)
 
     # ------------------------------------------------------------------ HTTP
     def fault_response(self, status: int, headers: list[tuple[str, str]]) -> Response:
@@ -466,8 +638,12 @@ class GitLabEmulator(EmulatorServer):
         segments = [unquote(s) for s in segments]
         try:
             user = self._authenticate(request)
-            with self.lock:
-                return self._dispatch(request, user, segments)
+            try:
+                with self.lock:
+                    return self._dispatch(request, user, segments)
+            except _OutsideLock as deferred:
+                response: Response = deferred.run()
+                return response
         except ApiError as exc:
             return Response.json(exc.status, exc.payload)
         except ValueError:  # malformed JSON body
@@ -652,10 +828,14 @@ class GitLabEmulator(EmulatorServer):
         include_sub = _query_bool(request, "include_subgroups")
         namespaces = self._descendants(group) if include_sub else {group.id}
         archived = _query_bool(request, "archived")
+        # lib/api/groups.rb: optional :with_shared, type: Boolean, default: true -- projects
+        # shared with the group are listed unless with_shared=false
+        with_shared = _query_bool(request, "with_shared")
+        shared = with_shared is None or with_shared
         projects = [
             p
             for _, p in sorted(self.projects.items())
-            if p.namespace_id in namespaces
+            if (p.namespace_id in namespaces or (shared and group.id in p.shared_with_groups))
             and (self._role(p, user) is not None or p.visibility != "private")
             and (archived is None or p.archived == archived)
         ]
@@ -673,23 +853,85 @@ class GitLabEmulator(EmulatorServer):
             "push_events_branch_filter": "",
             "branch_filter_strategy": "wildcard",
             "custom_webhook_template": "",
-            "alert_status": "executable",
-            "disabled_until": None,
             "url_variables": [],
             "custom_headers": [],
             "token": "",
+            "signing_token": "",
+            "recent_failures": 0,
+            "backoff_count": 0,
+            "disabled_until": None,  # datetime | None
             **HOOK_BOOL_DEFAULTS,
         }
         hook.update({k: v for k, v in values.items() if v is not None})
         self._hooks[project_id][hook["id"]] = hook
         return hook
 
-    @staticmethod
-    def _hook_json(hook: dict[str, Any]) -> dict[str, Any]:
-        public = {k: v for k, v in hook.items() if k != "token"}
+    def _hook_json(self, hook: dict[str, Any]) -> dict[str, Any]:
+        public = {k: v for k, v in hook.items() if k not in HOOK_PRIVATE_FIELDS}
         public["url_variables"] = [{"key": v["key"]} for v in hook.get("url_variables", [])]
         public["custom_headers"] = [{"key": v["key"]} for v in hook.get("custom_headers", [])]
+        # lib/api/entities/hook.rb exposes alert_status and disabled_until
+        public["alert_status"] = self._alert_status(hook)
+        until = hook["disabled_until"]
+        public["disabled_until"] = (
+            until.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z" if until is not None else None
+        )
+        if _version_at_least(self.version, 19):  # GitLab 19: token_present (MR !231325)
+            public["token_present"] = bool(hook.get("token"))
         return public
+
+    # ------------------------------------------------------------------ hook failure state
+    # app/models/concerns/web_hooks/auto_disabling.rb, one method each
+    def _temporarily_disabled(self, hook: dict[str, Any]) -> bool:
+        until = hook["disabled_until"]
+        return (
+            until is not None
+            and until >= self._utcnow()
+            and hook["recent_failures"] > FAILURE_THRESHOLD
+        )
+
+    @staticmethod
+    def _permanently_disabled(hook: dict[str, Any]) -> bool:
+        return hook["recent_failures"] > FAILURE_THRESHOLD and hook["disabled_until"] is None
+
+    def _alert_status(self, hook: dict[str, Any]) -> str:
+        if self._temporarily_disabled(hook):
+            return "temporarily_disabled"
+        if self._permanently_disabled(hook):
+            return "disabled"
+        return "executable"
+
+    def _executable(self, hook: dict[str, Any]) -> bool:
+        return not self._temporarily_disabled(hook) and not self._permanently_disabled(hook)
+
+    @staticmethod
+    def _enable(hook: dict[str, Any]) -> None:
+        hook.update(recent_failures=0, disabled_until=None, backoff_count=0)
+
+    def _backoff(self, hook: dict[str, Any]) -> None:
+        if self._permanently_disabled(hook) or self._temporarily_disabled(hook):
+            return
+        failures = hook["recent_failures"]
+        hook["recent_failures"] = min(max(failures + 1, 1), MAX_FAILURES)
+        if failures >= FAILURE_THRESHOLD:
+            count = hook["backoff_count"]
+            delay = (
+                MAX_BACKOFF
+                if count >= MAX_BACKOFF_COUNT
+                else min(max(INITIAL_BACKOFF * 2.0**count, INITIAL_BACKOFF), MAX_BACKOFF)
+            )
+            hook["backoff_count"] = min(max(count + 1, 1), MAX_FAILURES)
+            hook["disabled_until"] = self._utcnow() + timedelta(seconds=delay)
+
+    @staticmethod
+    def _failed(hook: dict[str, Any]) -> None:
+        if hook["recent_failures"] >= MAX_FAILURES:
+            return
+        hook.update(
+            disabled_until=None,
+            backoff_count=0,
+            recent_failures=min(max(hook["recent_failures"] + 1, 1), MAX_FAILURES),
+        )
 
     def _hook_params(self, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):
@@ -705,7 +947,10 @@ class GitLabEmulator(EmulatorServer):
                 if not isinstance(value, bool):
                     raise _bad(f"{name} is invalid")
                 params[name] = value
-        for name in (*HOOK_STRING_FIELDS, "token", "url"):
+        strings = (*HOOK_STRING_FIELDS, "token", "url")
+        if _version_at_least(self.version, 19):  # older GitLab ignores it, like any unknown param
+            strings = (*strings, "signing_token")
+        for name in strings:
             if name in data and data[name] is not None:
                 if not isinstance(data[name], str):
                     raise _bad(f"{name} is invalid")
@@ -729,6 +974,12 @@ class GitLabEmulator(EmulatorServer):
         errors: dict[str, list[str]] = {}
         if not _valid_hook_url(hook["url"]):
             errors["url"] = ["is blocked: Only allowed schemes are http, https"]
+        elif not self.allow_local_requests:
+            # WebHook validates url with public_url: true (app/models/hooks/web_hook.rb), i.e.
+            # UrlBlocker unless the instance allows local requests from web hooks
+            blocked = _url_block_reason(hook["url"])
+            if blocked is not None:
+                errors["url"] = [blocked]
         strategy = hook["branch_filter_strategy"]
         branch_filter = hook.get("push_events_branch_filter") or ""
         if (
@@ -749,15 +1000,14 @@ class GitLabEmulator(EmulatorServer):
         if errors:
             raise ApiError(422, {"message": errors})
 
-    def _check_hook_rate(self, user: User, project: Project) -> None:
-        if self.hook_rate_limit is None:
-            return
-        key = (user.id, project.id)
-        now = time.monotonic()
-        window = self._hook_creations.setdefault(key, deque())
-        while window and now - window[0] >= self.hook_rate_window:
+    def _check_hook_test_rate(self, user: User, project: Project) -> None:
+        """``check_rate_limit!(:web_hook_test, scope: [hook.parent, current_user])``
+        (lib/api/hooks/trigger_test.rb): 5 tests a minute per project and user."""
+        now = time.monotonic() + self.time_offset
+        window = self._hook_tests.setdefault((user.id, project.id), deque())
+        while window and now - window[0] >= HOOK_TEST_WINDOW:
             window.popleft()
-        if len(window) >= self.hook_rate_limit:
+        if len(window) >= HOOK_TEST_LIMIT:
             raise ApiError(
                 429,
                 {
@@ -793,24 +1043,37 @@ class GitLabEmulator(EmulatorServer):
                             }
                         },
                     )
-                self._check_hook_rate(user, project)
                 created = self._new_hook(project.id, params)
+                if self.lose_create_answers > 0:
+                    self.lose_create_answers -= 1
+                    return Response.json(502, {"message": "502 Bad Gateway"})
                 return Response.json(201, self._hook_json(created))
             raise ApiError(405, {"error": "405 Method Not Allowed"})
-        if len(rest) != 1 or not rest[0].isdigit():
+        if not rest[0].isdigit() or not (
+            len(rest) == 1 or (len(rest) == 3 and rest[1] == "test" and method == "POST")
+        ):
             raise ApiError(404, {"error": "404 Not Found"})
         hook_id = int(rest[0])
         hook = hooks.get(hook_id)
         if hook is None:
             raise _not_found()
+        if len(rest) == 3:
+            return self._test_hook(user, project, hook, rest[2])
         if method == "GET":
             return Response.json(200, self._hook_json(hook))
         if method == "PUT":
             params = self._hook_params(request.json())
             candidate = {**hook, **params}
             self._validate_hook(candidate)
-            if params["url"] != hook["url"] and "token" not in params:
-                candidate["token"] = ""  # a new URL invalidates the old secret
+            if params["url"] != hook["url"]:
+                # app/models/concerns/web_hooks/hook.rb, before_validation on a URL change:
+                # reset_token (unless a token is sent with it), reset_url_variables (unless new
+                # ones are sent), reset_custom_headers (always: they were meant for the old URL)
+                if "token" not in params:
+                    candidate["token"] = ""
+                if "url_variables" not in params:
+                    candidate["url_variables"] = []
+                candidate["custom_headers"] = []
             hooks[hook_id] = candidate
             return Response.json(200, self._hook_json(candidate))
         if method == "DELETE":
@@ -821,6 +1084,207 @@ class GitLabEmulator(EmulatorServer):
     @staticmethod
     def _defaults_for_validation() -> dict[str, Any]:
         return {"push_events_branch_filter": "", "branch_filter_strategy": "wildcard"}
+
+    # ------------------------------------------------------------------ hook execution
+    def deliver(
+        self,
+        project: str | int,
+        event: str = "push_events",
+        payload: dict[str, Any] | None = None,
+        *,
+        ref: str = "refs/heads/main",
+        timeout: float = 10.0,
+    ) -> list[Delivery]:
+        """Fire ``event`` (a hook event field, e.g. ``push_events``) on the project as GitLab's
+        ``WebHookService`` does: every hook with that event on whose branch filter matches, and
+        that is executable (a disabled hook is skipped: events are dropped), gets a POST; the
+        answer moves its failure state. Returns the deliveries made."""
+        with self.lock:
+            proj = self._project_ref(project)
+            body = payload if payload is not None else self._sample_payload(proj, event, ref)
+            targets = [
+                dict(h)
+                for _, h in sorted(self._hooks[proj.id].items())
+                if h.get(event)
+                and self._executable(h)
+                and (event != "push_events" or self._branch_allowed(h, ref))
+            ]
+        return [self._execute(proj.id, hook, event, body, timeout=timeout) for hook in targets]
+
+    def _test_hook(self, user: User, project: Project, hook: dict[str, Any], trigger: str) -> Any:
+        """``POST /projects/:id/hooks/:hook_id/test/:trigger`` (lib/api/hooks/trigger_test.rb):
+        rate limited, then TestHooks::ProjectService executes the hook even when it is disabled
+        (the outcome updates its failure state like any delivery, so a success re-enables it);
+        201 on a 2xx answer, else 422."""
+        if trigger not in HOOK_EVENT_FIELDS:
+            raise _bad("trigger does not have a valid value")
+        self._check_hook_test_rate(user, project)
+        body = self._sample_payload(project, trigger, f"refs/heads/{project.default_branch}")
+        snapshot = dict(hook)
+
+        def run() -> Response:
+            done = self._execute(project.id, snapshot, trigger, body, timeout=10.0, test=True)
+            if 200 <= done.status < 300:
+                return Response.json(201, {"message": "201 Created"})
+            reason = f"Hook execution failed: {done.status or 'no response'}"
+            return Response.json(422, {"message": reason})
+
+        raise _OutsideLock(run)
+
+    def _execute(
+        self,
+        project_id: int,
+        hook: dict[str, Any],
+        event: str,
+        payload: dict[str, Any],
+        *,
+        timeout: float,
+        test: bool = False,
+    ) -> Delivery:
+        """One POST (app/services/web_hook_service.rb: headers, response_category), then the
+        failure-state update of web_hooks/log_execution_service.rb (:ok -> enable!, :error ->
+        backoff!, :failed -> failed!). The lock is not held while the receiver answers."""
+        body = json.dumps(payload).encode("utf-8")
+        idempotency_key = str(uuid.uuid4())
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": f"GitLab/{self.version}",
+            "Idempotency-Key": idempotency_key,
+            "X-Gitlab-Event": HOOK_EVENT_HEADERS.get(event, "Push Hook"),
+            "X-Gitlab-Webhook-UUID": str(uuid.uuid4()),
+            "X-Gitlab-Event-UUID": str(uuid.uuid4()),
+            "X-Gitlab-Instance": f"http://127.0.0.1:{self.port}",
+        }
+        if hook.get("token"):
+            headers["X-Gitlab-Token"] = str(hook["token"])
+        if _version_at_least(self.version, 19):
+            # Standard Webhooks headers (reference: gitlab.md, "GitLab 19.0+ optional signing
+            # token"): id and timestamp on every delivery, the signature only with a signing token
+            stamp = str(int(self._utcnow().timestamp()))
+            headers["webhook-id"] = idempotency_key
+            headers["webhook-timestamp"] = stamp
+            secret = str(hook.get("signing_token") or "")
+            if secret.startswith("whsec_"):
+                key = base64.b64decode(secret[len("whsec_") :])
+                mac = hmac.new(key, f"{idempotency_key}.{stamp}.".encode() + body, hashlib.sha256)
+                headers["webhook-signature"] = "v1," + base64.b64encode(mac.digest()).decode()
+        for header in hook.get("custom_headers", []):
+            headers[header["key"]] = header["value"]
+        try:
+            answer = requests.post(
+                hook["url"],
+                data=body,
+                headers=headers,
+                timeout=timeout,
+                verify=bool(hook.get("enable_ssl_verification", True)),
+                allow_redirects=False,
+            )
+            status = answer.status_code
+        except requests.RequestException:
+            status = 0
+        if 200 <= status < 400:
+            category: Literal["ok", "error", "failed"] = "ok"
+        elif status in (0, 500) or self.failure_categories == "ok_error":
+            category = "error"  # InternalErrorResponse (no answer) or 500
+        else:
+            category = "failed"
+        with self.lock:
+            stored = self._hooks.get(project_id, {}).get(int(hook["id"]))
+            if stored is not None:
+                if category == "ok":
+                    self._enable(stored)
+                elif category == "error":
+                    self._backoff(stored)
+                else:
+                    self._failed(stored)
+            delivery = Delivery(
+                int(hook["id"]),
+                project_id,
+                str(hook["url"]),
+                headers["X-Gitlab-Event"],
+                headers,
+                body,
+                status,
+                category,
+                test,
+            )
+            self._deliveries.append(delivery)
+        return delivery
+
+    @staticmethod
+    def _branch_allowed(hook: dict[str, Any], ref: str) -> bool:
+        """``push_events_branch_filter`` (app/models/hooks/active_hook_filter.rb)."""
+        branch = ref.removeprefix("refs/heads/")
+        strategy = hook.get("branch_filter_strategy", "wildcard")
+        pattern = str(hook.get("push_events_branch_filter") or "")
+        if strategy == "all_branches" or not pattern.strip():
+            return True
+        if strategy == "regex":
+            return re.search(pattern, branch) is not None
+        # RefMatcher: '*' matches anything (also '/'), the rest literally, whole name
+        regex = ".*?".join(re.escape(part) for part in pattern.strip().split("*"))
+        return re.fullmatch(regex, branch) is not None
+
+    def _sample_payload(self, project: Project, event: str, ref: str) -> dict[str, Any]:
+        """A payload shaped like lib/gitlab/data_builder/push.rb and merge_request.rb build."""
+        sha = hashlib.sha1(f"{project.id}:{ref}:{time.time_ns()}".encode()).hexdigest()
+        web_url = f"http://127.0.0.1:{self.port}/{project.path_with_namespace}"
+        project_json = {
+            "id": project.id,
+            "name": project.path,
+            "path_with_namespace": project.path_with_namespace,
+            "default_branch": project.default_branch,
+            "web_url": web_url,
+            "git_http_url": web_url + ".git",
+            "git_ssh_url": f"git@127.0.0.1:{project.path_with_namespace}.git",
+        }
+        commit = {
+            "id": sha,
+            "message": "Update README\n",
+            "title": "Update README",
+            "timestamp": self._utcnow().isoformat(),
+            "author": {"name": "Maintainer", "email": "maintainer@example.com"},
+        }
+        if event == "merge_requests_events":
+            return {
+                "object_kind": "merge_request",
+                "event_type": "merge_request",
+                "user": {"id": 1, "name": "Maintainer", "username": "maintainer"},
+                "project": project_json,
+                "object_attributes": {
+                    "id": 1,
+                    "iid": 1,
+                    "action": "open",
+                    "state": "opened",
+                    "source_branch": "feature",
+                    "target_branch": project.default_branch,
+                    "source_project_id": project.id,
+                    "target_project_id": project.id,
+                    "last_commit": commit,
+                    "url": web_url + "/-/merge_requests/1",
+                },
+            }
+        kind = "tag_push" if event == "tag_push_events" else "push"
+        if kind == "tag_push" and not ref.startswith("refs/tags/"):
+            ref = "refs/tags/v1.0.0"
+        return {
+            "object_kind": kind,
+            "event_name": kind,
+            "before": ZERO_SHA if kind == "tag_push" else "1" * 40,
+            "after": sha,
+            "ref": ref,
+            "ref_protected": False,
+            "checkout_sha": sha,
+            "user_id": 1,
+            "user_name": "Maintainer",
+            "user_username": "maintainer",
+            "project_id": project.id,
+            "project": project_json,
+            "commits": [commit],
+            "total_commits_count": 1,
+            "push_options": {},
+            "repository": {"name": project.path, "homepage": web_url},
+        }
 
     # ------------------------------------------------------------------ statuses
     # Sources (gitlab-org/gitlab): app/services/ci/create_commit_status_service.rb (reuse, pipeline,

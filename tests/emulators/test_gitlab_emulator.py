@@ -226,20 +226,6 @@ def test_valid_branch_filters_are_accepted(project: Project) -> None:
     assert regex.branch_filter_strategy == "regex"
 
 
-def test_hook_creation_rate_limit(gitlab_emulator: GitLabEmulator) -> None:
-    gitlab_emulator.hook_rate_limit = 2
-    gl = _api(gitlab_emulator)
-    hooks = gl.projects.get("demo/app", lazy=True).hooks
-    hooks.create({"url": "https://ci.example/1"}, obey_rate_limit=False)
-    hooks.create({"url": "https://ci.example/2"}, obey_rate_limit=False)
-    with pytest.raises(gitlab.GitlabCreateError) as info:
-        hooks.create({"url": "https://ci.example/3"}, obey_rate_limit=False)
-    assert info.value.response_code == 429
-    # another project has its own budget
-    gl.projects.get("demo/hello-web", lazy=True).hooks.create({"url": "https://ci.example/1"})
-    assert len(gitlab_emulator.hooks("demo/app")) == 2
-
-
 def test_request_log_counts_writes(project: Project, gitlab_emulator: GitLabEmulator) -> None:
     gitlab_emulator.log.clear()
     hook = project.hooks.create({"url": "https://ci.example/hook"})

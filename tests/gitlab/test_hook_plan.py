@@ -13,6 +13,7 @@ from conveyor.gitlab.hooks import (
     CreateHook,
     DeleteHook,
     DesiredHook,
+    EnableHook,
     FieldChange,
     UnchangedHook,
     UpdateHook,
@@ -180,3 +181,54 @@ def test_plan_keeps_exactly_one_and_never_touches_others(
     assert len(survivors) == 1
     if rotated and ours:
         assert isinstance(survivors[0], UpdateHook)
+
+
+def test_disabled_hook_gets_one_test_delivery_after_its_update() -> None:
+    gone = plan_hooks([gitlab_hook(4, alert_status="disabled")], DESIRED, False)
+    assert gone.actions == (
+        UnchangedHook(4, URL),
+        EnableHook(4, URL, "disabled", None, "push_events"),
+    )
+    assert gone.writes == 1
+    until = "2026-12-01T10:00:00.000Z"
+    paused = plan_hooks(
+        [
+            gitlab_hook(
+                4, alert_status="temporarily_disabled", disabled_until=until, tag_push_events=False
+            )
+        ],
+        dataclasses.replace(DESIRED, push_events=False),
+        False,
+    )
+    kinds = [a.kind for a in paused.actions]
+    assert kinds == ["update", "enable"]
+    enable = paused.actions[-1]
+    assert isinstance(enable, EnableHook) and enable.trigger == "tag_push_events"
+    assert "temporarily disabled by GitLab until " + until in enable.describe()
+    assert paused.status is not None and paused.status.health == "temporarily_disabled"
+    healthy = plan_hooks([gitlab_hook(4)], DESIRED, False)
+    assert healthy.status is not None and healthy.status.health == "executable"
+
+
+def test_missing_token_reported_by_gitlab_19_is_drift() -> None:
+    plan = plan_hooks([gitlab_hook(5, token_present=False)], DESIRED, False)
+    assert plan.actions == (UpdateHook(5, URL, (FieldChange("token_present", False, True),)),)
+    assert plan_hooks([gitlab_hook(5, token_present=True)], DESIRED, False).is_noop
+
+
+def test_description_fingerprint_and_signing_token() -> None:
+    desired = dataclasses.replace(
+        DESIRED,
+        name="conveyor",
+        description="Managed by conveyor apply; token abc",
+        signing_token="whsec_x",
+    )
+    assert "signing_token" not in desired.readable() and "whsec_x" not in repr(desired)
+    assert desired.payload()["signing_token"] == "whsec_x"
+    assert "signing_token" not in DESIRED.payload()
+    old = gitlab_hook(6, name="", description="")
+    (update,) = plan_hooks([old], desired, False).actions
+    assert isinstance(update, UpdateHook)
+    assert [c.field for c in update.changes] == ["name", "description"]
+    # older GitLab without name/description: not compared
+    assert plan_hooks([gitlab_hook(6)], desired, False).is_noop

@@ -82,6 +82,12 @@ class World:
         self.gitlab.log.clear()
         self.jenkins.log.clear()
 
+    def id_token(self, project: str) -> str:
+        """The hook token of ``project``: keyed on its GitLab id."""
+        from conveyor.tokens import project_id_token
+
+        return project_id_token(SECRET, self.gitlab.project(project).id)
+
     def writes(self) -> int:
         return self.gitlab.log.count_writes() + self.jenkins.log.count_writes()
 
@@ -89,13 +95,14 @@ class World:
     def secrets(self) -> list[str]:
         """Every secret value that must never be shown."""
         from conveyor.sync.targets import job_trigger_token
-        from conveyor.tokens import project_token
+        from conveyor.tokens import project_id_token, project_token
 
         values = [SECRET, PREVIOUS_SECRET, JENKINS_API_TOKEN, self.env["CONVEYOR_GITLAB_TOKEN"]]
         for project in PROJECTS:
             for secret in (SECRET, PREVIOUS_SECRET):
                 values.append(project_token(secret, project))
                 values.append(job_trigger_token(secret, project))
+                values.append(project_id_token(secret, self.gitlab.project(project).id))
         return values
 
 
@@ -105,7 +112,9 @@ def world(
     make_jenkins_emulator: Callable[..., JenkinsEmulator],
     tmp_path: Path,
 ) -> Iterator[World]:
-    gitlab = make_gitlab_emulator()
+    # the Jenkins emulator (a `webhook.target: jenkins` hook URL) is on loopback: this instance
+    # allows local requests from hooks, as a self-managed GitLab next to its Jenkins would
+    gitlab = make_gitlab_emulator(allow_local_requests=True)
     jenkins = make_jenkins_emulator()
     env = {
         "CONVEYOR_GITLAB_URL": gitlab.url,

@@ -9,8 +9,7 @@ from conveyor.jenkins.config_xml import is_managed
 from conveyor.sync.apply import apply
 from conveyor.sync.survey import build_plan
 from conveyor.sync.targets import receiver_url
-from conveyor.tokens import project_token
-from tests.sync.conftest import PROJECTS, SECRET, WEBHOOK_URL, World
+from tests.sync.conftest import PROJECTS, WEBHOOK_URL, World
 
 
 def test_first_apply_creates_everything_and_second_makes_zero_writes(world: World) -> None:
@@ -22,7 +21,7 @@ def test_first_apply_creates_everything_and_second_makes_zero_writes(world: Worl
         assert is_managed(world.jenkins.stored_config(project))
         hooks = world.gitlab.hooks(project)
         assert [h["url"] for h in hooks] == [WEBHOOK_URL + "/hooks/gitlab"]
-        assert hooks[0]["token"] == project_token(SECRET, project)
+        assert hooks[0]["token"] == world.id_token(project)
         assert hooks[0]["push_events"] is True
         assert hooks[0]["merge_requests_events"] is True
         assert hooks[0]["branch_filter_strategy"] == "wildcard"
@@ -80,7 +79,7 @@ def test_changed_spec_updates_hook_fields(world: World) -> None:
     # GitLab searches (unanchored): the anchors keep the wildcard semantics
     assert re.search(regex, "release/1.2") and re.search(regex, "main")
     assert not re.search(regex, "release/1/2") and not re.search(regex, "xmain")
-    assert hook["token"] == project_token(SECRET, "demo/app")  # token sent again on update
+    assert hook["token"] == world.id_token("demo/app")  # token sent again on update
     change = next(p for p in report.projects if p.project == "demo/app")
     assert [h.action for h in change.hooks] == ["update"]
     assert "branch_filter_strategy" in change.hooks[0].reason
@@ -103,7 +102,7 @@ def test_duplicate_hooks_past_the_first_page_collapse_to_one(world: World) -> No
     hooks = world.gitlab.hooks("demo/app")
     ours = [h for h in hooks if h["url"] == url]
     assert len(ours) == 1
-    assert ours[0]["token"] == project_token(SECRET, "demo/app")
+    assert ours[0]["token"] == world.id_token("demo/app")
     assert len(hooks) == 31  # the 30 unmanaged hooks survive
 
     world.clear_logs()
@@ -166,7 +165,7 @@ def test_token_rotation_rewrites_every_hook(world: World) -> None:
     assert world.gitlab.log.count_writes() == len(PROJECTS)
     for project in PROJECTS:
         (hook,) = world.gitlab.hooks(project)
-        assert hook["token"] == project_token(SECRET, project)
+        assert hook["token"] == world.id_token(project)
 
 
 def test_desired_hook_for_jenkins_target(world: World) -> None:
@@ -232,7 +231,7 @@ def test_webhook_url_change_moves_every_hook_in_place(world: World) -> None:
         (hook,) = world.gitlab.hooks(project)
         assert hook["id"] == ids[project]
         assert hook["url"] == WEBHOOK_URL + "/hooks/gitlab"
-        assert hook["token"] == project_token(SECRET, project)  # resent: the URL change reset it
+        assert hook["token"] == world.id_token(project)  # resent: the URL change reset it
     world.clear_logs()
     apply(world.context(**moving), world.specs())
     assert world.writes() == 0

@@ -130,8 +130,27 @@ def test_destroy_needs_yes_without_a_terminal(world: World) -> None:
 
 def test_hooks_token_prints_the_derived_token(world: World) -> None:
     result = run(world, hooks_cli.command, "token", "demo/app")
-    assert result.exit_code == 0
-    assert result.output.strip() == project_token(SECRET, "demo/app")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == world.id_token("demo/app")
+    assert result.output.strip() != project_token(SECRET, "demo/app")  # not the path-keyed one
+    # the id resolved through GitLab, which ignores case and follows renames
+    world.gitlab.rename_project("demo/app", "platform/app")
+    renamed = run(world, hooks_cli.command, "token", "Demo/App")
+    assert renamed.output.strip() == world.id_token("platform/app")
+    offline = run(
+        world,
+        hooks_cli.command,
+        "token",
+        "demo/app",
+        "--id",
+        str(world.gitlab.project("platform/app").id),
+        env={"CONVEYOR_GITLAB_URL": "", "CONVEYOR_GITLAB_TOKEN": ""},
+    )
+    assert offline.exit_code == 0 and offline.output == renamed.output
+    no_gitlab = run(
+        world, hooks_cli.command, "token", "demo/app", env={"CONVEYOR_GITLAB_TOKEN": ""}
+    )
+    assert "CONVEYOR_GITLAB_TOKEN" in str(no_gitlab.exception)
     missing = run(world, hooks_cli.command, "token", "demo/app", env={"CONVEYOR_SECRET": ""})
     assert isinstance(missing.exception, ConfigError)
     assert "CONVEYOR_SECRET" in str(missing.exception)

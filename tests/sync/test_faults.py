@@ -80,7 +80,8 @@ def test_slow_create_times_out_is_retried_without_duplicates(world: World) -> No
 def test_interrupted_apply_is_finished_by_a_rerun(world: World) -> None:
     # A first run dies half-way: one job and one hook cannot be written.
     world.jenkins.faults.error("POST", r"/job/deep/createItem$", status=500, times=100)
-    world.gitlab.faults.error("POST", r"projects/demo/app/hooks$", status=403, times=100)
+    app_id = world.gitlab.project("demo/app").id  # hooks are written by project id
+    world.gitlab.faults.error("POST", rf"projects/{app_id}/hooks$", status=403, times=100)
     ctx = world.context()
     ctx.jenkins.attempts = 2
     first = apply(ctx, world.specs())
@@ -98,7 +99,7 @@ def test_interrupted_apply_is_finished_by_a_rerun(world: World) -> None:
     assert [(r.method, r.path) for r in world.jenkins.log.writes()] == [
         ("POST", "/job/demo/job/backend/job/deep/createItem")
     ]
-    assert [r.path for r in world.gitlab.log.writes()] == ["/api/v4/projects/demo/app/hooks"]
+    assert [r.path for r in world.gitlab.log.writes()] == [f"/api/v4/projects/{app_id}/hooks"]
     _converged(world)
 
 

@@ -13,6 +13,9 @@ from tests.sync.conftest import World
 
 
 def test_init_group_then_apply(world: World, tmp_path: Path) -> None:
+    # a project another group shares with demo is not demo's own: not listed (with_shared=false)
+    world.gitlab.add_project("partner/lib", members={"maintainer": "maintainer"})
+    world.gitlab.share_project("partner/lib", "demo")
     out = tmp_path / "group-specs"
     out.mkdir()
     kept = out / "demo" / "app.yml"
@@ -26,6 +29,7 @@ def test_init_group_then_apply(world: World, tmp_path: Path) -> None:
     assert kept.read_text() == custom  # existing spec left as it is
     assert not (out / "demo" / "legacy.yml").exists()  # archived: skipped
     assert not (out / "other").exists()  # another group
+    assert not (out / "partner").exists()  # shared with demo, not demo's
 
     assert init_group(world.settings(), "demo", "python-service", out) == []  # nothing new
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from conveyor.config import load_settings
+from conveyor.gitlab.client import GitLabClient
 from conveyor.sync.targets import job_trigger_token
-from conveyor.tokens import project_token
+from conveyor.tokens import project_id_token
 
 
 @click.group()
@@ -17,21 +18,33 @@ def command() -> None:
 @command.command("token")
 @click.argument("project")
 @click.option(
+    "--id",
+    "project_id",
+    type=click.IntRange(min=1),
+    help="GitLab's numeric id of PROJECT (Settings > General): no GitLab request is made.",
+)
+@click.option(
     "--jenkins-job",
     metavar="JOB",
     help="For `webhook.target: jenkins`: print the trigger secret of this Jenkins job "
     "(the token GitLab sends to the gitlab-plugin endpoint) instead.",
 )
-def token(project: str, jenkins_job: str | None) -> None:
+def token(project: str, project_id: int | None, jenkins_job: str | None) -> None:
     """Print the token GitLab must send in X-Gitlab-Token for PROJECT (group/name).
 
-    Derived from CONVEYOR_SECRET: the same secret always gives the same token, nothing is stored.
+    Derived from CONVEYOR_SECRET and the project's numeric id (it survives renames), nothing is
+    stored. Without --id the id is read from GitLab (CONVEYOR_GITLAB_URL, CONVEYOR_GITLAB_TOKEN).
     `conveyor apply` writes it into the hook; use this to set a hook up by hand.
     """
     settings = load_settings()
-    settings.require("secret")
-    secret = settings.secret or ""
     if jenkins_job:
-        click.echo(job_trigger_token(secret, jenkins_job))
+        settings.require("secret")
+        click.echo(job_trigger_token(settings.secret or "", jenkins_job))
+        return
+    if project_id is None:
+        settings.require("secret", "gitlab_url", "gitlab_token")
+        client = GitLabClient(settings.gitlab_url or "", settings.gitlab_token or "")
+        project_id = client.get_project(project).id
     else:
-        click.echo(project_token(secret, project))
+        settings.require("secret")
+    click.echo(project_id_token(settings.secret or "", project_id))

@@ -23,7 +23,7 @@ from conveyor.receiver.app import DEFAULT_MAX_BODY, Receiver, ReceiverOptions, c
 from conveyor.receiver.dispatch import make_dispatcher
 from conveyor.receiver.logs import setup_logging
 from conveyor.receiver.queue import database_path
-from conveyor.receiver.routing import Router
+from conveyor.receiver.routing import ProjectIds, Router
 from conveyor.receiver.verify import decode_signing_key
 from conveyor.receiver.worker import WorkerOptions
 from conveyor.spec.load import load_specs
@@ -67,7 +67,8 @@ def build_receiver(
     settings = load_settings(env)
     settings.require("secret")
     loaded = load_specs(list(paths))
-    router = Router(item.spec for item in loaded)
+    db = database_path(state_dir(state, settings))
+    router = Router((item.spec for item in loaded), ProjectIds(db.parent / "project-ids.json"))
     dispatcher = make_dispatcher(dispatch, settings)
     keys = signing_keys(env)
     if require_signature and not keys:
@@ -77,7 +78,7 @@ def build_receiver(
     return Receiver(
         settings,
         router,
-        database_path(state_dir(state, settings)),
+        db,
         dispatcher,
         options=ReceiverOptions(
             max_body_bytes=max_body,

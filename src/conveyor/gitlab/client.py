@@ -80,6 +80,13 @@ def _reason(exc: gitlab.exceptions.GitlabError) -> str:
     return str(message)
 
 
+def _reraise(exc: BaseException) -> Callable[[], None]:
+    def run() -> None:
+        raise exc
+
+    return run
+
+
 class GitLabClient:
     """The GitLab calls conveyor makes, each mapped to conveyor errors.
 
@@ -185,8 +192,10 @@ class GitLabClient:
     def list_group_projects(
         self, group: int | str, *, include_subgroups: bool = True, archived: bool | None = False
     ) -> list[dict[str, Any]]:
-        """Projects of a group (and its subgroups), all pages. ``archived=None``: both kinds."""
-        query: dict[str, Any] = {"include_subgroups": include_subgroups}
+        """The group's own projects (and its subgroups'), all pages: not the projects other
+        groups share with it (GitLab lists those unless ``with_shared=false``, lib/api/groups.rb).
+        ``archived=None``: both kinds."""
+        query: dict[str, Any] = {"include_subgroups": include_subgroups, "with_shared": False}
         if archived is not None:
             query["archived"] = archived
 
@@ -199,11 +208,55 @@ class GitLabClient:
 
     # ------------------------------------------------------------------ writes
     def create_hook(self, project: int | str, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Create a hook, with no transient retry: a lost answer may hide a created hook, so the
+        caller looks before creating again (:func:`conveyor.gitlab.hooks.create_once`). 429 is
+        still retried: GitLab answered it without creating anything."""
+
         def run() -> dict[str, Any]:
-            hook = self._project(project).hooks.create(dict(data), **self._opts())
+            hook = self._project(project).hooks.create(
+                dict(data), retry_transient_errors=False, **self._opts()
+            )
             return dict(hook.attributes)
 
         return self._call(str(project), "create a webhook", "Maintainer", run)
+
+    def test_hook(self, project: int | str, hook_id: int, trigger: str) -> None:
+        """One test delivery (``POST .../hooks/:id/test/:trigger``): the only API call that
+        re-enables a hook GitLab disabled. GitLab allows 5 a minute: a 429 is reported at once,
+        not slept on."""
+        subject = str(project)
+
+        def run() -> None:
+            hook = self._project(project).hooks.get(hook_id, lazy=True)
+            hook.manager.gitlab.http_post(
+                f"{hook.manager.path}/{hook_id}/test/{trigger}",
+                obey_rate_limit=False,
+                max_retries=0,
+                retry_transient_errors=False,
+            )
+
+        try:
+            run()
+        except gitlab.exceptions.GitlabHttpError as exc:
+            if exc.response_code == 429:
+                raise GitLabError(
+                    f"{subject}: webhook {hook_id} is still disabled: GitLab rate-limits hook "
+                    "tests (5 a minute per project and user) and refused the test delivery "
+                    "that re-enables it",
+                    status=429,
+                    hint="run `conveyor apply` again in a minute",
+                ) from None
+            if exc.response_code == 422:
+                raise GitLabError(
+                    f"{subject}: webhook {hook_id} is still disabled: its test delivery failed "
+                    f"({self._scrub(_reason(exc))})",
+                    status=422,
+                    hint="check that the receiver answers at the hook's URL, then run "
+                    "`conveyor apply` again",
+                ) from None
+            self._call(subject, f"test webhook {hook_id}", "Maintainer", _reraise(exc))
+        except requests.RequestException as exc:
+            self._call(subject, f"test webhook {hook_id}", "Maintainer", _reraise(exc))
 
     def update_hook(
         self, project: int | str, hook_id: int, data: Mapping[str, Any]

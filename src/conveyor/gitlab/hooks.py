@@ -4,23 +4,39 @@ conveyor owns the hooks whose URL is exactly the desired receiver URL, or starts
 configured *managed URL prefix* (so a moved receiver is recognised as ours). Every other hook
 belongs to someone else and is never touched.
 
-GitLab never returns a hook's secret ``token``, so drift in it cannot be seen: the plan compares
-every readable field, and rewriting the token is an explicit input (``token_rotated``). An update
-always sends ``url`` and ``token`` (GitLab requires ``url``, and a changed ``url`` resets the
-token). Extra hooks with our URL (an unpaginated lookup once left 78 on one project) collapse into
-one: the best match is kept, the rest are deleted.
+GitLab never returns a hook's secret ``token`` (nor its signing token), so conveyor makes their
+drift readable: the hook's ``description`` carries a one-way fingerprint of each
+(:func:`conveyor.tokens.token_fingerprint`). A hook written with another token (an older, path-keyed
+one; a changed ``CONVEYOR_SECRET``; a new signing token) differs there and is rewritten; where
+GitLab 19 reports ``token_present: false`` (a URL edited by hand wipes the token) that is drift too.
+Rewriting regardless stays an explicit input (``token_rotated``). An update always sends ``url`` and
+the tokens (GitLab requires ``url``, and a changed ``url`` resets the token).
+
+Health: GitLab disables a hook after failed deliveries (``alert_status`` ``temporarily_disabled``
+until ``disabled_until``, or ``disabled``) and only a successful delivery or *test* brings it back, a
+``PUT`` does not. A disabled conveyor hook therefore gets an :class:`EnableHook` after its settings
+are right: one test delivery through the API (rate limited by GitLab: 5 a minute).
+
+Creating a hook is never retried blindly: when the answer to a create is lost (a timeout, a 5xx
+from a proxy) the hook may exist; the hooks are listed again and an existing one is updated.
+Extra hooks with our URL (an unpaginated lookup once left 78 on one project) collapse into one: the
+best match is kept, the rest are deleted.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from conveyor.errors import GitLabError
 from conveyor.gitlab.client import GitLabClient
 
 BranchFilterStrategy = Literal["wildcard", "regex", "all_branches"]
 BRANCH_FILTER_STRATEGIES: tuple[str, ...] = ("wildcard", "regex", "all_branches")
+_WRITE_ONLY = frozenset({"token", "signing_token"})
+HookHealth = Literal["executable", "temporarily_disabled", "disabled"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +56,9 @@ class DesiredHook:
     push_events_branch_filter: str = ""
     branch_filter_strategy: BranchFilterStrategy = "wildcard"
     enable_ssl_verification: bool = True
+    name: str | None = None  # None: not managed (older callers); GitLab 17.1+ returns it
+    description: str | None = None
+    signing_token: str = field(default="", repr=False)  # GitLab 19 (python-gitlab: signing_token)
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
@@ -48,12 +67,19 @@ class DesiredHook:
             raise ValueError(f"unknown branch_filter_strategy {self.branch_filter_strategy!r}")
 
     def readable(self) -> dict[str, Any]:
-        """Every field GitLab returns (all but the token), as GitLab names them."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "token"}
+        """Every field GitLab returns (all but the tokens), as GitLab names them."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in _WRITE_ONLY and getattr(self, f.name) is not None
+        }
 
     def payload(self) -> dict[str, Any]:
-        """The body for create/update: all readable fields plus the token."""
-        return {**self.readable(), "token": self.token}
+        """The body for create/update: all readable fields plus the token(s)."""
+        body = {**self.readable(), "token": self.token}
+        if self.signing_token:
+            body["signing_token"] = self.signing_token
+        return body
 
 
 @dataclass(frozen=True)
@@ -110,7 +136,47 @@ class UnchangedHook:
         return f"webhook {self.hook_id} ({self.url}) is up to date"
 
 
-HookAction = CreateHook | UpdateHook | DeleteHook | UnchangedHook
+@dataclass(frozen=True)
+class EnableHook:
+    """Bring a hook GitLab disabled back: one test delivery of ``trigger`` (after any update)."""
+
+    hook_id: int
+    url: str
+    health: HookHealth
+    disabled_until: str | None
+    trigger: str
+    kind: Literal["enable"] = "enable"
+
+    def describe(self) -> str:
+        return f"re-enable webhook {self.hook_id} ({self.url}): {describe_health(self)}"
+
+
+HookAction = CreateHook | UpdateHook | DeleteHook | UnchangedHook | EnableHook
+
+
+def describe_health(hook: EnableHook | HookStatus) -> str:
+    if hook.health == "temporarily_disabled":
+        return f"temporarily disabled by GitLab until {hook.disabled_until or '?'}"
+    if hook.health == "disabled":
+        return "disabled by GitLab after failed deliveries"
+    return "executable"
+
+
+@dataclass(frozen=True)
+class HookStatus:
+    """The health GitLab reports for the kept hook."""
+
+    hook_id: int
+    health: HookHealth
+    disabled_until: str | None = None
+
+
+def health_of(hook: Mapping[str, Any]) -> HookStatus:
+    """``alert_status`` / ``disabled_until`` as GitLab returns them (absent on old GitLab)."""
+    raw = hook.get("alert_status")
+    health: HookHealth = raw if raw in ("temporarily_disabled", "disabled") else "executable"
+    until = hook.get("disabled_until")
+    return HookStatus(int(hook["id"]), health, str(until) if until else None)
 
 
 @dataclass(frozen=True)
@@ -120,6 +186,7 @@ class HookPlan:
     actions: tuple[HookAction, ...]
     unmanaged: tuple[int, ...] = ()
     desired: DesiredHook | None = field(default=None, repr=False, compare=False)
+    status: HookStatus | None = None  # health of the kept hook (before any re-enable)
 
     @property
     def writes(self) -> int:
@@ -140,10 +207,17 @@ class HookApplyResult:
     deleted: tuple[int, ...]
     already_gone: tuple[int, ...]
     unchanged: tuple[int, ...]
+    enabled: tuple[int, ...] = ()
 
     @property
     def writes(self) -> int:
-        return len(self.created) + len(self.updated) + len(self.deleted) + len(self.already_gone)
+        return (
+            len(self.created)
+            + len(self.updated)
+            + len(self.deleted)
+            + len(self.already_gone)
+            + len(self.enabled)
+        )
 
 
 def is_managed(hook_url: str, desired_url: str | None, managed_url_prefix: str | None) -> bool:
@@ -210,11 +284,33 @@ def plan_hooks(
     changes = hook_changes(keeper, desired)
     if keeper.get("url") != desired.url and not any(c.field == "url" for c in changes):
         changes = (FieldChange("url", keeper.get("url"), desired.url), *changes)
+    if keeper.get("token_present") is False:  # GitLab 19 tells: the secret token is missing
+        changes = (*changes, FieldChange("token_present", False, True))
     if changes or token_rotated:
         actions.append(UpdateHook(int(keeper["id"]), desired.url, changes))
     else:
         actions.append(UnchangedHook(int(keeper["id"]), desired.url))
-    return HookPlan(tuple(actions), unmanaged, desired)
+    status = health_of(keeper)
+    if status.health != "executable":
+        actions.append(
+            EnableHook(
+                status.hook_id,
+                desired.url,
+                status.health,
+                status.disabled_until,
+                test_trigger(desired),
+            )
+        )
+    return HookPlan(tuple(actions), unmanaged, desired, status)
+
+
+def test_trigger(desired: DesiredHook) -> str:
+    """The event a re-enabling test delivery sends: one the hook is subscribed to (a push when it
+    has pushes: the receiver answers 2xx to any verified delivery, building or ignoring it)."""
+    for name in ("push_events", "tag_push_events", "merge_requests_events"):
+        if getattr(desired, name):
+            return name
+    return "push_events"
 
 
 def read_hooks(client: GitLabClient, project: int | str) -> list[dict[str, Any]]:
@@ -232,6 +328,10 @@ def apply_hook_plan(client: GitLabClient, project: int | str, plan: HookPlan) ->
     ordered = [a for a in plan.actions if isinstance(a, DeleteHook)] + [
         a for a in plan.actions if not isinstance(a, DeleteHook)
     ]
+    enabled: list[int] = []
+    ordered = [a for a in ordered if not isinstance(a, EnableHook)] + [
+        a for a in ordered if isinstance(a, EnableHook)
+    ]
     for action in ordered:
         if isinstance(action, DeleteHook):
             (deleted if client.delete_hook(project, action.hook_id) else gone).append(
@@ -239,18 +339,48 @@ def apply_hook_plan(client: GitLabClient, project: int | str, plan: HookPlan) ->
             )
         elif isinstance(action, UnchangedHook):
             unchanged.append(action.hook_id)
+        elif isinstance(action, EnableHook):
+            client.test_hook(project, action.hook_id, action.trigger)
+            enabled.append(action.hook_id)
         else:
             if plan.desired is None:
                 raise ValueError("a plan that creates or updates must carry its desired hook")
             if isinstance(action, CreateHook):
-                hook = client.create_hook(project, plan.desired.payload())
-                created.append(int(hook["id"]))
+                created.append(create_once(client, project, plan.desired))
             else:
                 client.update_hook(project, action.hook_id, plan.desired.payload())
                 updated.append(action.hook_id)
     return HookApplyResult(
-        tuple(created), tuple(updated), tuple(deleted), tuple(gone), tuple(unchanged)
+        tuple(created),
+        tuple(updated),
+        tuple(deleted),
+        tuple(gone),
+        tuple(unchanged),
+        tuple(enabled),
     )
+
+
+def create_once(client: GitLabClient, project: int | str, desired: DesiredHook) -> int:
+    """Create the hook, never twice: when the answer is lost (no answer, or a 5xx, after which
+    GitLab may well have created it) look for it first and update the one found; only when none
+    is there is the create tried again (at most ``client.max_retries`` times, with backoff)."""
+    attempt = 0
+    while True:
+        try:
+            return int(client.create_hook(project, desired.payload())["id"])
+        except GitLabError as exc:
+            if (exc.status is not None and exc.status < 500) or attempt >= client.max_retries:
+                raise  # GitLab answered (nothing was created), or out of retries
+        attempt += 1
+        time.sleep(min(0.1 * 2**attempt, 5.0))
+        found = sorted(
+            (h for h in client.list_hooks(project) if h.get("url") == desired.url),
+            key=lambda h: int(h["id"]),
+        )
+        if found:
+            hook_id = int(found[-1]["id"])
+            client.update_hook(project, hook_id, desired.payload())
+            return hook_id
 
 
 def reconcile_hook(

@@ -6,16 +6,17 @@ A delivery is checked in this order, cheapest first; the first failure answers:
    no ``X-Gitlab-Event`` -> 400; no ``X-Gitlab-Token`` -> 401.
 2. The body is read up to the limit (413 beyond), must be a JSON object (400) naming its
    project (``project.path_with_namespace``).
-3. The token must equal the project's derived token (current or, during a rotation overlap,
-   previous secret), compared in constant time -> else 401. With a signing key configured,
+3. The token must equal the project's derived token, keyed on its numeric id (current or,
+   during a rotation overlap, previous secret; an old path-keyed token until the project's first
+   id token, see ``routing.ProjectIds``), compared in constant time -> else 401. With a signing key configured,
    the Standard Webhooks signature must verify too -> else 401.
 4. The event is routed and committed to the queue, *then* answered: 202 ``{"id", "status"}``
    (``queued`` or ``ignored`` with a ``reason``), or 200 with ``"duplicate": true`` for a
    resend with a known ``Idempotency-Key``. A storage failure is the only 5xx (503: GitLab
    will resend).
 
-Unknown projects: the token is derived from the master secret and the project path, so it
-can be checked for *any* path, with or without a spec. A valid token for a project without
+Unknown projects: the token is derived from the master secret and the project id, so it
+can be checked for *any* project, with or without a spec. A valid token for a project without
 a spec means the hook is ours (someone with the secret registered it) but no spec is loaded:
 the event is stored as ``ignored`` ("no spec for project") and answered 202, because GitLab
 disables a hook after repeated 4xx. A wrong token is 401 whatever the project: nothing is
@@ -46,7 +47,13 @@ from starlette.routing import Route
 
 from conveyor.config import Settings
 from conveyor.errors import QueueError
-from conveyor.gitlab.events import PayloadError, header_kind, parse_event, project_path_of
+from conveyor.gitlab.events import (
+    PayloadError,
+    header_kind,
+    parse_event,
+    project_id_of,
+    project_path_of,
+)
 from conveyor.gitlab.status import status_target
 from conveyor.receiver import metrics as metrics_mod
 from conveyor.receiver.dispatch import Dispatcher
@@ -64,9 +71,8 @@ from conveyor.receiver.queue import (
 )
 from conveyor.receiver.routing import Ignore, Router
 from conveyor.receiver.statuses import GitLabStatusPoster, StatusSender
-from conveyor.receiver.verify import DEFAULT_TOLERANCE_S, check_signature, token_matches
+from conveyor.receiver.verify import DEFAULT_TOLERANCE_S, check_signature
 from conveyor.receiver.worker import WorkerOptions, WorkerPool
-from conveyor.tokens import accepted_tokens
 
 log = logging.getLogger("conveyor.receiver")
 
@@ -268,7 +274,9 @@ async def _hook(receiver: Receiver, request: Request) -> Response:
             "payload names no project; the token cannot be verified",
         )
     now = datetime.now(UTC)
-    if not token_matches(token, accepted_tokens(receiver.settings, project, now)):
+    # keyed on the project id (routing.Router.check_token; path tokens of old hooks until retired)
+    project_id = project_id_of(payload)
+    if not receiver.router.check_token(receiver.settings, token, project_id, project, now):
         return _reject(receiver, 401, "token_invalid", "invalid X-Gitlab-Token")
     if opts.signing_keys or opts.require_signature:
         sig = check_signature(

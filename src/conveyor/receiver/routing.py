@@ -15,14 +15,25 @@ reason, rather than routed toward a checkout.
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 
+from conveyor.config import Settings
 from conveyor.errors import ConfigError
 from conveyor.gitlab.events import EventKind, GitLabEvent, skip_reason
 from conveyor.gitlab.refs import refname_problem, sha_problem
 from conveyor.pipeline.match import matches
+from conveyor.receiver.verify import token_matches
 from conveyor.spec.model import Spec
+from conveyor.tokens import accepted_tokens
+
+log = logging.getLogger("conveyor.receiver")
 
 
 def _any_match(patterns: Sequence[str], name: str) -> bool:
@@ -83,10 +94,71 @@ def deploy_targets_of(spec: Spec) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-class Router:
-    """Specs by GitLab project path (case-insensitive, as GitLab paths are)."""
+class ProjectIds:
+    """GitLab project ids the receiver has seen an *id token* for, and the spec each belongs to.
 
-    def __init__(self, specs: Iterable[Spec]) -> None:
+    Specs name projects by path; GitLab renames and moves projects, but their id stays. The
+    receiver learns a project's id from the first delivery whose token is the id token (so the
+    id is authenticated) and whose path names a spec (case-insensitively, as GitLab paths are);
+    from then on deliveries for that id are routed to that spec whatever path they carry, and
+    the old path-keyed token is refused for it (the hook has been rewritten by ``apply``: the
+    transition is over for that project). Kept in ``<state>/receiver/project-ids.json`` when a
+    path is given, so a restart does not reopen the transition; written atomically, only when
+    something new is learnt.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._ids: dict[int, str | None] = {}  # id -> spec project (lower-case) or None
+        if path is not None and path.exists():
+            try:
+                raw = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise ConfigError(
+                    f"{path}: unreadable ({exc})",
+                    hint="remove the file: the receiver learns the project ids again",
+                ) from None
+            if not isinstance(raw, dict):
+                raise ConfigError(f"{path}: not a JSON object", hint="remove the file")
+            for key, value in raw.items():
+                if str(key).isdigit() and (value is None or isinstance(value, str)):
+                    self._ids[int(key)] = value
+
+    def known(self, project_id: int) -> bool:
+        with self._lock:
+            return project_id in self._ids
+
+    def spec_project(self, project_id: int) -> str | None:
+        with self._lock:
+            return self._ids.get(project_id)
+
+    def id_of(self, project: str) -> int | None:
+        key = project.lower()
+        with self._lock:
+            return next((i for i, p in self._ids.items() if p == key), None)
+
+    def learn(self, project_id: int, project: str | None) -> None:
+        value = project.lower() if project is not None else None
+        with self._lock:
+            if project_id in self._ids and (value is None or self._ids[project_id] == value):
+                return
+            self._ids[project_id] = value
+            snapshot = {str(k): v for k, v in sorted(self._ids.items())}
+        log.info("project id learnt", extra={"project_id": project_id, "project": project})
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(snapshot, indent=1), encoding="utf-8")
+            os.replace(tmp, self.path)
+
+
+class Router:
+    """Specs by GitLab project id (learnt, :class:`ProjectIds`) and by path (case-insensitive, as
+    GitLab paths are)."""
+
+    def __init__(self, specs: Iterable[Spec], ids: ProjectIds | None = None) -> None:
+        self.ids = ids if ids is not None else ProjectIds()
         self._specs: dict[str, Spec] = {}
         for spec in specs:
             key = spec.project.lower()
@@ -101,12 +173,52 @@ class Router:
     def projects(self) -> list[str]:
         return sorted(s.project for s in self._specs.values())
 
-    def spec_for(self, project_path: str) -> Spec | None:
-        return self._specs.get(project_path.lower())
+    def spec_for(self, project_path: str, project_id: int | None = None) -> Spec | None:
+        """The spec of project ``project_id`` (when its id has been learnt), else of the path, but
+        never a spec whose project is known to have another id."""
+        if project_id is not None:
+            learnt = self.ids.spec_project(project_id)
+            if learnt is not None and learnt in self._specs:
+                return self._specs[learnt]
+        spec = self._specs.get(project_path.lower())
+        if spec is None:
+            return None
+        owner = self.ids.id_of(spec.project)
+        if owner is not None and project_id is not None and owner != project_id:
+            return None  # the path now belongs to another project than the one the spec had
+        return spec
+
+    def spec_for_event(self, event: GitLabEvent) -> Spec | None:
+        return self.spec_for(event.project_path, event.project_id)
+
+    def check_token(
+        self,
+        settings: Settings,
+        presented: str,
+        project_id: int | None,
+        project_path: str,
+        now: datetime,
+    ) -> bool:
+        """Whether ``presented`` is the token of this project: the id token, or (until the first id
+        token for this project id has been seen) the path token of its spec's path, or of the
+        payload's path when no spec is found. An id token also teaches the router the id."""
+        if project_id is not None and token_matches(
+            presented, accepted_tokens(settings, project_id, (), now)
+        ):
+            learnt = self.ids.spec_project(project_id)
+            if learnt is None or learnt not in self._specs:
+                spec = self.spec_for(project_path, project_id)
+                self.ids.learn(project_id, spec.project if spec is not None else None)
+            return True
+        if project_id is not None and self.ids.known(project_id):
+            return False  # the hook carries the id token now: the path token is retired
+        spec = self.spec_for(project_path, project_id)
+        legacy = [spec.project] if spec is not None else [project_path]
+        return token_matches(presented, accepted_tokens(settings, None, legacy, now))
 
     def decide(self, event: GitLabEvent) -> Decision:
         """Route ``event`` or give the reason it is ignored."""
-        spec = self.spec_for(event.project_path)
+        spec = self.spec_for_event(event)
         if spec is None:
             return Ignore(f"no spec for project {event.project_path}")
         problem = ref_problem(event)

@@ -11,7 +11,8 @@ Two checks, both constant-time:
   (seconds, within a tolerance window of now) and ``webhook-signature`` (space-separated
   ``v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{raw body}")>``, key = base64 of the part after
   ``whsec_``). When a signing key is configured, a present signature must verify; with
-  ``require=True`` an absent one is refused too.
+  ``require=True`` an absent one is refused too (``webhook-id``/``webhook-timestamp`` alone, as
+  GitLab sends them for a hook without a signing token, count as absent).
 """
 
 from __future__ import annotations
@@ -82,7 +83,9 @@ def check_signature(
     signature = headers.get("webhook-signature")
     if not keys:
         return SignatureCheck(ok=not require, reason="" if not require else "no signing key")
-    if webhook_id is None and timestamp is None and signature is None:
+    if signature is None:
+        # GitLab 19 sends webhook-id and webhook-timestamp on every delivery, the signature only
+        # when the hook has a signing token: an unsigned delivery is refused only when required
         if require:
             return SignatureCheck(ok=False, reason="signature_missing")
         return SignatureCheck(ok=True)

@@ -184,7 +184,7 @@ class WorkerPool:
             queue.dead_letter(claim, error=f"stored payload unreadable: {exc}", status=None)
             log.error("stored payload unreadable", extra=extra)
             return
-        spec = self.router.spec_for(event.project_path)
+        spec = self.router.spec_for_event(event)  # by project id first: survives renames
         if spec is None:
             queue.dead_letter(
                 claim,

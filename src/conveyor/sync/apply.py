@@ -32,7 +32,11 @@ def execute(
     ctx: SyncContext, plan: SyncPlan, *, kind: Literal["apply", "destroy"] = "apply"
 ) -> SyncPlan:
     """Perform ``plan``; the returned plan has each project's ``outcome`` (done/failed/skipped)."""
-    secrets = secrets_of(ctx, [(p.project, p.job.job if p.job else None) for p in plan.projects])
+    secrets = secrets_of(
+        ctx,
+        [(p.project, p.job.job if p.job else None) for p in plan.projects],
+        [p.project_id for p in plan.projects if p.project_id is not None],
+    )
     folder_errors: list[str] = []
     failed_folders: list[str] = []
     for folder in plan.folders:
@@ -68,7 +72,8 @@ def execute(
         try:
             described = mask("; ".join(p.hook_plan.describe()), secrets)
             log.info("%s: gitlab hooks: %s", p.project, described)
-            apply_hook_plan(ctx.gitlab, p.project, p.hook_plan)
+            target = p.project_id if p.project_id is not None else p.project
+            apply_hook_plan(ctx.gitlab, target, p.hook_plan)
         except ConveyorError as exc:
             return mask(str(exc), secrets)
         return None
@@ -111,7 +116,9 @@ def execute(
     orphan_results = run_parallel(ctx, orphan, list(plan.orphans))
     folder_errors.extend(f"{o.job}: {err}" for o, err in orphan_results if err)
     folders = tuple(f for f in plan.folders if f.path not in failed_folders)
-    return SyncPlan(kind, folders, tuple(projects), plan.orphans, tuple(folder_errors))
+    return SyncPlan(
+        kind, folders, tuple(projects), plan.orphans, tuple(folder_errors), plan.warnings
+    )
 
 
 def apply(ctx: SyncContext, specs: Sequence[LoadedSpec], *, prune: bool = False) -> SyncPlan:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from conveyor.jenkins.sync import FolderChange, JobChange
 from conveyor.sync.targets import redact_url
 
-HookAction = Literal["create", "update", "delete", "unchanged"]
+HookAction = Literal["create", "update", "delete", "unchanged", "enable"]
 Outcome = Literal["planned", "done", "failed", "skipped"]
 
 
@@ -27,6 +27,8 @@ class HookChange:
     url: str
     hook_id: int | None = None
     reason: str = ""
+    # the kept hook's GitLab health: "executable", "temporarily disabled by GitLab until T"...
+    health: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -34,6 +36,7 @@ class HookChange:
             "hook_id": self.hook_id,
             "url": redact_url(self.url),
             "reason": self.reason,
+            "health": self.health or None,
         }
 
 
@@ -50,6 +53,17 @@ class ProjectPlan:
     )  # the gitlab.hooks plan to apply
     error: str | None = None  # set when the project could not be read or written
     outcome: Outcome = "planned"
+    project_id: int | None = None  # GitLab's id (hooks are written by id)
+    gitlab_path: str | None = None  # GitLab's canonical path, when it is not the spec's
+
+    @property
+    def rename_note(self) -> str | None:
+        if self.gitlab_path is None:
+            return None
+        return (
+            f"spec says {self.project}, GitLab says {self.gitlab_path} (renamed, moved or "
+            "spelt differently): the hook follows the project id; update `project:` in the spec"
+        )
 
     @property
     def changes(self) -> int:
@@ -69,6 +83,8 @@ class ProjectPlan:
             }
         return {
             "project": self.project,
+            "project_id": self.project_id,
+            "gitlab_path": self.gitlab_path,
             "spec": self.spec_file,
             "outcome": self.outcome,
             "error": self.error,
@@ -86,6 +102,7 @@ class SyncPlan:
     projects: tuple[ProjectPlan, ...] = ()
     orphans: tuple[JobChange, ...] = ()
     folder_errors: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     @property
     def failed(self) -> list[ProjectPlan]:
@@ -114,10 +131,17 @@ class SyncPlan:
         for o in self.orphans:
             jobs[o.action] += 1
         folders: Counter[str] = Counter(str(f.action) for f in self.folders)
+        health: Counter[str] = Counter(
+            h.health.split(" until ")[0]
+            for p in self.projects
+            for h in p.hooks
+            if h.health and h.action != "enable"
+        )
         return {
             "folders": dict(folders),
             "jobs": dict(jobs),
             "hooks": dict(hooks),
+            "hook_health": dict(health),
             "projects": {"total": len(self.projects), "failed": len(self.failed)},
         }
 
@@ -129,6 +153,7 @@ class SyncPlan:
                 {"path": f.path, "action": f.action, "reason": f.reason} for f in self.folders
             ],
             "folder_errors": list(self.folder_errors),
+            "warnings": list(self.warnings),
             "projects": [p.to_json() for p in self.projects],
             "orphans": [
                 {"job": o.job, "action": o.action, "reason": o.reason} for o in self.orphans
@@ -145,8 +170,9 @@ class SyncPlan:
             "unchanged": "unchanged",
             "conflict": "conflict",
             "absent": "absent",
+            "enable": "re-enabled" if done else "re-enable",
         }
-        lines: list[str] = []
+        lines: list[str] = [f"warning: {w}" for w in self.warnings]
         for f in self.folders:
             lines.append(
                 f"jenkins folder {f.path}: {verb[f.action]}"
@@ -164,6 +190,8 @@ class SyncPlan:
                 body.append(text)
                 if p.job.diff:
                     body.extend("    " + line for line in p.job.diff.splitlines())
+            if p.rename_note is not None:
+                body.append(f"  gitlab project: {p.rename_note}")
             for h in p.hooks:
                 if h.action == "unchanged" and not verbose:
                     continue
@@ -171,6 +199,8 @@ class SyncPlan:
                 text = f"  gitlab hook{ident} {redact_url(h.url)}: {verb[h.action]}"
                 if h.reason:
                     text += f" ({h.reason})"
+                if h.health and h.action != "enable":
+                    text += f" [{h.health}]"
                 body.append(text)
             if p.error is not None:
                 body.append(f"  FAILED: {p.error}")
@@ -187,6 +217,7 @@ class SyncPlan:
             + _fmt(c["jobs"])
             + "; hooks: "
             + _fmt(c["hooks"])
+            + ("; hook health: " + _fmt(c["hook_health"]) if c["hook_health"] else "")
             + ("; folders: " + _fmt(c["folders"]) if c["folders"] else "")
         )
         if not self.has_changes and not self.has_errors:

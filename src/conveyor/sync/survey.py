@@ -2,25 +2,31 @@
 
 One listing of every Jenkins item (folders and jobs), then per project, on two thread pools at once
 (one per server, ``--concurrency`` threads each): on the Jenkins side the job is rendered and compared
-with the config.xml Jenkins returns (read only when the job exists); on the GitLab side every page of
-the project's hooks is read and planned. A project that cannot be read or rendered (404, 403 for lack
+with the config.xml Jenkins returns (read only when the job exists); on the GitLab side the project is
+read (its numeric id keys the hook token; GitLab follows renames and ignores case, and its canonical
+path is reported when it is not the spec's), then every page of its hooks, with their health. A project that cannot be read or rendered (404, 403 for lack
 of Maintainer, a conflicting job) gets its ``error`` set; the others are planned as usual.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from conveyor.errors import ConveyorError
+from conveyor.gitlab.client import ProjectInfo
 from conveyor.gitlab.hooks import (
     CreateHook,
     DeleteHook,
     DesiredHook,
+    EnableHook,
+    FieldChange,
     HookPlan,
     UpdateHook,
+    describe_health,
     plan_hooks,
 )
 from conveyor.jenkins.sync import (
@@ -42,8 +48,9 @@ from conveyor.sync.targets import (
     managed_urls,
     previous_receiver_urls,
     redact_url,
+    webhook_url_warning,
 )
-from conveyor.tokens import project_token
+from conveyor.tokens import project_id_token, project_token
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -52,11 +59,10 @@ S = TypeVar("S")
 
 @dataclass(frozen=True)
 class Wanted:
-    """One spec's desired hook (holds its token: never printed); the job is rendered later, on
-    the Jenkins thread that compares it, so rendering overlaps the GitLab reads."""
+    """One spec. Its hook (which holds a token: never printed) is built on the GitLab thread once
+    the project id is read; the job is rendered on the Jenkins thread that compares it."""
 
     loaded: LoadedSpec
-    hook: DesiredHook
 
     @property
     def project(self) -> str:
@@ -99,42 +105,64 @@ def run_both(
         ]
 
 
-def secrets_of(ctx: SyncContext, targets: Iterable[tuple[str, str | None]] = ()) -> list[str]:
+def secrets_of(
+    ctx: SyncContext,
+    targets: Iterable[tuple[str, str | None]] = (),
+    project_ids: Iterable[int] = (),
+) -> list[str]:
     """Every secret value this run knows, to mask in any text it shows: the settings' secrets and
-    every token derived for ``targets`` (``(project, job path)`` pairs)."""
+    every token derived for ``targets`` (``(project, job path)`` pairs) and ``project_ids``."""
     s = ctx.settings
-    found = [v for v in (s.secret, s.previous_secret, s.gitlab_token, s.jenkins_token) if v]
+    signing = [t.strip() for t in (s.webhook_signing_token or "").split(",")]
+    found = [
+        v for v in (s.secret, s.previous_secret, s.gitlab_token, s.jenkins_token, *signing) if v
+    ]
+    ids = list(project_ids)
     for secret in [v for v in (s.secret, s.previous_secret) if v]:
         for project, job in targets:
             found.append(project_token(secret, project))
             if job:
                 found.append(job_trigger_token(secret, job))
+        found.extend(project_id_token(secret, i) for i in ids)
     return found
+
+
+def _reason(change: FieldChange) -> str:
+    if change.field == "url":
+        return f"url: {redact_url(str(change.old))} -> {redact_url(str(change.new))}"
+    if change.field == "description":
+        return "token: not the one conveyor derives now (older path-keyed token, another secret or signing token)"
+    if change.field == "token_present":
+        return "token: missing (GitLab reports none)"
+    return f"{change.field}: {change.old!r} -> {change.new!r}"
 
 
 def hook_changes(plan: HookPlan, rotated: bool) -> tuple[HookChange, ...]:
     """The plan's actions as secret-free :class:`HookChange` rows."""
     out: list[HookChange] = []
+    health = describe_health(plan.status) if plan.status is not None else ""
     for action in plan.actions:
         if isinstance(action, CreateHook):
             out.append(HookChange("create", action.url))
         elif isinstance(action, UpdateHook):
-            if action.changes:
-                reason = "; ".join(
-                    f"{c.field}: {redact_url(str(c.old))} -> {redact_url(str(c.new))}"
-                    if c.field == "url"
-                    else f"{c.field}: {c.old!r} -> {c.new!r}"
-                    for c in action.changes
-                )
+            # a rotation explains the changed token fingerprint (the description)
+            shown = [c for c in action.changes if not (rotated and c.field == "description")]
+            if shown:
+                reason = "; ".join(_reason(c) for c in shown)
                 if rotated:
                     reason += "; token rotation"
             else:
                 reason = "token rotation" if rotated else "rewrite token"
-            out.append(HookChange("update", action.url, action.hook_id, reason))
+            out.append(HookChange("update", action.url, action.hook_id, reason, health))
         elif isinstance(action, DeleteHook):
             out.append(HookChange("delete", action.url, action.hook_id, action.reason))
+        elif isinstance(action, EnableHook):
+            reason = (
+                f"{describe_health(action)}; one test delivery ({action.trigger}) re-enables it"
+            )
+            out.append(HookChange("enable", action.url, action.hook_id, reason, health))
         else:
-            out.append(HookChange("unchanged", action.url, action.hook_id))
+            out.append(HookChange("unchanged", action.url, action.hook_id, "", health))
     return tuple(out)
 
 
@@ -164,8 +192,41 @@ def plan_project_hooks(
 
 
 def wanted_state(ctx: SyncContext, specs: Sequence[LoadedSpec]) -> list[Wanted]:
-    """Each spec's hook (pure; no request)."""
-    return [Wanted(ls, desired_hook(ls.spec, ctx.settings)) for ls in specs]
+    """Each spec (pure; no request)."""
+    del ctx
+    return [Wanted(ls) for ls in specs]
+
+
+def plan_warnings(ctx: SyncContext, specs: Sequence[LoadedSpec]) -> tuple[str, ...]:
+    """Settings GitLab will refuse, said before anything is written."""
+    if not any(ls.spec.webhook.target == "receiver" for ls in specs):
+        return ()
+    warning = webhook_url_warning(ctx.settings)
+    return (warning,) if warning else ()
+
+
+BULK_NAMESPACE_MIN = 3  # specs in one namespace from which its project list is read in bulk
+
+
+def prefetch_projects(ctx: SyncContext, paths: Sequence[str]) -> dict[str, ProjectInfo]:
+    """Projects read in bulk: for each namespace holding several spec'd projects, one paged listing
+    of its projects instead of one request per project (by lower-cased path). A project not found
+    there (renamed, moved, in a user namespace) is read on its own by the caller."""
+    counts = Counter(p.rsplit("/", 1)[0].lower() for p in paths if "/" in p)
+    namespaces = sorted(ns for ns, n in counts.items() if n >= BULK_NAMESPACE_MIN)
+
+    def read(namespace: str) -> list[dict[str, Any]]:
+        try:
+            return ctx.gitlab.list_group_projects(namespace, include_subgroups=False, archived=None)
+        except ConveyorError:
+            return []  # not a group, or not visible: read per project
+
+    found: dict[str, ProjectInfo] = {}
+    for rows in run_parallel(ctx, read, namespaces):
+        for row in rows:
+            info = ProjectInfo.from_api(row)
+            found[info.path_with_namespace.lower()] = info
+    return found
 
 
 def build_plan(ctx: SyncContext, specs: Sequence[LoadedSpec], *, prune: bool = False) -> SyncPlan:
@@ -173,7 +234,10 @@ def build_plan(ctx: SyncContext, specs: Sequence[LoadedSpec], *, prune: bool = F
     wanted = wanted_state(ctx, specs)
     secrets = secrets_of(ctx, [(w.project, w.job_path) for w in wanted])
     ctx.gitlab.current_username()  # a wrong token fails once here, not once per project
-    items = ctx.jenkins.list_items()
+    with ThreadPoolExecutor(1, thread_name_prefix="conveyor-gitlab") as pool:
+        prefetched = pool.submit(prefetch_projects, ctx, [w.project for w in wanted])
+        items = ctx.jenkins.list_items()  # meanwhile
+        known = prefetched.result()
     folders, blocked = plan_folders([w.job_path for w in wanted], items)
     jobs_now = existing_jobs(items)
 
@@ -191,21 +255,25 @@ def build_plan(ctx: SyncContext, specs: Sequence[LoadedSpec], *, prune: bool = F
             return change, f"Jenkins job {change.job!r}: {change.reason}"
         return change, None
 
-    def gitlab_side(w: Wanted) -> tuple[HookPlan | None, str | None]:
+    def gitlab_side(w: Wanted) -> tuple[HookPlan | None, ProjectInfo | None, str | None]:
+        info: ProjectInfo | None = None
         try:
-            existing = ctx.gitlab.list_hooks(w.project)
+            info = known.get(w.project.lower()) or ctx.gitlab.get_project(w.project)
+            hook = desired_hook(w.loaded.spec, ctx.settings, info.id)
+            existing = ctx.gitlab.list_hooks(info.id)
         except ConveyorError as exc:
-            return None, mask(str(exc), secrets)
+            return None, info, mask(str(exc), secrets)
         others = managed_urls(ctx.settings, w.job_path)
         moved = previous_receiver_urls(ctx.settings)
-        return plan_project_hooks(existing, w.hook, others, ctx.rotating, moved), None
+        return plan_project_hooks(existing, hook, others, ctx.rotating, moved), info, None
 
     projects: list[ProjectPlan] = []
-    for w, ((job, job_error), (hook_plan, hook_error)) in zip(
+    for w, ((job, job_error), (hook_plan, info, hook_error)) in zip(
         wanted, run_both(ctx, jenkins_side, gitlab_side, wanted), strict=True
     ):
         errors = [e for e in (job_error, hook_error) if e]
         hooks = hook_changes(hook_plan, ctx.rotating) if hook_plan is not None else ()
+        canonical = info.path_with_namespace if info is not None else None
         projects.append(
             ProjectPlan(
                 w.project,
@@ -214,6 +282,8 @@ def build_plan(ctx: SyncContext, specs: Sequence[LoadedSpec], *, prune: bool = F
                 hooks,
                 hook_plan,
                 "; ".join(errors) if errors else None,
+                project_id=info.id if info is not None else None,
+                gitlab_path=canonical if canonical not in (None, w.project) else None,
             )
         )
     orphans: list[JobChange] = []
@@ -224,7 +294,9 @@ def build_plan(ctx: SyncContext, specs: Sequence[LoadedSpec], *, prune: bool = F
             {w.job_path for w in wanted},
             lambda fn, jobs: run_parallel(ctx, fn, jobs),
         )
-    return SyncPlan("plan", tuple(folders), tuple(projects), tuple(orphans))
+    return SyncPlan(
+        "plan", tuple(folders), tuple(projects), tuple(orphans), warnings=plan_warnings(ctx, specs)
+    )
 
 
 def build_destroy_plan(ctx: SyncContext, specs: Sequence[LoadedSpec]) -> SyncPlan:

@@ -3,7 +3,8 @@
 Two targets (``webhook.target`` in the spec):
 
 * ``receiver`` (default): ``CONVEYOR_WEBHOOK_URL + /hooks/gitlab``, token
-  ``project_token(CONVEYOR_SECRET, project)``, checked by conveyor's receiver.
+  ``project_id_token(CONVEYOR_SECRET, <GitLab project id>)`` (the id survives renames), checked by
+  conveyor's receiver.
 * ``jenkins``: the gitlab-plugin endpoint ``CONVEYOR_JENKINS_URL/project/<job path>``, token = the
   job's trigger secret (``secretToken`` in its config.xml), ``project_token(CONVEYOR_SECRET, job path)``.
 
@@ -25,6 +26,7 @@ requests have no GitLab-side filter at all.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -32,7 +34,9 @@ from conveyor.config import Settings
 from conveyor.gitlab.hooks import DesiredHook
 from conveyor.pipeline.match import patterns_to_regex
 from conveyor.spec.model import Spec
-from conveyor.tokens import project_token
+from conveyor.tokens import project_id_token, project_token, token_fingerprint
+
+HOOK_NAME = "conveyor"
 
 RECEIVER_PATH = "/hooks/gitlab"
 Strategy = Literal["wildcard", "regex", "all_branches"]
@@ -82,15 +86,32 @@ def _wildcard_equivalent(pattern: str) -> bool:
     return "*" not in pattern.replace("**", "")
 
 
-def desired_hook(spec: Spec, settings: Settings) -> DesiredHook:
-    """The hook ``spec`` wants (needs ``secret``, and ``webhook_url`` or ``jenkins_url``)."""
+def signing_token(settings: Settings) -> str:
+    """The GitLab 19 signing token ``apply`` registers: the first of
+    ``CONVEYOR_WEBHOOK_SIGNING_TOKEN`` (the others are older ones the receiver still accepts)."""
+    return next(
+        (t.strip() for t in (settings.webhook_signing_token or "").split(",") if t.strip()), ""
+    )
+
+
+def hook_description(token: str, signing: str) -> str:
+    """The hook's description: says who manages it and fingerprints its write-only tokens, so a
+    token written by anything else (older conveyor, another secret, a hand edit) shows as drift."""
+    text = f"Managed by conveyor apply; token {token_fingerprint(token)}"
+    return text + (f"; signing {token_fingerprint(signing)}" if signing else "")
+
+
+def desired_hook(spec: Spec, settings: Settings, project_id: int) -> DesiredHook:
+    """The hook ``spec`` wants on GitLab project ``project_id`` (needs ``secret``, and
+    ``webhook_url`` or ``jenkins_url``)."""
     secret = settings.secret or ""
     if spec.webhook.target == "jenkins":
         url = jenkins_project_url(settings, spec.jenkins.job)
         token = job_trigger_token(secret, spec.jenkins.job)
     else:
         url = receiver_url(settings)
-        token = project_token(secret, spec.project)
+        token = project_id_token(secret, project_id)
+    signing = signing_token(settings) if spec.webhook.target == "receiver" else ""
     strategy, branches = branch_filter(spec)
     return DesiredHook(
         url=url,
@@ -101,6 +122,39 @@ def desired_hook(spec: Spec, settings: Settings) -> DesiredHook:
         push_events_branch_filter=branches,
         branch_filter_strategy=strategy,
         enable_ssl_verification=spec.webhook.enable_ssl_verification,
+        name=HOOK_NAME,
+        description=hook_description(token, signing),
+        signing_token=signing,
+    )
+
+
+def webhook_url_warning(settings: Settings) -> str | None:
+    """Why GitLab would refuse ``CONVEYOR_WEBHOOK_URL`` (422), if it names loopback or a private
+    network: GitLab blocks hook URLs there unless the instance allows local requests from web hooks
+    (never on gitlab.com). Judged from the URL alone (``localhost``, IP literals, one-label names)."""
+    if not settings.webhook_url:
+        return None
+    host = (urlsplit(settings.webhook_url).hostname or "").lower()
+    where: str | None = None
+    if host in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
+        where = "loopback"
+    else:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            if host and "." not in host:
+                where = "a name only a local network resolves"
+        else:
+            if address.is_loopback or address.is_unspecified:
+                where = "loopback"
+            elif address.is_private or address.is_link_local:
+                where = "a private network"
+    if where is None:
+        return None
+    return (
+        f"CONVEYOR_WEBHOOK_URL {redact_url(settings.webhook_url)} is on {where}: GitLab refuses "
+        "hook URLs there (422) unless the instance allows local requests from web hooks "
+        "(Admin area > Settings > Network > Outbound requests; never on gitlab.com)"
     )
 
 
