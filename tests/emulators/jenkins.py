@@ -304,6 +304,7 @@ class JenkinsEmulator(EmulatorServer):
         anonymous_read: bool = False,
         queue_delay: float = 0.0,
         build_duration: float = 0.0,
+        left_item_ttl: float = 300.0,
     ) -> None:
         super().__init__()
         if crumb_mode not in ("strict", "session", "disabled"):
@@ -312,6 +313,10 @@ class JenkinsEmulator(EmulatorServer):
         self.anonymous_read = anonymous_read
         self.queue_delay = queue_delay
         self.build_duration = build_duration
+        # hudson.model.Queue keeps an item that left the queue (it started, or was cancelled)
+        # in `leftItems`, a cache with expireAfterWrite(5 * 60, SECONDS): after that,
+        # queue/item/<id>/api/json is 404 and only the build (its `queueId`) remembers it.
+        self.left_item_ttl = left_item_ttl
         self.default_result = "SUCCESS"
         self._results: dict[str, list[str]] = {}
         self._users: dict[str, _User] = {}
@@ -607,6 +612,10 @@ class JenkinsEmulator(EmulatorServer):
             return self._build_ref(request, item, chosen[-1] if chosen else None)
 
         refs = [self._build_ref(request, item, b) for b in reversed(started)]
+        if "tree" in request.query:
+            # ?tree= walks the exported beans whatever the depth (stapler's TreePruner), so
+            # builds[number,queueId,actions[parameters[name,value]]] reaches each Run's fields.
+            refs = [self._build_json(request, item, b) for b in reversed(started)]
         return {
             "_class": item.java_class,
             "name": item.name,
@@ -679,10 +688,16 @@ class JenkinsEmulator(EmulatorServer):
             "url": request.base_url + item.url_path,
         }
         params = "".join(f"\n{k}={v}" for k, v in build.parameters.items())
+        # Queue.Item is Actionable: its ParametersAction is exported like a build's
+        # (ParametersAction.getParameters is @Exported, each StringParameterValue with its
+        # _class, name and value).
         actions = [
             {
                 "_class": "hudson.model.ParametersAction",
-                "parameters": [{"name": k, "value": v} for k, v in build.parameters.items()],
+                "parameters": [
+                    {"_class": "hudson.model.StringParameterValue", "name": k, "value": v}
+                    for k, v in build.parameters.items()
+                ],
             }
         ]
         if time.monotonic() < build.started_at:
@@ -716,6 +731,8 @@ class JenkinsEmulator(EmulatorServer):
     def _queue_item(self, request: Request, queue_id: int, rest: list[str]) -> Response:
         build = self._queue.get(queue_id)
         if build is None or rest != ["api", "json"] or request.method != "GET":
+            raise JenkinsHttpError(404, "Not Found")
+        if time.monotonic() > build.started_at + self.left_item_ttl:  # leftItems expired
             raise JenkinsHttpError(404, "Not Found")
         return self._json(request, self._queue_json(request, build))
 

@@ -3,6 +3,7 @@ would hide the behaviour under test)."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -317,6 +318,46 @@ def test_build_lifecycle(make_jenkins_emulator: Maker) -> None:
     assert [(b.job, b.number, b.parameters) for b in emulator.triggered_builds()] == [
         ("app", 1, {"BRANCH": "feature/x", "DEPLOY": "false"})
     ]
+
+
+def test_queue_listing_and_build_parameters_find_who_asked(make_jenkins_emulator: Maker) -> None:
+    """What a client can look for after a crash: the queue (`get_queue_info`) and the job's
+    builds carry each request's parameters (ParametersAction) and the build its `queueId`."""
+    emulator = make_jenkins_emulator(queue_delay=0.4, left_item_ttl=0.6)
+    client = _client(emulator)
+    client.create_job("app", PARAMETERIZED)
+    first = client.build_job("app", {"BRANCH": "one"})
+    [waiting] = client.get_queue_info()
+    assert waiting["id"] == first and waiting["task"]["url"].endswith("/job/app/")
+    [action] = [a for a in waiting["actions"] if a.get("_class") == "hudson.model.ParametersAction"]
+    assert {p["name"]: p["value"] for p in action["parameters"]} == {
+        "BRANCH": "one",
+        "DEPLOY": "false",
+    }
+    assert {p["_class"] for p in action["parameters"]} == {"hudson.model.StringParameterValue"}
+    deadline = time.monotonic() + 10
+    while client.get_queue_info() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client.get_queue_item(first)["executable"]["number"] == 1  # a LeftItem, for a while
+    tree = "builds[number,queueId,actions[parameters[name,value]]]"
+    raw = client.jenkins_open(
+        requests.Request("GET", f"{emulator.url}/job/app/api/json?tree={tree}")
+    )
+    [build] = json.loads(raw)["builds"]
+    assert build["number"] == 1 and build["queueId"] == first
+    params = [a for a in build["actions"] if a.get("_class") == "hudson.model.ParametersAction"]
+    assert {p["name"]: p["value"] for p in params[0]["parameters"]}["BRANCH"] == "one"
+    plain = client.get_job_info("app")["builds"]  # depth=0, no tree: references only
+    assert plain == [
+        {
+            "_class": "org.jenkinsci.plugins.workflow.job.WorkflowRun",
+            "number": 1,
+            "url": f"{emulator.url}/job/app/1/",
+        }
+    ]
+    time.sleep(0.7)  # Queue.leftItems forgets an item 5 minutes after it left (here 0.6 s)
+    with pytest.raises(jenkins.JenkinsException, match="does not exist"):
+        client.get_queue_item(first)
 
 
 def test_build_on_parameterized_job_without_params_is_400(
