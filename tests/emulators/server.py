@@ -136,7 +136,9 @@ class Fault:
 
     ``status`` answers with that code (and ``Retry-After`` if ``retry_after`` is set) instead of
     handling the request; ``delay`` sleeps first and then handles (or answers ``status``);
-    ``drop`` closes the connection without answering, before the request is handled.
+    ``drop`` closes the connection without answering, before the request is handled;
+    ``lose_answer`` handles the request (its effect happens) and then closes the connection
+    without answering: the client cannot tell whether it worked (a timeout, a proxy reset).
     """
 
     method: str
@@ -147,6 +149,7 @@ class Fault:
     delay: float = 0.0
     drop: bool = False
     hits: int = 0
+    lose_answer: bool = False
 
     def matches(self, method: str, path: str) -> bool:
         return bool(re.fullmatch(self.method, method, re.IGNORECASE)) and bool(
@@ -171,10 +174,13 @@ class FaultInjector:
         retry_after: int | None = None,
         delay: float = 0.0,
         drop: bool = False,
+        lose_answer: bool = False,
     ) -> Fault:
-        if status is None and not drop and delay <= 0:
-            raise ValueError("a fault needs a status, a delay or drop=True")
-        fault = Fault(method, path, times, status, retry_after, delay, drop)
+        if status is None and not drop and not lose_answer and delay <= 0:
+            raise ValueError("a fault needs a status, a delay, drop=True or lose_answer=True")
+        fault = Fault(
+            method, path, times, status, retry_after, delay, drop, lose_answer=lose_answer
+        )
         with self._lock:
             self._faults.append(fault)
         return fault
@@ -194,6 +200,9 @@ class FaultInjector:
 
     def drop(self, method: str = ".*", path: str = ".*", *, times: int = 1) -> Fault:
         return self.add(method, path, times=times, drop=True)
+
+    def lose_answer(self, method: str = ".*", path: str = ".*", *, times: int = 1) -> Fault:
+        return self.add(method, path, times=times, lose_answer=True)
 
     def take(self, method: str, path: str) -> Fault | None:
         with self._lock:
@@ -252,7 +261,10 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None:
             if fault.delay > 0:
                 time.sleep(fault.delay)
-            if fault.drop:
+            if fault.lose_answer:
+                with contextlib.suppress(Exception):
+                    emulator.route(request)
+            if fault.drop or fault.lose_answer:
                 emulator.log.append(self._record(request, 0))
                 self.close_connection = True
                 with contextlib.suppress(OSError):

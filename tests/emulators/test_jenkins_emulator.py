@@ -405,6 +405,16 @@ def test_faults_and_latency(
     assert jenkins_api.get_job_config("app").startswith("<?xml version='1.1'")
 
 
+def test_lost_answer_still_queues_the_build(
+    jenkins_api: jenkins.Jenkins, jenkins_emulator: JenkinsEmulator
+) -> None:
+    jenkins_api.create_job("app", PARAMETERIZED)
+    jenkins_emulator.faults.lose_answer("POST", r"/buildWithParameters$")
+    with pytest.raises(requests.ConnectionError):
+        jenkins_api.build_job("app", {"BRANCH": "x"})
+    assert [b.parameters["BRANCH"] for b in jenkins_emulator.triggered_builds("app")] == ["x"]
+
+
 def test_tree_query_is_unquoted(
     jenkins_api: jenkins.Jenkins, jenkins_emulator: JenkinsEmulator
 ) -> None:

@@ -14,6 +14,12 @@ Targets:
   :func:`conveyor.pipeline.context.build_variables` (``gitlabBranch``, ``gitlabSourceBranch``,
   ``gitlabTargetBranch``, ``gitlabActionType`` PUSH|TAG_PUSH|MERGE, ``gitlabMergeRequestIid``,
   ``GIT_COMMIT``...) plus ``CONVEYOR_EVENT_ID``; then queue item -> build number -> result.
+  Effectively once: before ``build_job`` the intent (the job's ``nextBuildNumber``) is
+  committed with an fsync; an attempt that finds an intent but no queue item id (the
+  earlier one died, or lost the answer, between sending the request and saving its queue
+  item) looks for the queue item or build carrying this event's ``CONVEYOR_EVENT_ID`` (and
+  ``gitlabAfter``) numbered from that ``nextBuildNumber`` on, and follows it; only when
+  there is none does it trigger. Without an intent nothing was sent, so it triggers.
 * ``local``: check out the event's commit (:mod:`conveyor.gitlab.checkout`) and run
   ``conveyor.runner.execute.run_pipeline`` on it, imported lazily; :meth:`check` fails at
   startup with a clear error when the runner is not installed. A local run cannot be handed
@@ -72,8 +78,14 @@ class Outcome:
 class Progress(Protocol):
     """What a dispatcher can tell the worker while it runs."""
 
-    def remember(self, state: Mapping[str, Any], *, url: str | None = None) -> None:
-        """Save resume state (and the URL to follow), durably, before going on."""
+    def remember(
+        self, state: Mapping[str, Any], *, url: str | None = None, durable: bool = False
+    ) -> None:
+        """Save resume state (and the URL to follow) before going on; ``durable`` fsyncs it
+        (an intent written just before a point of no return)."""
+
+    def note(self, text: str) -> None:
+        """Add to this attempt's record in the event history (what it found, what it did)."""
 
     def started(self, url: str | None) -> None:
         """The work is running now (posts the ``running`` commit status)."""
@@ -176,15 +188,37 @@ class JenkinsDispatcher:
         assert settings.jenkins_url is not None  # check() ran at startup
         server = builds.connect(settings.jenkins_url, settings.jenkins_user, settings.jenkins_token)
         name = job.spec.jenkins.job
-        resume = dict(job.resume or {})
-        number = resume.get("build_number")
-        if not isinstance(number, int):
-            queue_id = resume.get("queue_id")
-            if not isinstance(queue_id, int):
-                repo_url = gitlab_repo_url(settings.gitlab_url, job.event.project_path)
-                parameters = jenkins_parameters(job, repo_url=repo_url)
-                queue_id = builds.trigger(server, name, parameters)
-                progress.remember({"job": name, "queue_id": queue_id})
+        state: dict[str, Any] = {"job": name, **dict(job.resume or {})}
+        number, queue_id = state.get("build_number"), state.get("queue_id")
+        url: str | None = None
+        if not isinstance(number, int) and not isinstance(queue_id, int):
+            since = state.get("next_build")
+            found = None
+            if isinstance(since, int):  # an earlier attempt may have sent the request
+                found = builds.find_build(server, name, self._marks(job), since_number=since)
+                progress.note(
+                    "the earlier attempt's request never reached Jenkins"
+                    if found is None
+                    else f"found {found.what} of an earlier attempt"
+                )
+            if found is not None:
+                number, queue_id, url = found.number, found.queue_id, found.url or None
+                state.update(queue_id=queue_id, build_number=number)
+                progress.remember(state, url=url)
+            else:
+                state = {"job": name, "next_build": builds.next_build_number(server, name)}
+                progress.remember(state, durable=True)  # the intent, before the point of no return
+                queue_id = builds.trigger(server, name, self._parameters(job))
+                state["queue_id"] = queue_id
+                progress.remember(state)
+        elif not isinstance(number, int):
+            progress.note(f"following queue item {queue_id} of an earlier attempt")
+        else:
+            progress.note(f"following build #{number} of an earlier attempt")
+        if isinstance(number, int):
+            progress.started(url)
+        else:
+            assert isinstance(queue_id, int)
             started = builds.wait_started(
                 server,
                 name,
@@ -194,12 +228,9 @@ class JenkinsDispatcher:
                 tick=progress.tick,
             )
             number = started.number
-            progress.remember(
-                {"job": name, "queue_id": queue_id, "build_number": number}, url=started.url
-            )
+            state["build_number"] = number
+            progress.remember(state, url=started.url or None)
             progress.started(started.url or None)
-        else:
-            progress.started(None)
         result = builds.wait_finished(
             server, name, number, poll_s=self._build_poll_s, tick=progress.tick
         )
@@ -208,6 +239,15 @@ class JenkinsDispatcher:
             detail=f"{name} #{number}: {result.result}",
             url=result.url or None,
         )
+
+    def _parameters(self, job: DispatchJob) -> dict[str, str]:
+        repo_url = gitlab_repo_url(self._settings.gitlab_url, job.event.project_path)
+        return jenkins_parameters(job, repo_url=repo_url)
+
+    def _marks(self, job: DispatchJob) -> dict[str, str]:
+        """The parameters that tell this event's requests from any other's."""
+        params = self._parameters(job)
+        return {k: params[k] for k in (builds.EVENT_PARAMETER, "gitlabAfter") if k in params}
 
 
 RUNNER_MODULE = "conveyor.runner.execute"

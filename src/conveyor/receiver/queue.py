@@ -20,6 +20,9 @@ Tables::
     events        one row per accepted delivery (dedupe: unique idempotency_key)
     deploy_locks  deploy target -> event holding it (lease-bound, so a crash frees it)
     status_outbox commit statuses to post to GitLab, in order (sent by the status sender)
+    event_attempts one row per claim: who, when, how it ended (done, failed, retry, dead,
+                  released, interrupted, lease expired) and what it found (``note``:
+                  "followed build #3 started by an earlier attempt")
 
 Event lifecycle::
 
@@ -56,7 +59,7 @@ from conveyor.errors import QueueError
 from conveyor.gitlab.events import PayloadError, parse_event
 from conveyor.gitlab.status import StatusTarget, status_name, status_target
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: event_attempts
 
 
 class Status(StrEnum):
@@ -131,6 +134,18 @@ CREATE TABLE IF NOT EXISTS status_outbox (
     dropped        TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON status_outbox(sent_at, gave_up, id);
+CREATE TABLE IF NOT EXISTS event_attempts (
+    id           INTEGER PRIMARY KEY,
+    event_id     INTEGER NOT NULL,
+    attempt      INTEGER NOT NULL,
+    owner        TEXT NOT NULL,
+    started_at   REAL NOT NULL,
+    ended_at     REAL,
+    outcome      TEXT,
+    note         TEXT,
+    detail       TEXT
+);
+CREATE INDEX IF NOT EXISTS attempts_event ON event_attempts(event_id, id);
 CREATE TABLE IF NOT EXISTS status_heads (
     target_project TEXT NOT NULL,
     sha            TEXT NOT NULL,
@@ -731,6 +746,23 @@ def _supersede(conn: sqlite3.Connection, event_id: int, lane: str, now: float) -
         )
 
 
+def _end_attempts(
+    conn: sqlite3.Connection,
+    event_id: int,
+    outcome: str,
+    detail: str | None,
+    now: float,
+    *,
+    owner: str | None = None,
+) -> None:
+    """Close the event's open attempt records (only ``owner``'s, when given)."""
+    conn.execute(
+        "UPDATE event_attempts SET ended_at = ?, outcome = ?, detail = ?"
+        " WHERE event_id = ? AND ended_at IS NULL AND (? IS NULL OR owner = ?)",
+        (now, outcome, detail, event_id, owner, owner),
+    )
+
+
 # ------------------------------------------------------------------------------------ the queue
 
 
@@ -747,6 +779,7 @@ class EventQueue:
 
     def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
         self.path = path
+        self._synchronous = synchronous
         self._conn = connect(path, synchronous=synchronous)
 
     def close(self) -> None:
@@ -850,12 +883,18 @@ class EventQueue:
                         " lease_expires = excluded.lease_expires",
                         [(t, cand["id"], now + lease_s) for t in targets],
                     )
-                conn.execute(
+                _end_attempts(conn, cand["id"], "lease expired", None, now)
+                row = conn.execute(
                     "UPDATE events SET status = 'running', lease_owner = ?, lease_expires = ?,"
-                    " attempts = attempts + 1, started_at = ?, updated_at = ? WHERE id = ?",
+                    " attempts = attempts + 1, started_at = ?, updated_at = ? WHERE id = ?"
+                    " RETURNING *",
                     (owner, now + lease_s, now, now, cand["id"]),
+                ).fetchone()
+                conn.execute(
+                    "INSERT INTO event_attempts (event_id, attempt, owner, started_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (cand["id"], row["attempts"], owner, now),
                 )
-                row = conn.execute("SELECT * FROM events WHERE id = ?", (cand["id"],)).fetchone()
                 return Claim(record=_record(row), owner=owner)
         return None
 
@@ -871,6 +910,11 @@ class EventQueue:
                 "UPDATE events SET status = 'queued', lease_owner = NULL, lease_expires = NULL,"
                 " last_error = 'interrupted: the server stopped while running it',"
                 " updated_at = ? WHERE status = 'running'",
+                (now,),
+            )
+            conn.execute(
+                "UPDATE event_attempts SET ended_at = ?, outcome = 'interrupted',"
+                " detail = 'the server stopped while running it' WHERE ended_at IS NULL",
                 (now,),
             )
             conn.execute("DELETE FROM deploy_locks")
@@ -900,6 +944,7 @@ class EventQueue:
         args: Sequence[Any],
         status: StatusUpdate | None,
         what: str,
+        outcome: tuple[str, str | None],
     ) -> bool:
         rec = claim.record
         with _transaction(self._conn, what) as conn:
@@ -909,6 +954,7 @@ class EventQueue:
             )
             if cur.rowcount == 0:
                 return False
+            _end_attempts(conn, rec.id, outcome[0], outcome[1], time.time(), owner=claim.owner)
             conn.execute("DELETE FROM deploy_locks WHERE event_id = ?", (rec.id,))
             if status is not None:
                 _outbox(conn, rec.id, rec.project, rec.sha, short_ref(rec.ref), status)
@@ -921,26 +967,53 @@ class EventQueue:
         result_url: str | None = None,
         dispatch_state: dict[str, Any] | None = None,
         status: StatusUpdate | None = None,
+        note: str | None = None,
+        durable: bool = False,
     ) -> bool:
         """Record how to follow (or resume following) the work, and post ``status``.
 
         ``dispatch_state`` (e.g. a Jenkins queue item id) lets a later attempt resume the
-        same build instead of starting another. False if the claim was lost.
+        same build instead of starting another. ``note`` is added to this attempt's record.
+        ``durable`` commits with ``synchronous=FULL`` (an fsync), for the intent written just
+        before a point of no return: it must survive a power loss, not only a crash. False if
+        the claim was lost.
         """
         rec = claim.record
         state = json.dumps(dispatch_state, sort_keys=True) if dispatch_state is not None else None
-        with _transaction(self._conn, "record progress") as conn:
-            cur = conn.execute(
-                "UPDATE events SET result_url = COALESCE(?, result_url),"
-                " dispatch_state = COALESCE(?, dispatch_state), updated_at = ?"
-                " WHERE id = ? AND status = 'running' AND lease_owner = ?",
-                (result_url, state, time.time(), rec.id, claim.owner),
-            )
-            if cur.rowcount == 0:
-                return False
-            if status is not None:
-                _outbox(conn, rec.id, rec.project, rec.sha, short_ref(rec.ref), status)
+        if durable:
+            self._conn.execute("PRAGMA synchronous=FULL")
+        try:
+            with _transaction(self._conn, "record progress") as conn:
+                now = time.time()
+                cur = conn.execute(
+                    "UPDATE events SET result_url = COALESCE(?, result_url),"
+                    " dispatch_state = COALESCE(?, dispatch_state), updated_at = ?"
+                    " WHERE id = ? AND status = 'running' AND lease_owner = ?",
+                    (result_url, state, now, rec.id, claim.owner),
+                )
+                if cur.rowcount == 0:
+                    return False
+                if note is not None:
+                    conn.execute(
+                        "UPDATE event_attempts SET note = COALESCE(note || '; ', '') || ?"
+                        " WHERE event_id = ? AND owner = ? AND ended_at IS NULL",
+                        (note, rec.id, claim.owner),
+                    )
+                if status is not None:
+                    _outbox(conn, rec.id, rec.project, rec.sha, short_ref(rec.ref), status)
+        finally:
+            if durable:
+                self._conn.execute(f"PRAGMA synchronous={self._synchronous}")
         return True
+
+    def attempts_for(self, event_id: int) -> list[dict[str, Any]]:
+        """The event's attempts, oldest first (what each claim did and how it ended)."""
+        rows = self._query(
+            "SELECT attempt, owner, started_at, ended_at, outcome, note, detail"
+            " FROM event_attempts WHERE event_id = ? ORDER BY id",
+            (event_id,),
+        )
+        return [dict(r) for r in rows]
 
     def finish(
         self,
@@ -960,6 +1033,7 @@ class EventQueue:
             (Status.DONE.value if succeeded else Status.FAILED.value, detail, result_url, now, now),
             status,
             "finish an event",
+            (Status.DONE.value if succeeded else Status.FAILED.value, detail),
         )
 
     def retry_later(self, claim: Claim, *, error: str, delay_s: float) -> bool:
@@ -971,6 +1045,7 @@ class EventQueue:
             (error, now + delay_s, now),
             None,
             "reschedule an event",
+            ("retry", error),
         )
 
     def dead_letter(self, claim: Claim, *, error: str, status: StatusUpdate | None) -> bool:
@@ -982,6 +1057,7 @@ class EventQueue:
             (error, "retries exhausted", now, now),
             status,
             "dead-letter an event",
+            ("dead", error),
         )
 
     def release(self, claim: Claim) -> bool:
@@ -994,6 +1070,7 @@ class EventQueue:
             (now,),
             None,
             "release an event",
+            ("released", "shutdown: given back before it finished"),
         )
 
     # ------------------------------------------------------------------ status outbox

@@ -51,30 +51,43 @@ def backoff_delay(attempt: int, base_s: float, cap_s: float) -> float:
 
 
 class _Progress:
+    """A dispatcher's line back to the queue. Thread-safe: a dispatcher may report from the
+    thread doing the work (the local runner's) while the worker thread ticks."""
+
     def __init__(self, pool: WorkerPool, queue: EventQueue, claim: Claim) -> None:
         self._pool = pool
         self._queue = queue
         self._claim = claim
+        self._lock = threading.Lock()
 
     def _status(self, state: str, description: str, url: str | None) -> StatusUpdate | None:
         if not self._pool.options.post_statuses:
             return None
         return StatusUpdate(state=state, description=description, target_url=url)
 
-    def remember(self, state: Mapping[str, Any], *, url: str | None = None) -> None:
-        if not self._queue.progress(self._claim, result_url=url, dispatch_state=dict(state)):
-            raise Interrupted("lease lost")
+    def _progress(self, **changes: Any) -> None:
+        with self._lock:
+            if not self._queue.progress(self._claim, **changes):
+                raise Interrupted("lease lost")
+
+    def remember(
+        self, state: Mapping[str, Any], *, url: str | None = None, durable: bool = False
+    ) -> None:
+        self._progress(result_url=url, dispatch_state=dict(state), durable=durable)
+
+    def note(self, text: str) -> None:
+        self._progress(note=text)
 
     def started(self, url: str | None) -> None:
-        status = self._status("running", "running", url)
-        if not self._queue.progress(self._claim, result_url=url, status=status):
-            raise Interrupted("lease lost")
+        self._progress(result_url=url, status=self._status("running", "running", url))
         self._pool.notify_statuses()
 
     def tick(self) -> None:
         if self._pool.must_let_go():
             raise Interrupted("shutting down")
-        if not self._queue.heartbeat(self._claim, lease_s=self._pool.options.lease_s):
+        with self._lock:
+            alive = self._queue.heartbeat(self._claim, lease_s=self._pool.options.lease_s)
+        if not alive:
             raise Interrupted("lease lost")
 
 
