@@ -138,7 +138,9 @@ class Fault:
     handling the request; ``delay`` sleeps first and then handles (or answers ``status``);
     ``drop`` closes the connection without answering, before the request is handled;
     ``lose_answer`` handles the request (its effect happens) and then closes the connection
-    without answering: the client cannot tell whether it worked (a timeout, a proxy reset).
+    without answering: the client cannot tell whether it worked (a timeout, a proxy reset);
+    ``hold`` handles the request and waits that long before answering (the effect is there,
+    the client does not know yet).
     """
 
     method: str
@@ -150,6 +152,7 @@ class Fault:
     drop: bool = False
     hits: int = 0
     lose_answer: bool = False
+    hold: float = 0.0
 
     def matches(self, method: str, path: str) -> bool:
         return bool(re.fullmatch(self.method, method, re.IGNORECASE)) and bool(
@@ -175,11 +178,20 @@ class FaultInjector:
         delay: float = 0.0,
         drop: bool = False,
         lose_answer: bool = False,
+        hold: float = 0.0,
     ) -> Fault:
-        if status is None and not drop and not lose_answer and delay <= 0:
-            raise ValueError("a fault needs a status, a delay, drop=True or lose_answer=True")
+        if status is None and not drop and not lose_answer and delay <= 0 and hold <= 0:
+            raise ValueError("a fault needs a status, a delay, a hold, drop or lose_answer")
         fault = Fault(
-            method, path, times, status, retry_after, delay, drop, lose_answer=lose_answer
+            method,
+            path,
+            times,
+            status,
+            retry_after,
+            delay,
+            drop,
+            lose_answer=lose_answer,
+            hold=hold,
         )
         with self._lock:
             self._faults.append(fault)
@@ -283,6 +295,8 @@ class _Handler(BaseHTTPRequestHandler):
             except Exception as exc:  # an emulator bug must surface as a 500, not a hang
                 response = Response.text(500, f"emulator error: {type(exc).__name__}: {exc}")
         emulator.log.append(self._record(request, response.status))
+        if fault is not None and fault.hold > 0:
+            time.sleep(fault.hold)
         self._send(response)
 
     def _record(self, request: Request, status: int) -> RequestRecord:

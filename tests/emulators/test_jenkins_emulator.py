@@ -413,6 +413,18 @@ def test_lost_answer_still_queues_the_build(
     with pytest.raises(requests.ConnectionError):
         jenkins_api.build_job("app", {"BRANCH": "x"})
     assert [b.parameters["BRANCH"] for b in jenkins_emulator.triggered_builds("app")] == ["x"]
+    jenkins_emulator.faults.add("POST", r"/buildWithParameters$", hold=0.5)
+    seen: list[int] = []
+    worker = threading.Thread(
+        target=lambda: seen.append(jenkins_api.build_job("app", {"BRANCH": "y"}))
+    )
+    worker.start()
+    deadline = time.monotonic() + 5
+    while len(jenkins_emulator.triggered_builds("app")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert seen == []  # queued in Jenkins, the answer still held back
+    worker.join(5)
+    assert seen == [jenkins_emulator.triggered_builds("app")[1].queue_id]
 
 
 def test_tree_query_is_unquoted(
