@@ -115,6 +115,10 @@ class Settings:
     status_retry_hours: float = 6.0  # how long a commit status is retried before it is given up
     # GitLab 19 signing token(s), ``whsec_...``, comma-separated during rotation (first = current)
     webhook_signing_token: str | None = None
+    retention_days: float = (
+        30.0  # serve / events prune: finished events older than this go (0: no age limit)
+    )
+    retention_events: int = 100_000  # ... and beyond the newest this many (0: no count limit)
 
     def require(self, *names: str) -> None:
         """Raise one ConfigError naming every variable among ``names`` that is unset."""
@@ -234,6 +238,20 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
                 f"{env_name('status_retry_hours')} must be a number of hours above 0 and at most "
                 f"720 (e.g. 6 or 0.5), got {values['status_retry_hours']!r}"
             )
+    retention: dict[str, float] = {}
+    for name, kind in (("retention_days", float), ("retention_events", int)):
+        if values.get(name):
+            try:
+                number = kind(values[name])
+            except ValueError:
+                number = -1
+            if number < 0 or number != number or number == float("inf"):
+                problems.append(
+                    f"{env_name(name)} must be a {'number of days' if kind is float else 'count'}"
+                    f" >= 0 (0 turns the limit off), got {values[name]!r}"
+                )
+            else:
+                retention[name] = number
     if problems:
         raise ConfigError(
             "invalid setting" + ("s" if len(problems) > 1 else "") + ": " + "; ".join(problems)
@@ -258,4 +276,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         state_dir=state,
         status_retry_hours=retry_hours,
         webhook_signing_token=values.get("webhook_signing_token"),
+        retention_days=float(retention.get("retention_days", Settings.retention_days)),
+        retention_events=int(retention.get("retention_events", Settings.retention_events)),
     )

@@ -23,7 +23,7 @@ _STATE = click.option(
 )
 
 
-def _open(state: Path | None) -> EventQueue:
+def open_queue(state: Path | None) -> EventQueue:
     directory = state.expanduser() if state is not None else load_settings().state_dir
     path = database_path(directory)
     if not path.exists():
@@ -54,7 +54,7 @@ def command() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON array of event summaries.")
 def list_events(state: Path | None, status: str | None, limit: int, as_json: bool) -> None:
     """List events, newest first."""
-    queue = _open(state)
+    queue = open_queue(state)
     try:
         records = queue.list_events(Status(status) if status else None, limit=limit)
     finally:
@@ -79,15 +79,18 @@ def list_events(state: Path | None, status: str | None, limit: int, as_json: boo
 @command.command("show")
 @_STATE
 @click.argument("event_id", type=int)
-@click.option("--json", "as_json", is_flag=True, help="Summary, statuses and payload as JSON.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Summary, attempts, statuses and payload as JSON."
+)
 def show_event(state: Path | None, event_id: int, as_json: bool) -> None:
-    """Show one event: its state, commit statuses and payload."""
-    queue = _open(state)
+    """Show one event: its state, each attempt, commit statuses and payload."""
+    queue = open_queue(state)
     try:
         record = queue.get(event_id)
         if record is None:
             raise QueueError(f"no event with id {event_id}", hint="see `conveyor events list`")
         statuses = queue.statuses_for(event_id)
+        attempts = queue.attempts_for(event_id)
     finally:
         queue.close()
     try:
@@ -95,12 +98,19 @@ def show_event(state: Path | None, event_id: int, as_json: bool) -> None:
     except ValueError:
         payload = record.body.decode("utf-8", "replace")
     if as_json:
-        data = record.summary() | {"statuses": statuses, "payload": payload}
+        data = record.summary() | {"attempts": attempts, "statuses": statuses, "payload": payload}
         click.echo(json.dumps(data, indent=2))
         return
     for key, value in record.summary().items():
         if value is not None:
             click.echo(f"{key:16} {value}")
+    for a in attempts:
+        ended = f"{a['outcome']} at {_when(a['ended_at'])}" if a["ended_at"] else "running"
+        extra = "; ".join(x for x in (a["note"], a["detail"]) if x)
+        click.echo(
+            f"{'attempt ' + str(a['attempt']):16} {_when(a['started_at'])} {ended}"
+            + (f": {extra}" if extra else "")
+        )
     for item in statuses:
         sent = "sent" if item["sent_at"] else ("gave up" if item["gave_up"] else "pending")
         if item.get("dropped"):
@@ -116,7 +126,7 @@ def show_event(state: Path | None, event_id: int, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the new event's summary as JSON.")
 def replay_event(state: Path | None, event_id: int, as_json: bool) -> None:
     """Queue a stored event again (a running `conveyor serve` picks it up)."""
-    queue = _open(state)
+    queue = open_queue(state)
     try:
         new_id = queue.replay(event_id)
         record = queue.get(new_id)
@@ -126,3 +136,12 @@ def replay_event(state: Path | None, event_id: int, as_json: bool) -> None:
         click.echo(json.dumps(record.summary() if record else {"id": new_id}, indent=2))
         return
     click.echo(f"event {event_id} queued again as event {new_id}")
+
+
+def _register() -> None:
+    from conveyor.cli import events_prune
+
+    command.add_command(events_prune.command)
+
+
+_register()

@@ -23,6 +23,7 @@ from conveyor.receiver.app import DEFAULT_MAX_BODY, Receiver, ReceiverOptions, c
 from conveyor.receiver.dispatch import make_dispatcher
 from conveyor.receiver.logs import setup_logging
 from conveyor.receiver.queue import database_path
+from conveyor.receiver.retention import RetentionPolicy
 from conveyor.receiver.routing import ProjectIds, Router
 from conveyor.receiver.verify import decode_signing_key
 from conveyor.receiver.worker import WorkerOptions
@@ -61,6 +62,8 @@ def build_receiver(
     grace: float = 20.0,
     store: bool = True,
     env: Mapping[str, str] | None = None,
+    retention_days: float | None = None,
+    retention_events: int | None = None,
 ) -> Receiver:
     """Everything ``serve`` needs, checked before a port is opened (raises ConveyorError)."""
     env = os.environ if env is None else env
@@ -85,6 +88,10 @@ def build_receiver(
             signing_keys=keys,
             require_signature=require_signature,
             store=store,
+            retention=RetentionPolicy.of(
+                settings.retention_days if retention_days is None else retention_days,
+                settings.retention_events if retention_events is None else retention_events,
+            ),
         ),
         worker_options=WorkerOptions(workers=workers, grace_s=grace),
     )
@@ -142,6 +149,16 @@ def run_server(receiver: Receiver, *, host: str, port: int) -> None:
     help="On SIGTERM, seconds running work may take to finish before it is released.",
 )
 @click.option(
+    "--retention-days",
+    type=click.FloatRange(0),
+    help="Delete finished events older than this (default $CONVEYOR_RETENTION_DAYS, else 30; 0: no age limit).",
+)
+@click.option(
+    "--retention-events",
+    type=click.IntRange(0),
+    help="Keep at most this many events (default $CONVEYOR_RETENTION_EVENTS, else 100000; 0: no limit).",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -157,6 +174,8 @@ def command(
     max_body: int,
     require_signature: bool,
     grace: float,
+    retention_days: float | None,
+    retention_events: int | None,
     log_level: str,
 ) -> None:
     """Receive GitLab webhooks for the specs under PATH... and dispatch their builds."""
@@ -169,5 +188,7 @@ def command(
         max_body=max_body,
         require_signature=require_signature,
         grace=grace,
+        retention_days=retention_days,
+        retention_events=retention_events,
     )
     run_server(receiver, host=host, port=port)

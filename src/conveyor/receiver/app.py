@@ -35,7 +35,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,7 @@ from conveyor.receiver.queue import (
     StatusUpdate,
     short_ref,
 )
+from conveyor.receiver.retention import Pruner, RetentionPolicy
 from conveyor.receiver.routing import Ignore, Router
 from conveyor.receiver.statuses import GitLabStatusPoster, StatusSender
 from conveyor.receiver.verify import DEFAULT_TOLERANCE_S, check_signature
@@ -91,6 +92,7 @@ class ReceiverOptions:
     signature_tolerance_s: float = DEFAULT_TOLERANCE_S
     store: bool = True  # False answers without storing: the benchmark's baseline only
     run_workers: bool = True
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)  # see retention.py
 
 
 class Receiver:
@@ -123,6 +125,7 @@ class Receiver:
         self._reader: EventQueue | None = None
         self._lock = ServerLock(db_path)
         self._checkpointer: Checkpointer | None = None
+        self._pruner: Pruner | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -165,6 +168,8 @@ class Receiver:
         self.intake = IntakeWriter(self.db_path, on_commit=committed)
         self._checkpointer = Checkpointer(self.db_path)
         self._checkpointer.start()
+        self._pruner = Pruner(self.db_path, self.options.retention)
+        self._pruner.start()
         self._reader = EventQueue(self.db_path, synchronous="NORMAL")
         if self.options.run_workers:
             pool.start()
@@ -188,6 +193,8 @@ class Receiver:
             self.pool.stop()
         if self.statuses is not None:
             self.statuses.stop()
+        if self._pruner is not None:
+            self._pruner.stop()
         if self._checkpointer is not None:
             self._checkpointer.stop()
         if self._reader is not None:

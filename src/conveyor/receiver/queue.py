@@ -1073,6 +1073,97 @@ class EventQueue:
             ("released", "shutdown: given back before it finished"),
         )
 
+    # ------------------------------------------------------------------ retention
+
+    def _first_id_received_after(self, cutoff: float) -> int | None:
+        """The smallest id received at or after ``cutoff`` (ids grow with arrival time, so a
+        binary search over the primary key finds it without an index on ``received_at``)."""
+        bounds = self._query("SELECT MIN(id) AS lo, MAX(id) AS hi FROM events")
+        lo, hi = bounds[0]["lo"], bounds[0]["hi"]
+        if lo is None:
+            return None
+        answer: int | None = None
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            rows = self._query(
+                "SELECT id, received_at FROM events WHERE id >= ? ORDER BY id LIMIT 1", (mid,)
+            )
+            if not rows:
+                hi = mid - 1
+            elif rows[0]["received_at"] >= cutoff:
+                answer, hi = int(rows[0]["id"]), mid - 1
+            else:
+                lo = int(rows[0]["id"]) + 1
+        return answer
+
+    def prune_boundary(self, *, max_age_s: float | None, max_events: int | None, now: float) -> int:
+        """Events with an id below the returned one are past the retention policy: older than
+        ``max_age_s`` or beyond the newest ``max_events`` (``None``: no such limit). The
+        newest event is never past it, so ids never restart (CONVEYOR_EVENT_ID stays unique)."""
+        top = self._query("SELECT MAX(id) AS hi FROM events")[0]["hi"]
+        if top is None:
+            return 0
+        boundary = 0
+        if max_age_s is not None:
+            young = self._first_id_received_after(now - max_age_s)
+            boundary = max(boundary, young if young is not None else int(top))
+        if max_events is not None:
+            rows = self._query(
+                "SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?", (max(max_events, 1) - 1,)
+            )
+            if rows:
+                boundary = max(boundary, int(rows[0]["id"]))
+        return min(boundary, int(top))
+
+    _PRUNABLE = (
+        " status IN (" + ", ".join(f"'{s.value}'" for s in sorted(FINAL)) + ")"
+        " AND NOT EXISTS (SELECT 1 FROM status_outbox o WHERE o.event_id = events.id"
+        " AND o.sent_at IS NULL AND o.gave_up = 0)"
+    )
+
+    def prune_candidates(self, *, after: int, below: int, limit: int) -> list[int]:
+        """Up to ``limit`` ids in ``(after, below)`` that may go: finished (not queued,
+        running or waiting for a retry) with every commit status sent or given up."""
+        rows = self._query(
+            "SELECT id FROM events WHERE id > ? AND id < ? AND"
+            + self._PRUNABLE
+            + " ORDER BY id LIMIT ?",
+            (after, below, limit),
+        )
+        return [int(r["id"]) for r in rows]
+
+    def prune_stats(self, *, below: int) -> tuple[int, int]:
+        """(events that may go, bytes of their payloads) below ``below`` (a dry run)."""
+        row = self._query(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(LENGTH(body)), 0) AS b FROM events"
+            " WHERE id < ? AND" + self._PRUNABLE,
+            (below,),
+        )[0]
+        return int(row["n"]), int(row["b"])
+
+    def delete_events(self, ids: Sequence[int]) -> int:
+        """Delete these events, their sent statuses and their attempts, in one short
+        transaction; the conditions are checked again inside it (an event replayed or a
+        status queued meanwhile is kept). Returns how many events went."""
+        if not ids:
+            return 0
+        marks = ",".join("?" * len(ids))
+        with _transaction(self._conn, "prune events") as conn:
+            gone = [
+                int(r[0])
+                for r in conn.execute(
+                    f"DELETE FROM events WHERE id IN ({marks}) AND"
+                    + self._PRUNABLE
+                    + " RETURNING id",
+                    tuple(ids),
+                ).fetchall()
+            ]
+            if gone:
+                marks = ",".join("?" * len(gone))
+                conn.execute(f"DELETE FROM status_outbox WHERE event_id IN ({marks})", gone)
+                conn.execute(f"DELETE FROM event_attempts WHERE event_id IN ({marks})", gone)
+        return len(gone)
+
     # ------------------------------------------------------------------ status outbox
 
     def pending_statuses(self, *, limit: int = 500) -> list[OutboxItem]:
