@@ -129,3 +129,80 @@ def test_local_runner_builds_the_pushed_commit_and_reports_statuses(
     ]
     assert client.containers.list(all=True, filters={"label": f"conveyor.stage={STAGE}"}) == []
     assert not list(Path("/tmp").glob(f"conveyor-event-{ok_id}-*"))
+
+
+SLOW_SPEC = """\
+apiVersion: conveyor/v1
+project: demo/app
+triggers: {push: {branches: [main]}}
+jenkins: {job: demo/app}
+stages:
+  - name: STAGE
+    image: busybox:latest
+    run: ["sleep 4"]
+"""
+
+
+def test_kill_9_during_a_local_stage_fails_the_event_instead_of_running_it_twice(
+    tmp_path: Path, repo: Path
+) -> None:
+    """The run got past its point of no return (a stage started): after the crash the event is
+    failed with the stage named, the run is recorded as crashed, and nothing runs twice."""
+    from conveyor.receiver.queue import EventQueue, database_path
+    from conveyor.runner.history import History
+    from tests.receiver.test_serve_process import Serve, wait
+
+    spec = tmp_path / "slow" / "app.yml"
+    spec.parent.mkdir()
+    spec.write_text(SLOW_SPEC.replace("STAGE", STAGE))
+    state = tmp_path / "state"
+    (tmp_path / "none.toml").write_text("")
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("CONVEYOR_")} | {
+        "CONVEYOR_SECRET": p.SECRET,
+        "CONVEYOR_CONFIG": str(tmp_path / "none.toml"),
+    }
+    args = ("--dispatch", "local", "--workers", "1", "--log-level", "warning")
+    server = Serve([spec], state, env, *args)
+    db = database_path(state)
+
+    def record() -> Any:
+        queue = EventQueue(db)
+        try:
+            return queue.get(event_id)
+        finally:
+            queue.close()
+
+    try:
+        payload = local_push(repo, commit(repo, "hello from main"))
+        event_id = server_post(server.url, payload)
+        wait(lambda: "stage" in ((record().dispatch_state or {}).get("local") or {}), 60)
+        server.proc.kill()
+        server.proc.wait(10)
+    finally:
+        server.stop()
+    restarted = Serve([spec], state, env, *args)
+    try:
+        wait(lambda: record().status is Status.FAILED, 60)
+    finally:
+        restarted.stop()
+    final = record()
+    assert f"cut off by a crash during stage '{STAGE}'" in (final.reason or "")
+    runs = [r for r in History(state).list(100) if r.trigger["extra"].get("CONVEYOR_EVENT_ID")]
+    assert [(r.trigger["extra"]["CONVEYOR_EVENT_ID"], r.status) for r in runs] == [
+        (str(event_id), "crashed")
+    ]
+    queue = EventQueue(db)
+    try:
+        attempts = queue.attempts_for(event_id)
+    finally:
+        queue.close()
+    assert [a["outcome"] for a in attempts] == ["interrupted", "failed"]
+    assert "not run again" in attempts[1]["note"]
+
+
+def server_post(url: str, payload: dict[str, Any]) -> int:
+    import httpx
+
+    answer = httpx.post(url + "/hooks/gitlab", content=p.body(payload), headers=p.headers(payload))
+    assert answer.status_code == 202, answer.text
+    return int(answer.json()["id"])

@@ -9,6 +9,7 @@ not show in process lists).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Mapping
@@ -69,6 +70,8 @@ def build_receiver(
     env = os.environ if env is None else env
     settings = load_settings(env)
     settings.require("secret")
+    # --state moves the whole state (queue and local run history), not the queue alone
+    settings = dataclasses.replace(settings, state_dir=state_dir(state, settings))
     loaded = load_specs(list(paths))
     db = database_path(state_dir(state, settings))
     router = Router((item.spec for item in loaded), ProjectIds(db.parent / "project-ids.json"))

@@ -23,7 +23,16 @@ Targets:
 * ``local``: check out the event's commit (:mod:`conveyor.gitlab.checkout`) and run
   ``conveyor.runner.execute.run_pipeline`` on it, imported lazily; :meth:`check` fails at
   startup with a clear error when the runner is not installed. A local run cannot be handed
-  to another worker, so on shutdown it is finished, not released.
+  to another worker, so on shutdown it is finished, not released. The run's trigger carries
+  ``CONVEYOR_EVENT_ID`` (in its stages' environment too, as in a Jenkins build), and before it
+  starts the attempt fsyncs its intent (``{"local": {"since": t}}``); the run number and each
+  stage are recorded as they start, each before its containers do. A later attempt at the
+  same event looks its run up in the run history first: a finished run gives its result (not
+  run again); a run still going in this process is waited for; a run left ``running`` by a
+  dead process is marked ``crashed`` and, when no stage had started (nothing outside conveyor
+  happened yet), run afresh, otherwise the event is failed with the stage it was cut off in
+  (its stages may have had effects: deploys, pushes; `conveyor events replay` runs it again
+  on purpose). No run found means none started: run it.
 * ``none``: store only; the event is marked done.
 * ``auto``: ``jenkins`` when the Jenkins settings are complete, else ``local``.
 """
@@ -35,8 +44,9 @@ import logging
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -295,6 +305,8 @@ class LocalDispatcher:
     def __init__(self, settings: Settings, *, poll_s: float = 2.0) -> None:
         self._settings = settings
         self._poll_s = poll_s
+        self._lock = threading.Lock()
+        self._active: dict[int, tuple[threading.Thread, dict[str, Any]]] = {}
 
     def _runner(self) -> Any:
         try:
@@ -320,43 +332,127 @@ class LocalDispatcher:
 
     def dispatch(self, job: DispatchJob, progress: Progress) -> Outcome:
         run = self._runner()
+        earlier = (job.resume or {}).get("local")
+        if isinstance(earlier, Mapping) and isinstance(earlier.get("since"), int | float):
+            found = self._earlier_run(job, earlier, progress)
+            if found is not None:
+                return found
+        state: dict[str, Any] = {"since": time.time()}
+        progress.remember({"local": dict(state)}, durable=True)  # before anything starts
         workdir = Path(tempfile.mkdtemp(prefix=f"conveyor-event-{job.event_id}-"))
         try:
             checkout(job.event, workdir / "src", self._settings)
             repo_url = gitlab_repo_url(self._settings.gitlab_url, job.event.project_path)
             progress.started(None)
+            sink = _TrackingSink(job.event_id, progress, state)
             box: dict[str, Any] = {}
+            plain = trigger_of(job.event, repo_url=repo_url)
+            trigger = replace(
+                plain, extra=(*plain.extra, (builds.EVENT_PARAMETER, str(job.event_id)))
+            )
 
             def target() -> None:
                 try:
                     box["result"] = run(
                         job.spec,
-                        trigger_of(job.event, repo_url=repo_url),
+                        trigger,
                         workdir=workdir / "src",
                         state_dir=self._settings.state_dir,
-                        sink=LogSink(job.event_id),
+                        sink=sink,
                     )
                 except BaseException as exc:
                     box["error"] = exc
+                finally:
+                    with self._lock:
+                        self._active.pop(job.event_id, None)
 
             thread = threading.Thread(target=target, name=f"conveyor-local-{job.event_id}")
+            with self._lock:
+                self._active[job.event_id] = (thread, box)
             thread.start()
-            while thread.is_alive():
-                thread.join(self._poll_s)
-                try:
-                    progress.tick()
-                except Interrupted as exc:
-                    if str(exc) != "shutting down":
-                        raise
-                    # A local run cannot be handed over: finish it before letting go.
-            if "error" in box:
-                raise box["error"]
+            outcome = self._wait((thread, box), progress)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+        return outcome
+
+    def _wait(self, active: tuple[threading.Thread, dict[str, Any]], progress: Progress) -> Outcome:
+        thread, box = active
+        while thread.is_alive():
+            thread.join(self._poll_s)
+            try:
+                progress.tick()
+            except Interrupted as exc:
+                if str(exc) != "shutting down":
+                    raise
+                # A local run cannot be handed over: finish it before letting go.
+        if "error" in box:
+            raise box["error"]
         result = box["result"]
         succeeded = bool(getattr(result, "succeeded", False))
         detail = str(getattr(result, "summary", "") or ("succeeded" if succeeded else "failed"))
         return Outcome(succeeded=succeeded, detail=f"local {detail}")
+
+    def _earlier_run(
+        self, job: DispatchJob, earlier: Mapping[str, Any], progress: Progress
+    ) -> Outcome | None:
+        """What became of the run an earlier attempt started, or ``None`` to run it now."""
+        with self._lock:
+            active = self._active.get(job.event_id)
+        if active is not None:
+            progress.note("following the run an earlier attempt started in this process")
+            return self._wait(active, progress)
+        from conveyor.runner.history import History
+
+        history = History(self._settings.state_dir)
+        record = history.for_event(job.spec.project, job.event_id, float(earlier["since"]))
+        if record is None:
+            progress.note("the earlier attempt had not started a run")
+            return None
+        if record.status != "running":
+            progress.note(f"run #{record.number} of an earlier attempt finished: {record.status}")
+            summary = (record.result or {}).get("error") or record.status
+            return Outcome(
+                succeeded=record.status == "success",
+                detail=f"local run #{record.number} {summary} (finished by an earlier attempt)",
+            )
+        stage = earlier.get("stage")
+        if not isinstance(stage, str):
+            history.mark_crashed(record.number, "the receiver stopped before any stage started")
+            progress.note(f"run #{record.number} crashed before any stage started; running again")
+            return None
+        history.mark_crashed(record.number, f"the receiver stopped during stage {stage!r}")
+        progress.note(f"run #{record.number} crashed during stage {stage!r}; not run again")
+        return Outcome(
+            succeeded=False,
+            detail=f"local run #{record.number} was cut off by a crash during stage {stage!r};"
+            f" not run again (its stages may have had effects): `conveyor events replay"
+            f" {job.event_id}` runs it anew",
+        )
+
+
+class _TrackingSink(LogSink):
+    """Logs like :class:`LogSink` and records, before each begins, the run's number and every
+    stage it starts (the point of no return: a stage's containers may act on the world)."""
+
+    def __init__(self, event_id: int, progress: Progress, state: dict[str, Any]) -> None:
+        super().__init__(event_id)
+        self._progress = progress
+        self._state = state
+        self._lock = threading.Lock()
+
+    def _record(self, *, durable: bool, **changes: Any) -> None:
+        with self._lock:
+            self._state.update(changes)
+            self._progress.remember({"local": dict(self._state)}, durable=durable)
+
+    def run_started(self, number: int, project: str) -> None:
+        self._record(run=number, durable=False)
+        super().run_started(number, project)
+
+    def stage_started(self, stage: str) -> None:
+        # the first stage is the point of no return: fsynced; later ones only name the stage
+        self._record(stage=stage, durable="stage" not in self._state)
+        super().stage_started(stage)
 
 
 def available_dispatchers() -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """Run history in the state directory: ``<state>/runs.sqlite`` (numbers, results, full logs).
 
 A run gets its number (its ``BUILD_NUMBER``) when it starts, so a crashed run still shows up
-(``running``). Logs are stored already masked. sqlite3 errors become :class:`RunnerError`.
+(``running``, until the receiver's next attempt at its event marks it ``crashed``). Logs are
+stored already masked. sqlite3 errors become :class:`RunnerError`. The receiver finds the run
+of an event by the ``CONVEYOR_EVENT_ID`` its trigger carries (:meth:`History.for_event`).
 """
 
 from __future__ import annotations
@@ -109,6 +111,31 @@ class History:
                     json.dumps(result.to_json(), sort_keys=True),
                     log,
                     result.number,
+                ),
+            )
+
+    def for_event(self, project: str, event_id: int, since: float) -> RunRecord | None:
+        """The latest run of ``project`` started at or after ``since`` whose trigger carries
+        ``CONVEYOR_EVENT_ID=event_id`` (the receiver's local dispatch of that event)."""
+        with self._db() as db:
+            row = db.execute(
+                f"SELECT {self._COLUMNS} FROM runs WHERE project = ? AND started >= ?"
+                " AND json_extract(trigger, '$.extra.CONVEYOR_EVENT_ID') = ?"
+                " ORDER BY number DESC LIMIT 1",
+                (project, since, str(event_id)),
+            ).fetchone()
+        return self._record(row) if row is not None else None
+
+    def mark_crashed(self, number: int, reason: str) -> None:
+        """A run left ``running`` by a process that died: record it as ``crashed``."""
+        with self._db() as db:
+            db.execute(
+                "UPDATE runs SET status = 'crashed', finished = ?, result = ?"
+                " WHERE number = ? AND status = 'running'",
+                (
+                    time.time(),
+                    json.dumps({"status": "crashed", "error": reason, "stages": []}),
+                    number,
                 ),
             )
 
