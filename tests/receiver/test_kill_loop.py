@@ -20,7 +20,9 @@ from typing import Any
 import httpx
 import jenkins
 import pytest
+from click.testing import CliRunner
 
+from conveyor.cli.main import cli
 from conveyor.receiver.queue import EventQueue, Status, database_path
 from tests.emulators.fixtures import JENKINS_API_TOKEN, JENKINS_USER
 from tests.receiver import payloads as p
@@ -31,7 +33,7 @@ from tests.receiver.test_serve_process import drained, wait
 serve = serving.serve  # a real `conveyor serve` subprocess, killed at teardown
 
 EVENTS = 60
-KILLS = 8
+KILLS = 6
 
 pytestmark = pytest.mark.slow
 
@@ -74,12 +76,12 @@ def test_kill_9_loop_dispatches_every_acked_event_exactly_once(
     serve: Any, tmp_path: Path, make_jenkins_emulator: Any
 ) -> None:
     rng = random.Random(int(os.environ.get("CONVEYOR_KILL_SEED", "10")))
-    emulator = make_jenkins_emulator(queue_delay=0.05, build_duration=0.3)
+    emulator = make_jenkins_emulator(queue_delay=0.05, build_duration=0.2)
     api = jenkins.Jenkins(emulator.url, JENKINS_USER, JENKINS_API_TOKEN)
     api.create_folder("demo")
     api.create_job("demo/app", job_xml(tmp_path))
-    # every trigger is queued at once but answered 0.25 s later
-    emulator.faults.add("POST", r"/buildWithParameters$", times=10_000, hold=0.25)
+    # every trigger is queued at once but answered 0.2 s later
+    emulator.faults.add("POST", r"/buildWithParameters$", times=10_000, hold=0.2)
     env = {
         "CONVEYOR_JENKINS_URL": emulator.url,
         "CONVEYOR_JENKINS_USER": JENKINS_USER,
@@ -136,3 +138,12 @@ def test_kill_9_loop_dispatches_every_acked_event_exactly_once(
     assert resumed, "no kill landed while an event was running"
     notes = " ".join(str(a["note"]) for i in resumed for a in history[i])
     assert "of an earlier attempt" in notes
+    # ... and the operator sees them
+    shown = CliRunner().invoke(
+        cli,
+        ["events", "show", str(resumed[0]), "--state", str(tmp_path / "state")],
+        env={"CONVEYOR_CONFIG": str(tmp_path / "none.toml")},
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "attempt 1" in shown.output and "interrupted" in shown.output
+    assert f"attempt {len(history[resumed[0]])}" in shown.output
