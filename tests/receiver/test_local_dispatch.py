@@ -128,7 +128,7 @@ def test_local_runner_builds_the_pushed_commit_and_reports_statuses(
         "failed",
     ]
     assert client.containers.list(all=True, filters={"label": f"conveyor.stage={STAGE}"}) == []
-    assert not list(Path("/tmp").glob(f"conveyor-event-{ok_id}-*"))
+    assert not (tmp_path / "state" / "work" / f"event-{ok_id}").exists()
 
 
 SLOW_SPEC = """\
@@ -186,6 +186,7 @@ def test_kill_9_during_a_local_stage_fails_the_event_instead_of_running_it_twice
     finally:
         restarted.stop()
     final = record()
+    assert list((state / "work").iterdir()) == []  # the dead attempt's checkout was removed
     assert f"cut off by a crash during stage '{STAGE}'" in (final.reason or "")
     runs = [r for r in History(state).list(100) if r.trigger["extra"].get("CONVEYOR_EVENT_ID")]
     assert [(r.trigger["extra"]["CONVEYOR_EVENT_ID"], r.status) for r in runs] == [

@@ -42,7 +42,6 @@ from __future__ import annotations
 import importlib
 import logging
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -339,7 +338,10 @@ class LocalDispatcher:
                 return found
         state: dict[str, Any] = {"since": time.time()}
         progress.remember({"local": dict(state)}, durable=True)  # before anything starts
-        workdir = Path(tempfile.mkdtemp(prefix=f"conveyor-event-{job.event_id}-"))
+        # one directory per event under the state dir: what a crashed attempt left is removed
+        workdir = self._workdir(job)
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True, mode=0o700)
         try:
             checkout(job.event, workdir / "src", self._settings)
             repo_url = gitlab_repo_url(self._settings.gitlab_url, job.event.project_path)
@@ -375,6 +377,9 @@ class LocalDispatcher:
             shutil.rmtree(workdir, ignore_errors=True)
         return outcome
 
+    def _workdir(self, job: DispatchJob) -> Path:
+        return self._settings.state_dir / "work" / f"event-{job.event_id}"
+
     def _wait(self, active: tuple[threading.Thread, dict[str, Any]], progress: Progress) -> Outcome:
         thread, box = active
         while thread.is_alive():
@@ -403,6 +408,8 @@ class LocalDispatcher:
             return self._wait(active, progress)
         from conveyor.runner.history import History
 
+        # no run of it is alive here: what a dead attempt checked out goes
+        shutil.rmtree(self._workdir(job), ignore_errors=True)
         history = History(self._settings.state_dir)
         record = history.for_event(job.spec.project, job.event_id, float(earlier["since"]))
         if record is None:
