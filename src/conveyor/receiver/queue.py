@@ -59,7 +59,7 @@ from conveyor.errors import QueueError
 from conveyor.gitlab.events import PayloadError, parse_event
 from conveyor.gitlab.status import StatusTarget, status_name, status_target
 
-SCHEMA_VERSION = 2  # 2: event_attempts
+SCHEMA_VERSION = 2  # 2: event_attempts, outbox_event (pruning finds an event's statuses)
 
 
 class Status(StrEnum):
@@ -146,6 +146,7 @@ CREATE TABLE IF NOT EXISTS event_attempts (
     detail       TEXT
 );
 CREATE INDEX IF NOT EXISTS attempts_event ON event_attempts(event_id, id);
+CREATE INDEX IF NOT EXISTS outbox_event ON status_outbox(event_id);
 CREATE TABLE IF NOT EXISTS status_heads (
     target_project TEXT NOT NULL,
     sha            TEXT NOT NULL,
