@@ -1117,7 +1117,8 @@ class EventQueue:
         return min(boundary, int(top))
 
     _PRUNABLE = (
-        " status IN (" + ", ".join(f"'{s.value}'" for s in sorted(FINAL)) + ")"
+        # +status: walk the primary key in order (the status index would sort every finished row)
+        " +status IN (" + ", ".join(f"'{s.value}'" for s in sorted(FINAL)) + ")"
         " AND NOT EXISTS (SELECT 1 FROM status_outbox o WHERE o.event_id = events.id"
         " AND o.sent_at IS NULL AND o.gave_up = 0)"
     )
