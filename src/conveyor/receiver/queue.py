@@ -1120,12 +1120,12 @@ class EventQueue:
         # +status: walk the primary key in order (the status index would sort every finished row)
         " +status IN (" + ", ".join(f"'{s.value}'" for s in sorted(FINAL)) + ")"
         " AND NOT EXISTS (SELECT 1 FROM status_outbox o WHERE o.event_id = events.id"
-        " AND o.sent_at IS NULL AND o.gave_up = 0)"
+        " AND o.sent_at IS NULL AND o.gave_up = 0 AND o.dropped IS NULL)"
     )
 
     def prune_candidates(self, *, after: int, below: int, limit: int) -> list[int]:
         """Up to ``limit`` ids in ``(after, below)`` that may go: finished (not queued,
-        running or waiting for a retry) with every commit status sent or given up."""
+        running or waiting for a retry) with every commit status sent, given up or dropped."""
         rows = self._query(
             "SELECT id FROM events WHERE id > ? AND id < ? AND"
             + self._PRUNABLE
