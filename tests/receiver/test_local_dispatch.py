@@ -160,6 +160,7 @@ def test_kill_9_during_a_local_stage_fails_the_event_instead_of_running_it_twice
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("CONVEYOR_")} | {
         "CONVEYOR_SECRET": p.SECRET,
         "CONVEYOR_CONFIG": str(tmp_path / "none.toml"),
+        "CONVEYOR_GIT_URL": (tmp_path / "git").as_uri(),
     }
     args = ("--dispatch", "local", "--workers", "1", "--log-level", "warning")
     server = Serve([spec], state, env, *args)
@@ -173,7 +174,7 @@ def test_kill_9_during_a_local_stage_fails_the_event_instead_of_running_it_twice
             queue.close()
 
     try:
-        payload = local_push(repo, commit(repo, "hello from main"))
+        payload = local_push(repo, commit(repo, "hello from main"), 1)
         event_id = server_post(server.url, payload)
         wait(lambda: "stage" in ((record().dispatch_state or {}).get("local") or {}), 60)
         server.proc.kill()
