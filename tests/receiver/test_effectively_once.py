@@ -204,3 +204,27 @@ def test_local_run_cut_off_before_any_stage_is_marked_crashed(tmp_path: Path) ->
     too_old = job_for(tmp_path, 5, None)
     assert dispatcher._earlier_run(too_old, {"since": time.time() + 60}, progress) is None
     assert progress.notes[-1] == "the earlier attempt had not started a run"
+
+
+def test_a_version_1_queue_gains_the_attempts_table(tmp_path: Path) -> None:
+    import sqlite3
+
+    from conveyor.receiver.queue import SCHEMA_VERSION, connect, database_path
+
+    db = database_path(tmp_path / "state")
+    db.parent.mkdir(parents=True)
+    old = sqlite3.connect(db)
+    old.executescript(
+        "CREATE TABLE events (id INTEGER PRIMARY KEY, status TEXT);"
+        "CREATE TABLE status_outbox (id INTEGER PRIMARY KEY, event_id INTEGER NOT NULL,"
+        " project TEXT NOT NULL, sha TEXT NOT NULL, state TEXT NOT NULL);"
+        "PRAGMA user_version=1;"
+    )
+    old.close()
+    conn = connect(db)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        assert {"event_attempts", "attempts_event", "outbox_event"} <= names
+    finally:
+        conn.close()

@@ -160,6 +160,21 @@ CREATE TABLE IF NOT EXISTS status_heads (
 """
 
 
+def _schema_part(first: str, last: str) -> str:
+    start = _SCHEMA.index(first)
+    end = _SCHEMA.index(last, start)
+    return _SCHEMA[start : _SCHEMA.index(";", end) + 1] + "\n"
+
+
+# what each schema version added to the one before (applied to a queue written by an older conveyor)
+_UPGRADES = {
+    2: _schema_part(
+        "CREATE TABLE IF NOT EXISTS event_attempts",
+        "CREATE INDEX IF NOT EXISTS outbox_event",
+    ),
+}
+
+
 def database_path(state_dir: Path) -> Path:
     """Where the queue lives inside a state directory."""
     return state_dir / "receiver" / "events.db"
@@ -234,7 +249,13 @@ def connect(
                 hint="upgrade conveyor or point --state at another directory",
             )
         if version < SCHEMA_VERSION:
-            conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+            # a new file gets the whole schema; an older one only what each version added
+            steps = (
+                _SCHEMA
+                if version == 0
+                else "".join(_UPGRADES[v] for v in range(version + 1, SCHEMA_VERSION + 1))
+            )
+            conn.executescript("BEGIN IMMEDIATE;" + steps + "COMMIT;")
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         _migrate_outbox(conn)
         return conn
