@@ -1,16 +1,27 @@
-"""Receiver intake benchmark: durable server vs the same server answering without storing.
+"""Receiver intake: ``conveyor serve`` against adnanh/webhook, the same load, one run.
 
-    .venv/bin/python bench/intake/run.py [--count 20000] [--duration 15] [--rate 500]
+    .venv/bin/python bench/intake/run.py [--rounds 2] [--duration 10] [--rate 500]
 
-Variants: ``durable`` (events committed to SQLite before the 2xx; no workers, so the queue
-only grows: the acknowledgement path alone), ``durable+workers`` (the same with 2 workers
-draining every event at once with ``--dispatch none``: claim, parse, finish, two more
-transactions per event, competing for the same 2 cores), ``baseline`` (the same app answering
-without storing). For each variant and each mode (closed-loop throughput, open-loop fixed
-rate), a fresh server is started on loopback with an empty state directory, warmed up,
-measured with ``loadgen.py``, then stopped. After each durable run the
-stored rows are counted and must equal the 2xx answers. Prints one JSON line per run and a
-Markdown table.
+Servers (each fresh per measurement, on 127.0.0.1):
+
+* ``conveyor``: the real CLI, ``conveyor serve bench/intake/spec.yml --dispatch none`` with its
+  defaults (2 workers draining the queue, info logs to a file): every 2xx is an event committed
+  to SQLite (WAL, ``synchronous=FULL``, group commit) before the answer.
+* ``webhook``: Debian's adnanh/webhook 2.8.0, one hook checking ``X-Gitlab-Token`` and running
+  ``/bin/true`` per delivery (what people deploy for this); it stores nothing.
+
+Measurements, each for both servers:
+
+* throughput: ``wrk -t2 -c32 -d10s`` with ``wrk.lua`` (the same ~800-byte push body, a distinct
+  ``Idempotency-Key`` per request). Also the server's CPU time per request (``/proc``, children
+  included: webhook's forks count), which the other work on a shared machine disturbs less.
+* fixed rate: ``loadgen.py rate`` (our own open-loop generator: latency from each request's
+  *scheduled* time, so stalls are not hidden; wrk2 is not in Debian) at ``--rate``/s.
+* conveyor only, hostile: 4 unauthenticated senders looping 5 MB bodies (``hostile.py``) while
+  valid deliveries arrive at 100/s (``loadgen.py rate``); the same without them beside it.
+
+After every conveyor run the stored rows are counted against the 2xx answers. ``wrk`` and
+``webhook`` are installed with apt-get when missing (as root). Prints JSON lines, then Markdown.
 """
 
 from __future__ import annotations
@@ -19,152 +30,327 @@ import argparse
 import json
 import os
 import platform
-import signal
+import shutil
+import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import httpx
-
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parent
+SPEC = HERE / "spec.yml"
 SECRET = "bench-secret-not-real"
+sys.path.insert(0, str(HERE))
+
+from loadgen import PROJECT, payload  # noqa: E402
+
+from conveyor.tokens import project_token  # noqa: E402
+
+TOKEN = project_token(SECRET, PROJECT)
+
+
+def ensure_tools() -> None:
+    missing = [name for name in ("wrk", "webhook") if shutil.which(name) is None]
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        raise SystemExit(f"bench needs {missing}: sudo apt-get install -y {' '.join(missing)}")
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], check=True
+    )
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def start_server(state: Path, store: bool, workers: int) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    cmd = [
-        sys.executable,
-        str(HERE / "server.py"),
-        "--port",
-        str(port),
-        "--state",
-        str(state),
-        "--workers",
-        str(workers),
-    ]
-    if not store:
-        cmd.append("--no-store")
-    env = {**os.environ, "CONVEYOR_SECRET": SECRET}
-    proc = subprocess.Popen(cmd, env=env)
-    deadline = time.monotonic() + 30
-    while True:
+def cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and its children: waited-for ones (webhook's forks) and live ones
+    (conveyor's intake process)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(v) for v in fields[11:15])
+    for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc, port
-        except httpx.TransportError:
-            pass
+            children = (task / "children").read_text().split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        for child in children:
+            try:
+                child_fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # the child ended meanwhile (webhook's forks)
+                continue
+            ticks += sum(int(v) for v in child_fields[11:13])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Server:
+    kind: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    state: Path
+
+    def rows(self) -> int:
+        if self.kind != "conveyor":
+            return 0
+        conn = sqlite3.connect(self.state / "receiver" / "events.db")
+        try:
+            return int(conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def start(kind: str, tmp: Path) -> Server:
+    port = free_port()
+    state = tmp / f"{kind}-{port}"
+    state.mkdir()
+    log = (state / "server.log").open("wb")
+    if kind == "conveyor":
+        (state / "none.toml").write_text("")
+        env = {**os.environ, "CONVEYOR_SECRET": SECRET, "CONVEYOR_CONFIG": str(state / "none.toml")}
+        cmd = [sys.executable, "-m", "conveyor.cli.main", "serve", str(SPEC), "--dispatch", "none"]
+        cmd += ["--port", str(port), "--state", str(state)]
+    else:
+        hooks = [
+            {
+                "id": "gitlab",
+                "execute-command": "/bin/true",
+                "trigger-rule": {
+                    "match": {
+                        "type": "value",
+                        "value": TOKEN,
+                        "parameter": {"source": "header", "name": "X-Gitlab-Token"},
+                    }
+                },
+            }
+        ]
+        (state / "hooks.json").write_text(json.dumps(hooks))
+        env = dict(os.environ)
+        cmd = [
+            "webhook",
+            "-hooks",
+            str(state / "hooks.json"),
+            "-ip",
+            "127.0.0.1",
+            "-port",
+            str(port),
+        ]
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = Server(kind, proc, port, state)
+    deadline = time.monotonic() + 60
+    while True:
         if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise SystemExit("server did not start")
+            server.stop()
+            raise SystemExit(f"{kind} did not start: {(state / 'server.log').read_text()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                if kind == "webhook":
+                    return server
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                if sock.recv(64).startswith(b"HTTP/1.1 200"):
+                    return server
+        except OSError:
+            pass
         time.sleep(0.1)
 
 
-def loadgen(port: int, *args: str) -> dict[str, object]:
+def wrk(
+    port: int, body_file: Path, duration: float, threads: int, connections: int
+) -> dict[str, Any]:
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{duration:g}s",
+            "-s",
+            str(HERE / "wrk.lua"),
+            f"http://127.0.0.1:{port}/hooks/gitlab",
+            "--",
+            TOKEN,
+            str(body_file),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    line = next(line for line in out.splitlines() if line.startswith("JSON "))
+    data: dict[str, Any] = json.loads(line[5:])
+    return data
+
+
+def loadgen(port: int, *args: str) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, str(HERE / "loadgen.py"), *args, "--port", str(port), "--secret", SECRET],
         check=True,
         capture_output=True,
         text=True,
     ).stdout
-    result: dict[str, object] = json.loads(out.strip().splitlines()[-1])
-    return result
+    data: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return data
 
 
-def stored_rows(state: Path) -> int:
-    conn = sqlite3.connect(state / "receiver" / "events.db")
+def throughput(kind: str, tmp: Path, args: argparse.Namespace, body_file: Path) -> dict[str, Any]:
+    server = start(kind, tmp)
     try:
-        return int(conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+        wrk(server.port, body_file, 2, args.threads, args.connections)  # warm-up
+        time.sleep(0.5)
+        rows_before, cpu_before = server.rows(), cpu_seconds(server.proc.pid)
+        res = wrk(server.port, body_file, args.duration, args.threads, args.connections)
+        cpu = cpu_seconds(server.proc.pid) - cpu_before
+        time.sleep(0.5)
+        stored = server.rows() - rows_before
     finally:
-        conn.close()
+        server.stop()
+    acked = res["requests"] - res["non2xx"]
+    out: dict[str, Any] = {
+        "server": kind,
+        "mode": "wrk throughput",
+        "requests": res["requests"],
+        "non_2xx": res["non2xx"],
+        "socket_errors": res["connect_err"]
+        + res["read_err"]
+        + res["write_err"]
+        + res["timeout_err"],
+        "per_s": round(acked / (res["duration_us"] / 1e6), 1),
+        "p50_ms": res["p50_us"] / 1000,
+        "p99_ms": res["p99_us"] / 1000,
+        "cpu_us_per_request": round(cpu / max(res["requests"], 1) * 1e6),
+        "loadavg_1m": round(os.getloadavg()[0], 2),
+    }
+    if kind == "conveyor":
+        out["stored"] = stored
+        # wrk abandons the requests in flight when its time is up: they may be stored unanswered.
+        out["stored_covers_2xx"] = acked <= stored <= acked + args.connections
+    return out
 
 
-def measure(variant: str, mode_args: list[str], warmup: int) -> dict[str, object]:
-    with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as tmp:
-        state = Path(tmp)
-        proc, port = start_server(
-            state, store=variant != "baseline", workers=2 if variant == "durable+workers" else 0
+def fixed_rate(kind: str, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    server = start(kind, tmp)
+    try:
+        loadgen(server.port, "throughput", "--count", "500", "--connections", "8")
+        res = loadgen(
+            server.port, "rate", "--rate", str(args.rate), "--duration", str(args.duration)
         )
-        try:
-            loadgen(port, "throughput", "--count", str(warmup), "--connections", "8")
-            result = loadgen(port, *mode_args)
-            if variant != "baseline":
-                time.sleep(0.5)
-                result["stored_rows"] = stored_rows(state) - warmup
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        result["variant"] = variant
-        return result
+    finally:
+        server.stop()
+    return {"server": kind, **res, "loadavg_1m": round(os.getloadavg()[0], 2)}
+
+
+def hostile(tmp: Path, args: argparse.Namespace, senders: int) -> dict[str, Any]:
+    server = start("conveyor", tmp)
+    attack = None
+    try:
+        loadgen(server.port, "throughput", "--count", "500", "--connections", "8")
+        if senders:
+            attack = subprocess.Popen(
+                [
+                    *(sys.executable, str(HERE / "hostile.py"), "--port", str(server.port)),
+                    *("--senders", str(senders), "--duration", str(args.duration + 2)),
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            time.sleep(1)
+        res = loadgen(server.port, "rate", "--rate", "100", "--duration", str(args.duration))
+        if attack is not None:
+            res.update(json.loads(attack.communicate(timeout=60)[0].strip().splitlines()[-1]))
+    finally:
+        if attack is not None and attack.poll() is None:
+            attack.kill()
+        server.stop()
+    return {"server": "conveyor", "hostile_senders": senders, **res}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--count", type=int, default=20000)
-    parser.add_argument("--duration", type=float, default=15.0)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rate", type=float, default=500.0)
-    parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument("--skip-hostile", action="store_true")
     args = parser.parse_args()
+    ensure_tools()
+    webhook_version = subprocess.run(["webhook", "-version"], capture_output=True, text=True)
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
     print(f"# {platform.platform()} python {platform.python_version()} cpus={os.cpu_count()}")
-    print(f"# load average before: {os.getloadavg()}")
-    runs: list[dict[str, object]] = []
-    modes = {
-        "throughput": [
-            "throughput",
-            "--count",
-            str(args.count),
-            "--duration",
-            str(args.duration),
-            "--connections",
-            str(args.connections),
-        ],
-        "rate": [
-            "rate",
-            "--rate",
-            str(args.rate),
-            "--duration",
-            str(args.duration),
-            "--count",
-            str(int(args.rate * args.duration)),
-        ],
-    }
-    for _mode, mode_args in modes.items():
-        for variant in ("durable", "durable+workers", "baseline"):
-            result = measure(variant, mode_args, args.warmup)
-            result["loadavg_1m"] = round(os.getloadavg()[0], 2)
-            print(json.dumps(result), flush=True)
-            runs.append(result)
-    print()
     print(
-        "| variant | mode | sent | 2xx | non-2xx | 2xx/s | p50 ms | p90 ms | p99 ms | max ms | stored |"
+        f"# {webhook_version.stdout.strip()}; {(wrk_version.stdout or wrk_version.stderr).splitlines()[0]}"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in runs:
-        print(
-            f"| {r['variant']} | {r['mode']} | {r['sent']} | {r['accepted']} | {r['non_2xx'] or 0} |"
-            f" {r['accepted_per_s']} | {r['p50_ms']} | {r['p90_ms']} | {r['p99_ms']} | {r['max_ms']} |"
-            f" {r.get('stored_rows', '-')} |"
-        )
-    by = {(str(r["variant"]), str(r["mode"]).split()[0]): r for r in runs}
-    durable, baseline = by[("durable", "throughput")], by[("baseline", "throughput")]
-    ratio = float(str(durable["accepted_per_s"])) / float(str(baseline["accepted_per_s"]))
-    print(f"\ndurable/baseline throughput ratio: {ratio:.2f}")
+    print(f"# load average before: {os.getloadavg()}")
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="conveyor-bench-intake-") as tmp_name:
+        tmp = Path(tmp_name)
+        body_file = tmp / "push.json"
+        body_file.write_bytes(payload(1))
+        for rnd in range(args.rounds):
+            order = ("webhook", "conveyor") if rnd % 2 == 0 else ("conveyor", "webhook")
+            for kind in order:
+                runs.append({"round": rnd + 1, **throughput(kind, tmp, args, body_file)})
+                print(json.dumps(runs[-1]), flush=True)
+            for kind in order:
+                runs.append({"round": rnd + 1, **fixed_rate(kind, tmp, args)})
+                print(json.dumps(runs[-1]), flush=True)
+        if not args.skip_hostile:
+            for senders in (0, 4):
+                runs.append(hostile(tmp, args, senders))
+                print(json.dumps(runs[-1]), flush=True)
+    report(runs, body_file_size=len(payload(1)))
     print(f"# load average after: {os.getloadavg()}")
+
+
+def report(runs: list[dict[str, Any]], body_file_size: int) -> None:
+    print(f"\nbody: {body_file_size} bytes\n")
+    print("| round | server | wrk 2xx/s | p50 ms | p99 ms | CPU µs/req | stored = 2xx | load |")
+    print("|---|---|---|---|---|---|---|---|")
+    tput = [r for r in runs if r.get("mode") == "wrk throughput"]
+    for r in tput:
+        print(
+            f"| {r['round']} | {r['server']} | {r['per_s']:,.0f} | {r['p50_ms']:.1f} |"
+            f" {r['p99_ms']:.1f} | {r['cpu_us_per_request']} | {r.get('stored_covers_2xx', '-')} |"
+            f" {r['loadavg_1m']} |"
+        )
+    print("\n| round | server | rate | 2xx | p50 ms | p99 ms | max ms | load |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in runs:
+        if str(r.get("mode", "")).startswith("rate") and "hostile_senders" not in r:
+            print(
+                f"| {r['round']} | {r['server']} | {r['mode']} | {r['accepted']}/{r['sent']} |"
+                f" {r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | {r['loadavg_1m']} |"
+            )
+    for r in runs:
+        if "hostile_senders" in r:
+            print(
+                f"hostile senders {r['hostile_senders']}: valid 2xx {r['accepted']}/{r['sent']},"
+                f" p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms;"
+                f" hostile answers {r.get('statuses', {})}"
+            )
+
+    def median(kind: str, key: str) -> float:
+        return statistics.median(float(r[key]) for r in tput if r["server"] == kind)
+
+    ratio = median("conveyor", "per_s") / median("webhook", "per_s")
+    cpu_ratio = median("webhook", "cpu_us_per_request") / median("conveyor", "cpu_us_per_request")
+    print(
+        f"\nconveyor/webhook throughput (medians): {ratio:.2f}x;"
+        f" by CPU per request (webhook/conveyor): {cpu_ratio:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -198,10 +198,14 @@ def test_bad_requests_are_4xx_with_a_reason(start_receiver: Any) -> None:
                 h[header] = value
         return client.post(HOOK, content=content, headers=h)
 
+    named = b'{"project": {"path_with_namespace": "demo/app"}'  # authenticates, then fails
     cases = [
-        (post(b"{not json"), 400, "not_json"),
-        (post(b"[1, 2]"), 400, "not_object"),
-        (post(b"\xff\xfe"), 400, "not_json"),
+        (post(named + b", not json"), 400, "not_json"),
+        (post(b"[" + named + b"}]"), 400, "not_object"),
+        (post(named + b', "x": "\xff\xfe"}'), 400, "not_json"),
+        # Nothing is parsed for a sender that is not authenticated.
+        (post(b"{not json"), 401, "project_unknown"),
+        (post(b"[1, 2]"), 401, "project_unknown"),
         (post(b"[" * 100000 + b"]" * 100000), 413, "too_large"),
         (post(p.body(good), **{"Content-Type": "text/plain"}), 415, "content_type"),
         (post(p.body(good), **{"Content-Type": None}), 415, "content_type"),

@@ -10,9 +10,11 @@ not show in process lists).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -20,9 +22,16 @@ import uvicorn
 
 from conveyor.config import Settings, load_settings
 from conveyor.errors import ConfigError
-from conveyor.receiver.app import DEFAULT_MAX_BODY, Receiver, ReceiverOptions, create_app
+from conveyor.receiver.app import (
+    DEFAULT_BODY_MEMORY,
+    DEFAULT_MAX_BODY,
+    Receiver,
+    ReceiverOptions,
+    create_app,
+)
 from conveyor.receiver.dispatch import make_dispatcher
 from conveyor.receiver.logs import setup_logging
+from conveyor.receiver.protocol import configured
 from conveyor.receiver.queue import database_path
 from conveyor.receiver.retention import RetentionPolicy
 from conveyor.receiver.routing import ProjectIds, Router
@@ -60,6 +69,7 @@ def build_receiver(
     workers: int,
     max_body: int,
     require_signature: bool,
+    body_memory: int = DEFAULT_BODY_MEMORY,
     grace: float = 20.0,
     store: bool = True,
     env: Mapping[str, str] | None = None,
@@ -88,6 +98,7 @@ def build_receiver(
         dispatcher,
         options=ReceiverOptions(
             max_body_bytes=max_body,
+            body_memory_bytes=max(body_memory, max_body),
             signing_keys=keys,
             require_signature=require_signature,
             store=store,
@@ -100,8 +111,26 @@ def build_receiver(
     )
 
 
-def run_server(receiver: Receiver, *, host: str, port: int) -> None:
+@dataclass(frozen=True)
+class Limits:
+    """What one connection may cost before it is dropped (see conveyor.receiver.protocol)."""
+
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    max_header_bytes: int = 64 * 1024
+    idle_timeout_s: float = 5.0
+    max_connections: int = 512
+
+
+def run_server(receiver: Receiver, *, host: str, port: int, limits: Limits | None = None) -> None:
     """Serve ``receiver`` with uvicorn until SIGINT/SIGTERM (then shut down gracefully)."""
+    limits = limits or Limits()
+    # The logging HOWTO's "Optimization" settings: the JSON lines carry none of these fields,
+    # and computing them is a third of the cost of each per-event line.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     # Worker and writer threads share the GIL with the event loop: a short switch interval
     # keeps a busy worker from delaying acknowledgements by the default 5 ms slices.
     sys.setswitchinterval(0.0005)
@@ -109,6 +138,17 @@ def run_server(receiver: Receiver, *, host: str, port: int) -> None:
         create_app(receiver),
         host=host,
         port=port,
+        loop="uvloop",
+        http=configured(
+            header_timeout_s=limits.header_timeout_s,
+            max_header_bytes=limits.max_header_bytes,
+            max_connections=limits.max_connections,
+            body_timeout_s=limits.body_timeout_s,
+        ),
+        timeout_keep_alive=max(1, round(limits.idle_timeout_s)),
+        # Requests beyond this many at once are answered 503 by uvicorn; connections beyond
+        # max_connections are closed by the protocol first (oldest idle one goes).
+        limit_concurrency=limits.max_connections + 1,
         log_config=None,
         access_log=False,
         lifespan="on",
@@ -139,7 +179,43 @@ def run_server(receiver: Receiver, *, host: str, port: int) -> None:
     default=DEFAULT_MAX_BODY,
     show_default=True,
     type=click.IntRange(1024),
-    help="Largest accepted payload in bytes (413 beyond).",
+    help="Largest accepted payload in bytes (413 beyond; GitLab sends up to 25 MB).",
+)
+@click.option(
+    "--body-memory",
+    default=DEFAULT_BODY_MEMORY,
+    show_default=True,
+    type=click.IntRange(1024),
+    help="Bytes of large bodies held in memory at once, all requests together "
+    "(503 + Retry-After beyond; at least --max-body).",
+)
+@click.option(
+    "--body-timeout",
+    default=Limits.body_timeout_s,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    help="Seconds a request body may take to arrive (408 beyond).",
+)
+@click.option(
+    "--header-timeout",
+    default=Limits.header_timeout_s,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    help="Seconds a connection may take to send a complete request head (closed beyond).",
+)
+@click.option(
+    "--idle-timeout",
+    default=Limits.idle_timeout_s,
+    show_default=True,
+    type=click.FloatRange(1),
+    help="Seconds an idle keep-alive connection is kept.",
+)
+@click.option(
+    "--max-connections",
+    default=Limits.max_connections,
+    show_default=True,
+    type=click.IntRange(8),
+    help="Open connections at most (the longest-idle one is closed to make room).",
 )
 @click.option(
     "--require-signature", is_flag=True, help=f"Refuse unsigned deliveries ({SIGNING_TOKEN_ENV})."
@@ -175,6 +251,11 @@ def command(
     dispatch: str,
     workers: int,
     max_body: int,
+    body_memory: int,
+    body_timeout: float,
+    header_timeout: float,
+    idle_timeout: float,
+    max_connections: int,
     require_signature: bool,
     grace: float,
     retention_days: float | None,
@@ -189,9 +270,16 @@ def command(
         dispatch=dispatch,
         workers=workers,
         max_body=max_body,
+        body_memory=body_memory,
         require_signature=require_signature,
         grace=grace,
         retention_days=retention_days,
         retention_events=retention_events,
     )
-    run_server(receiver, host=host, port=port)
+    limits = Limits(
+        header_timeout_s=header_timeout,
+        body_timeout_s=body_timeout,
+        idle_timeout_s=idle_timeout,
+        max_connections=max_connections,
+    )
+    run_server(receiver, host=host, port=port, limits=limits)

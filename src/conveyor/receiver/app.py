@@ -30,6 +30,7 @@ Nothing here logs or echoes the token or signature.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -40,10 +41,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from starlette.applications import Starlette
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from conveyor.config import Settings
 from conveyor.errors import QueueError
@@ -56,6 +59,7 @@ from conveyor.gitlab.events import (
 )
 from conveyor.gitlab.status import status_target
 from conveyor.receiver import metrics as metrics_mod
+from conveyor.receiver.claims import Claims, claimed_projects
 from conveyor.receiver.dispatch import Dispatcher
 from conveyor.receiver.metrics import Metrics
 from conveyor.receiver.queue import (
@@ -72,13 +76,20 @@ from conveyor.receiver.queue import (
 from conveyor.receiver.retention import Pruner, RetentionPolicy
 from conveyor.receiver.routing import Ignore, Router
 from conveyor.receiver.statuses import GitLabStatusPoster, StatusSender
-from conveyor.receiver.verify import DEFAULT_TOLERANCE_S, check_signature
+from conveyor.receiver.verify import DEFAULT_TOLERANCE_S, check_signature, token_matches
 from conveyor.receiver.worker import WorkerOptions, WorkerPool
+from conveyor.tokens import accepted_tokens
 
 log = logging.getLogger("conveyor.receiver")
 
 HOOK_PATH = "/hooks/gitlab"
-DEFAULT_MAX_BODY = 5 * 1024 * 1024
+DEFAULT_MAX_BODY = 25 * 1024 * 1024  # GitLab sends payloads up to 25 MB
+DEFAULT_BODY_MEMORY = 64 * 1024 * 1024
+SMALL_BODY = 64 * 1024  # bodies up to this size are not counted against the body budget
+INLINE_PARSE_BYTES = 256 * 1024  # larger bodies are parsed (and signatures checked) on a thread
+DIAGNOSE_BYTES = 1024 * 1024  # up to this size an invalid body is re-read to name the bad field
+RETRY_AFTER_S = 5
+HEALTH_TIMEOUT_S = 2.0
 MAX_KEY_LENGTH = 255
 
 
@@ -87,6 +98,7 @@ class ReceiverOptions:
     """How the HTTP side behaves."""
 
     max_body_bytes: int = DEFAULT_MAX_BODY
+    body_memory_bytes: int = DEFAULT_BODY_MEMORY  # bodies held at once, all requests together
     signing_keys: tuple[bytes, ...] = ()
     require_signature: bool = False
     signature_tolerance_s: float = DEFAULT_TOLERANCE_S
@@ -119,6 +131,8 @@ class Receiver:
             base, post_statuses=settings.gitlab_configured and base.post_statuses
         )
         self.metrics = Metrics()
+        self.budget = BodyBudget(self.options.body_memory_bytes)
+        self.parse_slot = asyncio.Semaphore(1)
         self.statuses: StatusSender | None = None
         self.pool: WorkerPool | None = None
         self.intake: IntakeWriter | None = None
@@ -165,7 +179,8 @@ class Receiver:
             if statuses is not None:
                 statuses.wake()
 
-        self.intake = IntakeWriter(self.db_path, on_commit=committed)
+        level = logging.getLevelName(log.getEffectiveLevel()).lower()
+        self.intake = IntakeWriter(self.db_path, on_commit=committed, log_level=level)
         self._checkpointer = Checkpointer(self.db_path)
         self._checkpointer.start()
         self._pruner = Pruner(self.db_path, self.options.retention)
@@ -188,7 +203,7 @@ class Receiver:
     def stop(self) -> None:
         """Flush the intake, let workers finish or release their claims, flush statuses."""
         if self.intake is not None:
-            self.intake.close()
+            self.intake.close(timeout_s=10)
         if self.pool is not None:
             self.pool.stop()
         if self.statuses is not None:
@@ -220,73 +235,311 @@ def _kind_label(event_header: str | None) -> str:
     return kind.value if kind is not None else "other"
 
 
-def _reject(receiver: Receiver, status: int, reason: str, message: str) -> JSONResponse:
+@dataclass(frozen=True)
+class _Answer:
+    """What the hook answers: a status, a JSON object, extra headers."""
+
+    status: int
+    data: Mapping[str, Any]
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+    async def send(self, send: Send) -> None:
+        body = orjson.dumps(self.data)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": self.status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    *self.headers,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _reject(
+    receiver: Receiver,
+    status: int,
+    reason: str,
+    message: str,
+    *,
+    close: bool = False,
+    retry_after: int | None = None,
+) -> _Answer:
+    """A 4xx/5xx with a reason. ``close``: the body was not read, so drop the connection."""
     receiver.metrics.inc("conveyor_webhooks_rejected_total", reason=reason)
-    return JSONResponse({"error": message, "reason": reason}, status_code=status)
+    headers: list[tuple[bytes, bytes]] = []
+    if close:
+        headers.append((b"connection", b"close"))
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    return _Answer(status, {"error": message, "reason": reason}, tuple(headers))
 
 
-async def _read_body(request: Request, limit: int) -> bytes | None:
-    """The body, or None if it exceeds ``limit``."""
+class BodyBudget:
+    """Request body bytes held in memory at once, across all requests (one event loop).
+
+    The first ``free_bytes`` of each body are not counted (small deliveries never wait and
+    are bounded by the connection cap); the rest is reserved before it is read.
+    """
+
+    def __init__(self, limit: int, free_bytes: int = SMALL_BODY) -> None:
+        self.limit = limit
+        self.free_bytes = free_bytes
+        self.used = 0
+
+    def take(self, size: int) -> bool:
+        if self.used + size > self.limit:
+            return False
+        self.used += size
+        return True
+
+    def give(self, size: int) -> None:
+        self.used -= size
+
+
+class _Hold:
+    """One delivery's share of the :class:`BodyBudget`, given back when it is answered."""
+
+    def __init__(self, budget: BodyBudget) -> None:
+        self.budget = budget
+        self.held = 0
+
+    def cover(self, total: int) -> bool:
+        """Reserve enough for a body of ``total`` bytes; False if the budget is spent."""
+        need = max(0, total - self.budget.free_bytes) - self.held
+        if need <= 0:
+            return True
+        if not self.budget.take(need):
+            return False
+        self.held += need
+        return True
+
+    def release(self) -> None:
+        self.budget.give(self.held)
+        self.held = 0
+
+
+class _Refused(Exception):
+    def __init__(self, answer: _Answer) -> None:
+        self.answer = answer
+
+
+class _Disconnected(Exception):
+    pass
+
+
+async def _chunks(receive: Receive) -> AsyncIterator[bytes]:
+    """The request body as it arrives (ASGI ``http.request`` messages)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk = message.get("body", b"")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+async def _read_body(
+    receiver: Receiver, receive: Receive, declared: int | None, hold: _Hold
+) -> bytes:
+    """The whole body, within the size limit, the time limit and the memory budget."""
+    opts = receiver.options
+
+    def cover(total: int) -> None:
+        if not hold.cover(total):
+            raise _Refused(
+                _reject(
+                    receiver,
+                    503,
+                    "busy",
+                    "too many large deliveries in flight; resend later",
+                    close=True,
+                    retry_after=RETRY_AFTER_S,
+                )
+            )
+
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+    if declared is not None:
+        cover(declared)
+    # The time a body may take is bounded by the HTTP protocol (conveyor.receiver.protocol).
+    try:
+        async for chunk in _chunks(receive):
+            size += len(chunk)
+            if size > opts.max_body_bytes:
+                raise _Refused(_too_large(receiver))
+            if declared is None:
+                cover(size)
+            chunks.append(chunk)
+    except _Disconnected:
+        raise _Refused(_reject(receiver, 400, "disconnected", "client disconnected")) from None
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def _hook(receiver: Receiver, request: Request) -> Response:
+def _too_large(receiver: Receiver) -> _Answer:
+    limit = receiver.options.max_body_bytes
+    return _reject(receiver, 413, "too_large", f"body over {limit} bytes", close=True)
+
+
+async def _parse(receiver: Receiver, body: bytes) -> Any:
+    """``orjson.loads``; large bodies on a thread, one at a time (only after the token check)."""
+    if len(body) <= INLINE_PARSE_BYTES:
+        return orjson.loads(body)
+    async with receiver.parse_slot:
+        return await asyncio.to_thread(orjson.loads, body)
+
+
+def _not_json(body: bytes, error: ValueError) -> tuple[str, str]:
+    """(reason, message) for a body orjson refused; names the field holding unstorable text."""
+    if len(body) <= DIAGNOSE_BYTES:
+        try:
+            loose = json.loads(body)  # accepts lone surrogates, which cannot be stored
+        except (ValueError, RecursionError):
+            loose = None
+        field = first_invalid_text(loose)
+        if field is not None:
+            return (
+                "unstorable",
+                f"{field} holds a lone surrogate (not valid Unicode text); it cannot be stored",
+            )
+    return "not_json", f"body is not valid JSON: {error}"
+
+
+def first_invalid_text(value: Any) -> str | None:
+    """The path (``commits[0].message``) of the first key or string that is not valid UTF-8."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if not _encodable(item):
+                return path or "body"
+        elif isinstance(item, dict):
+            for key, inner in reversed(list(item.items())):
+                inner_path = f"{path}.{key}" if path else str(key)
+                if not _encodable(key):
+                    return f"a key in {path or 'the body'}"
+                stack.append((inner_path, inner))
+        elif isinstance(item, list):
+            stack.extend((f"{path}[{i}]", inner) for i, inner in reversed(list(enumerate(item))))
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _claims_authenticate(receiver: Receiver, token: str, claims: Claims, now: datetime) -> bool:
+    """Whether ``token`` could pass ``Router.check_token`` for a project the raw body names.
+
+    A superset of that check, without its side effects (it learns ids): the id tokens of the
+    claimed ids, and the path tokens of the claimed paths (or of their specs' paths).
+    """
+    settings = receiver.settings
+    for project_id in claims.ids:
+        if token_matches(token, accepted_tokens(settings, project_id, (), now)):
+            return True
+    legacy: list[str] = []
+    for path in claims.paths:
+        for claimed_id in (*claims.ids, None):
+            spec = receiver.router.spec_for(path, claimed_id)
+            legacy.append(spec.project if spec is not None else path)
+    try:
+        return token_matches(
+            token, accepted_tokens(settings, None, list(dict.fromkeys(legacy)), now)
+        )
+    except UnicodeError:  # a path that is not text cannot have a token
+        return False
+
+
+async def _hook(receiver: Receiver, scope: Scope, receive: Receive, send: Send) -> None:
+    """``POST /hooks/gitlab`` as a bare ASGI handler (the hot path: no framework layers)."""
+    started = time.perf_counter()
+    hold = _Hold(receiver.budget)
+    try:
+        try:
+            answer = await _deliver(receiver, scope, receive, hold)
+        except _Refused as refused:
+            answer = refused.answer
+        finally:
+            hold.release()
+        await answer.send(send)
+    finally:
+        receiver.metrics.observe("conveyor_webhook_ack_seconds", time.perf_counter() - started)
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    """Request headers by lower-case name (the first of repeated ones, as Starlette does)."""
+    out: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        out.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+    return out
+
+
+async def _deliver(receiver: Receiver, scope: Scope, receive: Receive, hold: _Hold) -> _Answer:
     opts = receiver.options
-    headers = request.headers
+    headers = _headers(scope)
     event_header = headers.get("x-gitlab-event")
     receiver.metrics.inc("conveyor_webhooks_received_total", kind=_kind_label(event_header))
     length = headers.get("content-length")
+    declared: int | None = None
     if length is not None:
         try:
-            if int(length) > opts.max_body_bytes:
-                return _reject(receiver, 413, "too_large", f"body over {opts.max_body_bytes} bytes")
+            declared = int(length)
         except ValueError:
-            return _reject(receiver, 400, "bad_content_length", "invalid Content-Length")
+            return _reject(
+                receiver, 400, "bad_content_length", "invalid Content-Length", close=True
+            )
+        if declared > opts.max_body_bytes:
+            return _too_large(receiver)
     ctype = headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if ctype != "application/json":
-        return _reject(receiver, 415, "content_type", "Content-Type must be application/json")
+        return _reject(
+            receiver, 415, "content_type", "Content-Type must be application/json", close=True
+        )
     if not event_header or not event_header.strip():
-        return _reject(receiver, 400, "event_header_missing", "missing X-Gitlab-Event header")
+        return _reject(
+            receiver, 400, "event_header_missing", "missing X-Gitlab-Event header", close=True
+        )
     token = headers.get("x-gitlab-token")
     if not token:
-        return _reject(receiver, 401, "token_missing", "missing X-Gitlab-Token")
+        return _reject(receiver, 401, "token_missing", "missing X-Gitlab-Token", close=True)
     idem_key = headers.get("idempotency-key") or None
     if idem_key is not None and len(idem_key) > MAX_KEY_LENGTH:
-        return _reject(receiver, 400, "idempotency_key", "Idempotency-Key too long")
-    try:
-        body = await _read_body(request, opts.max_body_bytes)
-    except ClientDisconnect:
-        return _reject(receiver, 400, "disconnected", "client disconnected")
-    if body is None:
-        return _reject(receiver, 413, "too_large", f"body over {opts.max_body_bytes} bytes")
-    try:
-        payload = json.loads(body)
-    except (ValueError, RecursionError):
-        return _reject(receiver, 400, "not_json", "body is not valid JSON")
-    if not isinstance(payload, Mapping):
-        return _reject(receiver, 400, "not_object", "body must be a JSON object")
-    project = project_path_of(payload)
-    if project is None:
+        return _reject(receiver, 400, "idempotency_key", "Idempotency-Key too long", close=True)
+    body = await _read_body(receiver, receive, declared, hold)
+    now = datetime.now(UTC)
+    # Authenticate from what is cheap: the projects the raw body names (a byte scan), so an
+    # unauthenticated sender never makes us parse its body.
+    claims = claimed_projects(body)
+    if not claims.paths:
+        if claims.invalid:
+            return _reject(
+                receiver,
+                400,
+                "project_invalid",
+                f"{claims.invalid[0]} is not valid Unicode text",
+            )
         return _reject(
             receiver,
             401,
             "project_unknown",
             "payload names no project; the token cannot be verified",
         )
-    now = datetime.now(UTC)
-    # keyed on the project id (routing.Router.check_token; path tokens of old hooks until retired)
-    project_id = project_id_of(payload)
-    if not receiver.router.check_token(receiver.settings, token, project_id, project, now):
+    if not _claims_authenticate(receiver, token, claims, now):
         return _reject(receiver, 401, "token_invalid", "invalid X-Gitlab-Token")
+    webhook_id: str | None = None
     if opts.signing_keys or opts.require_signature:
-        sig = check_signature(
+        check = functools.partial(
+            check_signature,
             headers,
             body,
             opts.signing_keys,
@@ -294,43 +547,54 @@ async def _hook(receiver: Receiver, request: Request) -> Response:
             require=opts.require_signature,
             tolerance_s=opts.signature_tolerance_s,
         )
+        sig = check() if len(body) <= INLINE_PARSE_BYTES else await asyncio.to_thread(check)
         if not sig.ok:
             return _reject(receiver, 401, sig.reason or "signature", "webhook signature not valid")
-    new = _route(receiver, event_header.strip(), payload, body, idem_key, headers)
-    if isinstance(new, Response):
+        webhook_id = sig.webhook_id
+    try:
+        payload = await _parse(receiver, body)
+    except orjson.JSONDecodeError as exc:
+        reason, message = _not_json(body, exc)
+        return _reject(receiver, 400, reason, message)
+    if not isinstance(payload, Mapping):
+        return _reject(receiver, 400, "not_object", "body must be a JSON object")
+    project = project_path_of(payload)
+    if project is None:
+        return _reject(receiver, 401, "project_unknown", "payload names no project")
+    # keyed on the project id (routing.Router.check_token; path tokens of old hooks until retired)
+    project_id = project_id_of(payload)
+    if not receiver.router.check_token(receiver.settings, token, project_id, project, now):
+        return _reject(receiver, 401, "token_invalid", "invalid X-Gitlab-Token")
+    new = _route(receiver, event_header.strip(), payload, body, idem_key, headers, webhook_id)
+    del payload  # only the raw body is kept while the event is committed
+    if isinstance(new, _Answer):
         return new
     if not opts.store:
-        return JSONResponse({"id": 0, "status": new.status.value}, status_code=202)
+        return _Answer(202, {"id": 0, "status": new.status.value})
     assert receiver.intake is not None
     try:
         accepted: Accepted = await receiver.intake.store(new)
     except QueueError as exc:
         log.error("event not stored", extra={"error": exc.message, "project": project})
-        receiver.metrics.inc("conveyor_webhooks_rejected_total", reason="storage")
-        return JSONResponse({"error": "event could not be stored; resend"}, status_code=503)
+        return _reject(
+            receiver,
+            503,
+            "storage",
+            "event could not be stored; resend",
+            retry_after=RETRY_AFTER_S,
+        )
     if accepted.duplicate:
         receiver.metrics.inc("conveyor_webhooks_deduplicated_total")
         log.info("duplicate delivery", extra={"event_id": accepted.event_id, "project": project})
-        return JSONResponse(
-            {"id": accepted.event_id, "status": accepted.status.value, "duplicate": True},
-            status_code=200,
+        return _Answer(
+            200, {"id": accepted.event_id, "status": accepted.status.value, "duplicate": True}
         )
     receiver.metrics.inc("conveyor_webhooks_accepted_total", outcome=new.status.value)
-    log.info(
-        "event stored",
-        extra={
-            "event_id": accepted.event_id,
-            "project": project,
-            "kind": new.kind,
-            "ref": new.ref,
-            "status": new.status.value,
-            "reason": new.reason,
-        },
-    )
+    # The "event stored" line is written by the intake process, which committed it.
     answer: dict[str, Any] = {"id": accepted.event_id, "status": new.status.value}
     if new.reason:
         answer["reason"] = new.reason
-    return JSONResponse(answer, status_code=202)
+    return _Answer(202, answer)
 
 
 def _route(
@@ -340,7 +604,8 @@ def _route(
     body: bytes,
     idem_key: str | None,
     headers: Mapping[str, str],
-) -> NewEvent | Response:
+    webhook_id: str | None,
+) -> NewEvent | _Answer:
     """Turn a verified delivery into the row to store (queued or ignored)."""
     common: dict[str, Any] = {
         "event_header": event_header,
@@ -348,6 +613,7 @@ def _route(
         "received_at": time.time(),
         "idempotency_key": idem_key,
         "delivery_uuid": headers.get("x-gitlab-webhook-uuid"),
+        "webhook_id": webhook_id,
         "project": project_path_of(payload),
     }
     if header_kind(event_header) is None:
@@ -380,24 +646,31 @@ def _route(
     )
 
 
-def create_app(receiver: Receiver, *, manage_lifecycle: bool = True) -> Starlette:
+def create_app(receiver: Receiver, *, manage_lifecycle: bool = True) -> ASGIApp:
     """The ASGI app. With ``manage_lifecycle`` the app's lifespan starts and stops ``receiver``."""
 
-    async def hook(request: Request) -> Response:
-        started = time.perf_counter()
-        try:
-            return await _hook(receiver, request)
-        finally:
-            receiver.metrics.observe("conveyor_webhook_ack_seconds", time.perf_counter() - started)
+    async def not_allowed(request: Request) -> Response:
+        raise AssertionError("POST /hooks/gitlab is served by _hook")  # pragma: no cover
 
     async def healthz(request: Request) -> Response:
         pool = receiver.pool
         workers = pool.alive if pool is not None else 0
         expected = receiver.worker_options.workers if receiver.options.run_workers else 0
-        ok = receiver.intake is not None and workers >= expected
+        # Intake is healthy only if a probe makes the round trip through the writer thread
+        # (behind any waiting batch) and its last commit did not fail.
+        intake: dict[str, Any] = {"ok": False}
+        if receiver.intake is not None:
+            try:
+                seconds = await receiver.intake.probe(HEALTH_TIMEOUT_S)
+            except QueueError as exc:
+                intake["error"] = exc.message
+            else:
+                intake = {"ok": True, "round_trip_ms": round(seconds * 1000, 2)}
+        ok = intake["ok"] and workers >= expected
         return JSONResponse(
             {
                 "status": "ok" if ok else "degraded",
+                "intake": intake,
                 "workers": workers,
                 "dispatcher": receiver.dispatcher.name,
                 "projects": receiver.router.projects,
@@ -421,11 +694,20 @@ def create_app(receiver: Receiver, *, manage_lifecycle: bool = True) -> Starlett
             if manage_lifecycle:
                 await asyncio.to_thread(receiver.stop)
 
-    return Starlette(
+    framework = Starlette(
         routes=[
-            Route(HOOK_PATH, hook, methods=["POST"]),
+            # POST is answered by _hook before Starlette; this route makes other methods 405.
+            Route(HOOK_PATH, not_allowed, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
         ],
         lifespan=lifespan,
     )
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == HOOK_PATH and scope["method"] == "POST":
+            await _hook(receiver, scope, receive, send)
+        else:
+            await framework(scope, receive, send)
+
+    return app

@@ -13,6 +13,10 @@ Two checks, both constant-time:
   ``whsec_``). When a signing key is configured, a present signature must verify; with
   ``require=True`` an absent one is refused too (``webhook-id``/``webhook-timestamp`` alone, as
   GitLab sends them for a hook without a signing token, count as absent).
+  A verified ``webhook-id`` is returned: the
+  receiver dedupes on it (per project), so a captured delivery replayed with a new
+  ``Idempotency-Key`` (which the signature does not cover) within the window is a duplicate,
+  and outside the window its timestamp is refused.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 DEFAULT_TOLERANCE_S = 300.0
+MAX_WEBHOOK_ID = 255
 
 
 def token_matches(presented: str | None, accepted: Sequence[str]) -> bool:
@@ -62,6 +67,7 @@ class SignatureCheck:
     ok: bool
     reason: str = ""
     signed: bool = False
+    webhook_id: str | None = None  # set only when a signature verified: a dedupe key then
 
 
 def check_signature(
@@ -91,6 +97,8 @@ def check_signature(
         return SignatureCheck(ok=True)
     if not webhook_id or not timestamp or not signature:
         return SignatureCheck(ok=False, reason="signature_incomplete")
+    if len(webhook_id) > MAX_WEBHOOK_ID:
+        return SignatureCheck(ok=False, reason="signature_id_too_long")
     try:
         sent_at = int(timestamp)
     except ValueError:
@@ -109,4 +117,4 @@ def check_signature(
             ok |= hmac.compare_digest(candidate, expected)
     if not ok:
         return SignatureCheck(ok=False, reason="signature_mismatch", signed=True)
-    return SignatureCheck(ok=True, signed=True)
+    return SignatureCheck(ok=True, signed=True, webhook_id=webhook_id)

@@ -1,0 +1,83 @@
+"""The intake writer's process: ``python -m conveyor.receiver.intake_process DB LOG_LEVEL``.
+
+Started by :class:`conveyor.receiver.queue.IntakeWriter`, never by hand. It opens the queue
+(``synchronous=FULL``, no auto-checkpoints), answers ``("ready",)`` (or ``("error", why)``), then
+serves messages from stdin until it ends (framing: :func:`conveyor.receiver.queue.write_frame`):
+
+* ``("batch", [NewEvent, ...])`` -> ``("batch", [Accepted | error message, ...], storage_error)``:
+  one transaction for the batch (group commit), committed before the reply;
+* ``("probe",)`` -> ``("probe", None | error message)``.
+
+It logs ``event stored`` for every new event (stderr is the server's), so that the server's
+own process spends nothing on those lines. Its only input is its parent's pipe.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import IO
+
+from conveyor.errors import QueueError
+from conveyor.receiver.logs import setup_logging
+from conveyor.receiver.queue import Accepted, BatchStore, NewEvent, read_frame, write_frame
+
+log = logging.getLogger("conveyor.receiver")
+
+
+def serve(store: BatchStore, inbox: IO[bytes], outbox: IO[bytes]) -> None:
+    while True:
+        try:
+            message = read_frame(inbox)
+        except EOFError:
+            return
+        if message[0] == "probe":
+            try:
+                store.probe()
+            except QueueError as exc:
+                write_frame(outbox, ("probe", exc.message))
+            else:
+                write_frame(outbox, ("probe", None))
+            continue
+        events: list[NewEvent] = message[1]
+        outcomes, storage_error = store.commit(events)
+        write_frame(outbox, ("batch", outcomes, storage_error))
+        for event, outcome in zip(events, outcomes, strict=True):
+            if isinstance(outcome, Accepted) and not outcome.duplicate:
+                log.info(
+                    "event stored",
+                    extra={
+                        "event_id": outcome.event_id,
+                        "project": event.project,
+                        "kind": event.kind,
+                        "ref": event.ref,
+                        "status": event.status.value,
+                        "reason": event.reason,
+                    },
+                )
+
+
+def main() -> None:
+    from pathlib import Path
+
+    path, level = Path(sys.argv[1]), sys.argv[2]
+    setup_logging(level)
+    logging._srcfile = None  # the logging HOWTO's optimizations: fields the JSON lines omit
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    inbox, outbox = sys.stdin.buffer, sys.stdout.buffer
+    try:
+        store = BatchStore(path)
+    except QueueError as exc:
+        write_frame(outbox, ("error", exc.message))
+        return
+    write_frame(outbox, ("ready",))
+    try:
+        serve(store, inbox, outbox)
+    except (BrokenPipeError, KeyboardInterrupt):
+        pass
+    finally:
+        store.close()
+
+
+if __name__ == "__main__":
+    main()
