@@ -9,7 +9,7 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conveyor.gitlab.events import project_path_of
+from conveyor.gitlab.events import project_id_of, project_path_of
 from conveyor.receiver.claims import MAX_HITS, claimed_projects
 from tests.receiver import payloads as p
 
@@ -29,7 +29,9 @@ ENCODERS = st.sampled_from(
 def test_the_scan_finds_the_path_the_parser_reads(shape: Any, path: str, encode: Any) -> None:
     payload = shape(path)
     assert project_path_of(payload) == path
-    assert path in claimed_projects(encode(payload)).paths
+    claims = claimed_projects(encode(payload))
+    assert path in claims.paths
+    assert project_id_of(payload) in claims.ids
 
 
 def test_old_payloads_name_the_project_by_homepage() -> None:

@@ -71,7 +71,6 @@ def build_receiver(
     require_signature: bool,
     body_memory: int = DEFAULT_BODY_MEMORY,
     grace: float = 20.0,
-    store: bool = True,
     env: Mapping[str, str] | None = None,
     retention_days: float | None = None,
     retention_events: int | None = None,
@@ -101,7 +100,6 @@ def build_receiver(
             body_memory_bytes=max(body_memory, max_body),
             signing_keys=keys,
             require_signature=require_signature,
-            store=store,
             retention=RetentionPolicy.of(
                 settings.retention_days if retention_days is None else retention_days,
                 settings.retention_events if retention_events is None else retention_events,

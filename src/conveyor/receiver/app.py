@@ -4,8 +4,11 @@ A delivery is checked in this order, cheapest first; the first failure answers:
 
 1. ``Content-Length`` over the limit -> 413; ``Content-Type`` not JSON -> 415;
    no ``X-Gitlab-Event`` -> 400; no ``X-Gitlab-Token`` -> 401.
-2. The body is read up to the limit (413 beyond), must be a JSON object (400) naming its
-   project (``project.path_with_namespace``).
+2. The body is read up to the limit (413 beyond; large bodies only within the memory budget,
+   else 503 + ``Retry-After``). Before anything parses it, the token is checked against the
+   projects the raw bytes name (``claims.py``, a byte scan) -> else 401: an unauthenticated
+   sender never costs a parse. The body must then be a JSON object (orjson; 400, naming the field
+   that holds text that cannot be stored) naming its project (``project.path_with_namespace``).
 3. The token must equal the project's derived token, keyed on its numeric id (current or,
    during a rotation overlap, previous secret; an old path-keyed token until the project's first
    id token, see ``routing.ProjectIds``), compared in constant time -> else 401. With a signing key configured,
@@ -102,7 +105,6 @@ class ReceiverOptions:
     signing_keys: tuple[bytes, ...] = ()
     require_signature: bool = False
     signature_tolerance_s: float = DEFAULT_TOLERANCE_S
-    store: bool = True  # False answers without storing: the benchmark's baseline only
     run_workers: bool = True
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)  # see retention.py
 
@@ -569,8 +571,6 @@ async def _deliver(receiver: Receiver, scope: Scope, receive: Receive, hold: _Ho
     del payload  # only the raw body is kept while the event is committed
     if isinstance(new, _Answer):
         return new
-    if not opts.store:
-        return _Answer(202, {"id": 0, "status": new.status.value})
     assert receiver.intake is not None
     try:
         accepted: Accepted = await receiver.intake.store(new)
