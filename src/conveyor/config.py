@@ -69,7 +69,11 @@ def home_dir(env: Mapping[str, str] | None = None) -> Path | None:
 def _writable(path: Path) -> bool:
     """Could this process create (or write in) ``path``? Checks the nearest existing ancestor."""
     for candidate in (path, *path.parents):
-        if candidate.exists():
+        try:
+            exists = candidate.exists()
+        except OSError:  # a parent this user may not even search (EACCES): not writable
+            return False
+        if exists:
             return candidate.is_dir() and os.access(candidate, os.W_OK | os.X_OK)
     return False
 
@@ -158,7 +162,10 @@ def _config_file(env: Mapping[str, str]) -> Path | None:
     if base is None:
         return None
     candidate = base / "conveyor" / "config.toml"
-    return candidate if candidate.exists() else None
+    try:
+        return candidate if candidate.exists() else None
+    except OSError:  # a home this user may not search: there is no config file for it
+        return None
 
 
 def _read_file(path: Path) -> dict[str, str]:

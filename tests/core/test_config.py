@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -70,13 +72,35 @@ def test_state_dir_never_under_root_for_a_user_without_a_home(home: str, tmp_pat
     assert load_settings(env).state_dir == tmp_path / f"conveyor-{os.getuid()}" / "state"
 
 
-def test_state_dir_skips_a_home_this_user_cannot_write(tmp_path: Path) -> None:
-    home = tmp_path / "someone-else"
-    home.mkdir(mode=0o500)
-    if os.access(home, os.W_OK):  # root writes anywhere: nothing to show
-        pytest.skip("running as root")
-    env = {"HOME": str(home), "TMPDIR": str(tmp_path)}
-    assert load_settings(env).state_dir == tmp_path / f"conveyor-{os.getuid()}" / "state"
+def test_state_dir_skips_a_home_this_user_cannot_write() -> None:
+    """A HOME this user cannot write is skipped for TMPDIR. Root writes anywhere, so under root
+    the check runs in a forked child that has dropped to uid 1000 (Jenkins' agent user)."""
+    root = Path(tempfile.mkdtemp(prefix="conveyor-home-test-"))
+    try:
+        root.chmod(0o777)
+        home = root / "someone-else"
+        home.mkdir(mode=0o500)
+        env = {"HOME": str(home), "TMPDIR": str(root)}
+        uid = 1000 if os.getuid() == 0 else os.getuid()
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: drop privileges, answer through the pipe, never return
+            try:
+                if os.getuid() == 0:
+                    os.setgid(1000)
+                    os.setuid(1000)
+                os.write(write, str(load_settings(env).state_dir).encode())
+            except BaseException as error:
+                os.write(write, f"error: {error!r}".encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as answer:
+            state_dir = answer.read()
+        os.waitpid(pid, 0)
+        assert Path(state_dir) == root / f"conveyor-{uid}" / "state"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_no_home_and_no_passwd_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
