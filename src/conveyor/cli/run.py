@@ -3,6 +3,9 @@
 The event comes from ``--event FILE`` (a recorded GitLab payload) or from flags; flags left out are
 read from git in ``--workdir``. Exit status: 0 when the run succeeded, else the failing stage's
 exit code (1 when the run failed for another reason).
+
+``--jenkins`` is the generated Jenkinsfile's step: one stage (or one ``post`` condition) of the
+current Jenkins build, with the build's variables and engine (:mod:`conveyor.runner.step`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from conveyor.pipeline.context import Trigger
 from conveyor.runner.execute import run_pipeline
 from conveyor.runner.output import PlainOutput, make_output
 from conveyor.runner.statuses import reporter_from_settings
+from conveyor.runner.step import run_build_step
 from conveyor.runner.trigger import read_event, trigger_from_event, trigger_from_flags
 from conveyor.spec.load import load_spec
 
@@ -69,6 +73,18 @@ def _params(pairs: tuple[str, ...]) -> dict[str, bool | str]:
     is_flag=True,
     help="Print the result as JSON on stdout (the live log goes to stderr).",
 )
+@click.option(
+    "--jenkins",
+    is_flag=True,
+    help="Run as a step of the current Jenkins build (what the generated Jenkinsfile calls): "
+    "build variables, engine and secrets from the environment; Jenkins decided `when`.",
+)
+@click.option(
+    "--post",
+    "post",
+    metavar="CONDITION",
+    help="With --jenkins: run only this post condition of --stage (or of the pipeline).",
+)
 def command(
     spec: Path,
     event_file: Path | None,
@@ -80,6 +96,8 @@ def command(
     params: tuple[str, ...],
     state: Path | None,
     as_json: bool,
+    jenkins: bool,
+    post: str | None,
 ) -> None:
     """Run the pipeline SPEC locally: every stage in Docker, `when` decided as in Jenkins.
 
@@ -87,6 +105,23 @@ def command(
     Commit statuses go to GitLab when CONVEYOR_GITLAB_URL and CONVEYOR_GITLAB_TOKEN are set.
     """
     loaded = load_spec(spec)
+    if jenkins:
+        if event_file or branch or sha or tag or params or state:
+            raise ConfigError(
+                "--jenkins takes the event, parameters and state from the Jenkins build",
+                hint="drop --event/--branch/--sha/--tag/--param/--state",
+            )
+        if len(stages) > 1:
+            raise ConfigError("--jenkins runs one stage: give --stage once")
+        out = PlainOutput(sys.stderr if as_json else sys.stdout, summary=False)
+        step = run_build_step(
+            loaded, stage=stages[0] if stages else None, post=post, workdir=workdir, sink=out
+        )
+        if as_json:
+            print_json(step.to_json())
+        raise SystemExit(0 if step.succeeded else step.exit_code or 1)
+    if post is not None:
+        raise ConfigError("--post is for --jenkins steps")
     settings = load_settings()
     directory = (workdir or Path.cwd()).resolve()
     trigger: Trigger

@@ -53,3 +53,26 @@ def map_literal(items: Mapping[str, object]) -> str:
     if not items:
         return "[:]"
     return "[" + ", ".join(f"{literal(k)}: {value(v)}" for k, v in items.items()) + "]"
+
+
+#: Longest literal :func:`concatenation` emits, in bytes. The class file format stores a string
+#: constant as one CONSTANT_Utf8 entry of at most 65,535 bytes (JVM spec 4.4.7); a longer literal makes
+#: Groovy's class generation fail, so the job would never start.
+MAX_LITERAL_BYTES = 60_000
+
+
+def concatenation(value: str, max_bytes: int = MAX_LITERAL_BYTES) -> str:
+    """``value`` as ``'part' + 'part' + ...``: literals of at most ``max_bytes`` each (ASCII, so bytes
+    equal characters), split between characters, never inside an escape."""
+    parts: list[str] = []
+    current: list[str] = []
+    size = 2  # the quotes
+    for ch in value:
+        escaped = _escape_char(ch)
+        if current and size + len(escaped) > max_bytes:
+            parts.append("'" + "".join(current) + "'")
+            current, size = [], 2
+        current.append(escaped)
+        size += len(escaped)
+    parts.append("'" + "".join(current) + "'")
+    return " + ".join(parts)

@@ -1,33 +1,44 @@
 """Render a spec as a declarative Jenkinsfile for a plain (not multibranch) pipeline job.
 
+**Jenkins schedules, conveyor executes.** The Jenkinsfile keeps only what Jenkins alone can do:
+checkout, the stage structure and ``when`` (so Jenkins' UI shows what ran and what was skipped),
+``withCredentials``/``credentials()``, commit statuses and ``post``. Each leaf stage's body is one ``sh``
+step, :data:`STAGE_STEP`, that runs conveyor's own stage executor (:mod:`conveyor.runner.step`, the
+code ``conveyor run`` uses on a laptop and that the tests run on a real engine) inside the agent image.
+What docker-workflow would otherwise decide per stage (container user, ``HOME``, the socket's group,
+the workspace path, nested agents, a per-stage daemon) is then conveyor's, and tested.
+
 Pure: the same spec gives the same text. Every string from the spec reaches Groovy through
-:mod:`conveyor.jenkins.groovy` as a single-quoted literal; no GString is ever emitted, so no spec value
-can run as Groovy, and every ``sh`` body is one literal (the shell, not Groovy, expands ``$VARS`` at run
-time). Data that is also shell syntax (stage names in ``conveyor`` commands) goes through
-:func:`shlex.quote` first, then the Groovy escaper.
+:mod:`conveyor.jenkins.groovy` as a single-quoted literal; no GString is ever emitted. Every ``sh`` body
+is a constant literal of conveyor's own: the stage reaches it through Jenkins' ``STAGE_NAME``
+variable, never as text in the script.
 
 Layout of the generated pipeline:
 
-* **Agent.** ``docker: socket`` and ``none``: the whole pipeline runs in the agent image
-  (``agent { docker { ... } }``), with ``-v /var/run/docker.sock:/var/run/docker.sock`` for ``socket``.
-  ``docker: dind``: the pipeline runs on any node (``agent any``) and each stage that needs Docker runs its
-  steps inside the agent image next to its own DinD sidecar (see :data:`DIND_HELPER`).
-* **Prepare stage** (:data:`PREPARE_STAGE`): checks the commit out (inline jobs; ``scm`` jobs get
-  declarative's own checkout), reports ``running`` to GitLab, and writes the fully resolved spec to
-  :data:`SPEC_FILE` with ``writeFile``. The spec travels inside the Jenkinsfile rather than with the
-  repository because specs live in conveyor's ``pipelines/`` directory, not in the application
-  repository, and because the job then runs exactly the spec it was rendered from.
-* **run** stages: each command is one ``sh`` step, in the stage image (``agent { docker { ...;
-  reuseNode true } }``, cache volumes as ``-v volume:/path``) or in the agent image.
-* **build / push / deploy** stages call conveyor inside the agent image, e.g.
-  ``conveyor build --stage NAME .conveyor/pipeline.yml``; conveyor expands the ``{sha}``-style
-  placeholders at run time from the build variables. Registry credentials reach it only through
-  ``withCredentials([usernamePassword(...)])`` as ``REGISTRY_USER``/``REGISTRY_PASSWORD``.
-* Secrets are only ever ``NAME = credentials('id')`` inside ``environment {}``.
-* ``when`` becomes ``when { beforeAgent true; expression { return ... } }`` from
-  :mod:`conveyor.pipeline.when` (``when { branch }`` only works in multibranch jobs).
-* Each leaf stage's steps sit in ``gitlabCommitStatus(name: STAGE)``; the pipeline ``post`` reports the
-  overall status as :data:`STATUS_NAME`.
+* ``agent any``: a node with a Docker engine (docker-in-docker/: the controller with the host's socket
+  and its group, or ``DOCKER_HOST``/TLS to a ``docker:dind`` service). The helper
+  :data:`AGENT_HELPER` (``conveyorAgent { ... }``) runs a step in the agent image with
+  ``docker.image(...).inside(...)``: ``docker: socket`` mounts the socket and adds its group (read on
+  the node with ``stat``: docker-workflow runs the container as the agent's uid:gid,
+  ``DockerClient.java:119-126``, which is not in the socket's group); ``docker: dind`` passes
+  ``DOCKER_HOST``, ``DOCKER_TLS_VERIFY``, ``DOCKER_CERT_PATH`` and the certificates on and joins the
+  daemon's host network, so ``tcp://docker:2376`` resolves and verifies as on the node.
+* **Prepare stage** (:data:`PREPARE_STAGE`): reports ``running`` (first, so a failed checkout is
+  reported too: gitlab-plugin finds the commit from the webhook cause without a checkout,
+  ``CommitStatusUpdater.retrieveGitlabProjectIds``), checks the commit out (inline jobs; ``scm`` jobs
+  get declarative's own checkout) and writes the resolved spec to :data:`SPEC_FILE` with
+  ``writeFile``. The spec travels in the Jenkinsfile because specs live in conveyor's ``pipelines/``,
+  not in the application's repository, and so the job runs exactly the spec it was rendered from. It
+  is written as a concatenation of literals of at most :data:`~conveyor.jenkins.groovy.MAX_LITERAL_BYTES`
+  each: one literal over 65,535 bytes breaks class generation.
+* Leaf stages: ``when { expression { ... } }`` from :mod:`conveyor.pipeline.when`, ``credentials()``
+  for secrets, ``options { timeout }``, then ``gitlabCommitStatus(name: STAGE) { conveyorAgent {
+  sh STAGE_STEP } }``; registry credentials through ``withCredentials([usernamePassword(...)])`` as
+  ``REGISTRY_USER``/``REGISTRY_PASSWORD``. The spec's ``environment`` and the stage's own ``post`` are
+  applied by the executor, exactly as locally.
+* ``parallel`` stages: one Jenkins stage per branch; the parent's ``post`` conditions and the
+  pipeline's run :func:`post_step` in the agent image. The pipeline ``post`` reports the overall
+  status as :data:`STATUS_NAME`: ``success``, ``failed`` (failure and unstable), ``canceled``.
 """
 
 from __future__ import annotations
@@ -40,15 +51,18 @@ from conveyor.errors import RenderError
 from conveyor.jenkins import groovy
 from conveyor.pipeline.context import GROOVY_COMMIT, declared_trigger_parameters
 from conveyor.pipeline.when import groovy_expression
+from conveyor.runner.plan import declared_post_order
 from conveyor.spec.model import Parameter, Post, Spec, Stage
 
 SPEC_FILE = ".conveyor/pipeline.yml"
 PREPARE_STAGE = "conveyor: prepare"
 STATUS_NAME = "conveyor"
-SOCKET_ARGS = "-v /var/run/docker.sock:/var/run/docker.sock"
+DOCKER_SOCKET = "/var/run/docker.sock"
+SOCKET_ARGS = f"-v {DOCKER_SOCKET}:{DOCKER_SOCKET}"
 REGISTRY_USER = "REGISTRY_USER"
 REGISTRY_PASSWORD = "REGISTRY_PASSWORD"
-DIND_HOST = "tcp://127.0.0.1:2375"
+#: The one ``sh`` body of every leaf stage: conveyor's executor for the stage Jenkins is running.
+STAGE_STEP = f'conveyor run --jenkins --stage "$STAGE_NAME" {SPEC_FILE}'
 
 _UNIT = {"ms": "MILLISECONDS", "s": "SECONDS", "m": "MINUTES", "h": "HOURS"}
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h)$")
@@ -56,38 +70,40 @@ _DURATION = re.compile(r"^(\d+)(ms|s|m|h)$")
 # character outside printable ASCII becomes \uXXXX or \UXXXXXXXX, which YAML reads back exactly.
 _NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e]")
 
-# DinD sidecar, defined above `pipeline {}` when agent.docker is dind. The nested daemon listens on
-# 127.0.0.1:2375 inside its own network namespace and the agent container joins that namespace
-# (`--network container:ID`, the "pod" pattern): only that container can reach the daemon, so the port
-# needs no TLS and there is no network to name or remove. The daemon starts --privileged when allowed;
-# when the host refuses (e.g. a capability bounding set without CAP_SYS_RESOURCE) it is started again with
-# the spec's fallback options. `finally` stops and removes it even when the stage fails.
-DIND_HELPER = """\
-def conveyorDind(String extraArgs, Closure body) {
-    def daemonImage = docker.image(%(image)s)
-    String daemonCommand = %(command)s
-    def daemon = null
-%(start)s
-    try {
-        docker.image(%(agent)s).inside(%(inside)s + daemon.id + ' ' + %(env)s + ' ' + extraArgs) {
-            sh %(wait)s
-            body()
-        }
-    } finally {
-        daemon.stop()
+# Runs `body` in the agent image on this node's engine. Values read on the node (the socket's gid,
+# the certificate path) are checked against a strict pattern before they become `docker run` options.
+AGENT_HELPER = """\
+def conveyorAgent(Closure body) {
+    String args = %(extra)s
+%(engine)s
+    docker.image(%(image)s).inside(args) {
+        body()
     }
 }
 """
 
-_WAIT_FOR_DAEMON = (
-    "i=0; until docker info >/dev/null 2>&1; do i=$((i + 1)); "
-    'if [ "$i" -ge 60 ]; then docker info; exit 1; fi; sleep 1; done'
-)
+_SOCKET_ENGINE = """\
+    String gid = sh(script: %(stat)s, returnStdout: true).trim()
+    if (!(gid ==~ /[0-9]+/)) {
+        error(%(no_gid)s)
+    }
+    args = %(socket)s + gid + ' ' + args"""
+
+_DIND_ENGINE = """\
+    if (!env.DOCKER_HOST) {
+        error(%(no_host)s)
+    }
+    String certs = env.DOCKER_CERT_PATH ?: ''
+    if (certs && !(certs ==~ /[A-Za-z0-9._\\/-]+/)) {
+        error(%(bad_certs)s)
+    }
+    args = %(dind)s + (certs ? ' -v ' + certs + ':' + certs + ':ro ' : ' ') + args"""
 
 
-def agent_command(verb: str, stage: str) -> str:
-    """The shell command a build/push/deploy stage runs inside the agent image."""
-    return f"conveyor {verb} --stage {shlex.quote(stage)} {SPEC_FILE}"
+def post_step(condition: str, *, stage: bool) -> str:
+    """The ``sh`` body running one ``post`` condition of a parallel stage or of the pipeline."""
+    where = '--stage "$STAGE_NAME" ' if stage else ""
+    return f"conveyor run --jenkins {where}--post {condition} {SPEC_FILE}"
 
 
 def spec_document(spec: Spec) -> str:
@@ -156,6 +172,12 @@ class _Renderer:
                     f"stage {stage.name!r} needs Docker but jenkins.agent.docker is 'none'",
                     hint="set jenkins.agent.docker to socket or dind",
                 )
+            if self.mode == "none" and (stage.image is not None or stage.cache):
+                raise RenderError(
+                    f"stage {stage.name!r} has its own image or cache volumes, which need a Docker "
+                    "engine, but jenkins.agent.docker is 'none'",
+                    hint="set jenkins.agent.docker to socket or dind, or drop image/cache",
+                )
 
     # ----------------------------------------------------------------------------- whole file
 
@@ -164,66 +186,47 @@ class _Renderer:
         out = self.out
         out.line("// Generated by conveyor from a pipeline spec. Edit the spec and render again;")
         out.line("// changes made here are overwritten.")
-        if self.mode == "dind":
-            out.lines.extend(self.dind_helper().splitlines())
+        out.lines.extend(self.agent_helper().splitlines())
         out.open("pipeline")
-        self.agent()
+        out.line("agent any")
         self.options()
         self.parameters()
-        self.environment(self.spec.environment, self.spec.secrets, "pipeline")
+        self.environment(self.spec.secrets)
         out.open("stages")
         self.prepare()
         for stage in self.spec.stages:
-            self.stage(stage, nested=False)
+            self.stage(stage)
         out.close()
-        self.post(self.spec.post, pipeline=True)
+        self.pipeline_post()
         out.close()
         return "\n".join(out.lines) + "\n"
 
-    def dind_helper(self) -> str:
+    def agent_helper(self) -> str:
         agent = self.spec.jenkins.agent
-        dind = agent.dind
-        command = f"--host={DIND_HOST} --storage-driver={shlex.quote(dind.storage_driver)}"
-        no_tls = "-e DOCKER_TLS_CERTDIR="
-        fallback = " ".join([*(shlex.quote(a) for a in dind.fallback_args), no_tls])
-        if dind.privileged:
-            start = (
-                "    try {\n"
-                f"        daemon = daemonImage.run({groovy.literal('--privileged ' + no_tls)}, "
-                "daemonCommand)\n"
-                "    } catch (err) {\n"
-                f"        echo {groovy.literal('privileged DinD refused; retrying with fallback options')}\n"
-                f"        daemon = daemonImage.run({groovy.literal(fallback)}, daemonCommand)\n"
-                "    }"
-            )
-        else:
-            start = f"    daemon = daemonImage.run({groovy.literal(fallback)}, daemonCommand)"
         extra = " ".join(shlex.quote(a) for a in agent.args)
-        return DIND_HELPER % {
-            "image": groovy.literal(dind.image),
-            "command": groovy.literal(command),
-            "start": start,
-            "agent": groovy.literal(agent.image),
-            "inside": groovy.literal("--network container:"),
-            "env": groovy.literal(f"-e DOCKER_HOST={DIND_HOST} {extra}".rstrip()),
-            "wait": groovy.literal(_WAIT_FOR_DAEMON),
+        if self.mode == "socket":
+            engine = _SOCKET_ENGINE % {
+                "stat": groovy.literal(f"stat -c %g {DOCKER_SOCKET}"),
+                "no_gid": groovy.literal(f"cannot read the group of {DOCKER_SOCKET} on this node"),
+                "socket": groovy.literal(SOCKET_ARGS + " --group-add "),
+            }
+        elif self.mode == "dind":
+            engine = _DIND_ENGINE % {
+                "no_host": groovy.literal(
+                    "docker: dind needs DOCKER_HOST on this node (the docker:dind service)"
+                ),
+                "bad_certs": groovy.literal("DOCKER_CERT_PATH holds characters conveyor refuses"),
+                "dind": groovy.literal(
+                    "-e DOCKER_HOST -e DOCKER_TLS_VERIFY -e DOCKER_CERT_PATH --network host"
+                ),
+            }
+        else:
+            engine = "    // docker: none: no engine for the agent container"
+        return AGENT_HELPER % {
+            "extra": groovy.literal(extra),
+            "engine": engine,
+            "image": groovy.literal(agent.image),
         }
-
-    def agent(self) -> None:
-        out = self.out
-        agent = self.spec.jenkins.agent
-        if self.mode == "dind":
-            out.line("agent any")
-            return
-        args = [SOCKET_ARGS] if self.mode == "socket" else []
-        args.extend(shlex.quote(a) for a in agent.args)
-        out.open("agent")
-        out.open("docker")
-        out.line(f"image {groovy.literal(agent.image)}")
-        if args:
-            out.line(f"args {groovy.literal(' '.join(args))}")
-        out.close()
-        out.close()
 
     def options(self) -> None:
         out = self.out
@@ -247,19 +250,13 @@ class _Renderer:
             self.out.line(parameter(p))
         self.out.close()
 
-    def environment(self, values: dict[str, str], secrets: dict[str, str], where: str) -> None:
-        if not values and not secrets:
+    def environment(self, secrets: dict[str, str]) -> None:
+        """Secrets only: Jenkins alone can bind credentials. The spec's plain ``environment`` is
+        applied by conveyor's executor (withEnv would expand ``$VAR`` in it; the executor does not)."""
+        if not secrets:
             return
-        both = sorted(set(values) & set(secrets))
-        if both:
-            raise RenderError(
-                f"{where}: {', '.join(both)} set both as environment and as a secret",
-                hint="give each variable one source",
-            )
         out = self.out
         out.open("environment")
-        for name, value in values.items():
-            out.line(f"{name} = {groovy.literal(value)}")
         for name, credential in secrets.items():
             out.line(f"{name} = credentials({groovy.literal(credential)})")
         out.close()
@@ -270,12 +267,12 @@ class _Renderer:
         out = self.out
         out.open(f"stage({groovy.literal(PREPARE_STAGE)})")
         out.open("steps")
+        out.line(f"updateGitlabCommitStatus(name: {groovy.literal(STATUS_NAME)}, state: 'running')")
         if self.spec.jenkins.definition == "inline":
             self.checkout()
-        out.line(f"updateGitlabCommitStatus(name: {groovy.literal(STATUS_NAME)}, state: 'running')")
         out.line(
             f"writeFile(file: {groovy.literal(SPEC_FILE)}, "
-            f"text: {groovy.literal(spec_document(self.spec))}, encoding: 'UTF-8')"
+            f"text: {groovy.concatenation(spec_document(self.spec))}, encoding: 'UTF-8')"
         )
         out.close()
         out.close()
@@ -306,13 +303,11 @@ class _Renderer:
         out.line("env.GIT_COMMIT = scmVars.GIT_COMMIT")
         out.close()
 
-    def stage(self, stage: Stage, *, nested: bool) -> None:
+    def stage(self, stage: Stage) -> None:
         out = self.out
         out.open(f"stage({groovy.literal(stage.name)})")
-        self.stage_agent(stage)
         if stage.when is not None:
             out.open("when")
-            out.line("beforeAgent true")
             out.line(f"expression {{ return {groovy_expression(stage.when)} }}")
             out.close()
         secrets = dict(stage.secrets)
@@ -325,7 +320,14 @@ class _Renderer:
                         hint="use one credentials ID per variable",
                     )
                 secrets[name] = credential
-        self.environment(stage.environment, secrets, f"stage {stage.name!r}")
+        clash = sorted(set(secrets) & set(self.spec.secrets))
+        if clash and any(secrets[n] != self.spec.secrets[n] for n in clash):
+            raise RenderError(
+                f"stage {stage.name!r}: {', '.join(clash)} bound to other credentials than the "
+                "pipeline's",
+                hint="give each variable one credentials ID",
+            )
+        self.environment(secrets)
         if stage.timeout is not None:
             out.open("options")
             out.line(_timeout(stage.timeout))
@@ -333,61 +335,27 @@ class _Renderer:
         if stage.parallel is not None:
             out.open("parallel")
             for child in stage.parallel:
-                self.stage(child, nested=True)
+                self.stage(child)
             out.close()
+            self.post(stage.post, stage=True)
         else:
             out.open("steps")
             out.open(f"gitlabCommitStatus(name: {groovy.literal(stage.name)})")
-            self.stage_steps(stage)
-            out.close()
-            out.close()
-        self.post(stage.post, pipeline=False)
-        out.close()
-
-    def own_image(self, stage: Stage) -> bool:
-        """Does this run stage get its own ``agent { docker {...} }``?"""
-        if stage.run is None:
-            return False
-        if stage.image is not None:
-            return True
-        return bool(stage.cache) and self.mode != "dind"
-
-    def stage_agent(self, stage: Stage) -> None:
-        if not self.own_image(stage):
-            return
-        out = self.out
-        args = _cache_args(stage)
-        if stage.image is None:  # the agent image, with caches: keep its Docker access
-            args[:0] = [SOCKET_ARGS] if self.mode == "socket" else []
-            args.extend(shlex.quote(a) for a in self.spec.jenkins.agent.args)
-        out.open("agent")
-        out.open("docker")
-        out.line(f"image {groovy.literal(stage.image or self.spec.jenkins.agent.image)}")
-        if args:
-            out.line(f"args {groovy.literal(' '.join(args))}")
-        out.line("reuseNode true")
-        out.close()
-        out.close()
-
-    def stage_steps(self, stage: Stage) -> None:
-        needs_daemon = self.mode == "dind" and not self.own_image(stage)
-        out = self.out
-        if needs_daemon:
-            extra = " ".join(_cache_args(stage))
             out.open("script")
-            out.open(f"conveyorDind({groovy.literal(extra)})")
-        if stage.run is not None:
-            for command in stage.run:
-                out.line(f"sh {groovy.literal(command)}")
-        elif stage.build is not None:
-            out.line(f"sh {groovy.literal(agent_command('build', stage.name))}")
-            if stage.push is not None:
-                self.with_registry(stage.push.credentials, agent_command("push", stage.name))
-        elif stage.deploy is not None:
-            self.with_registry(self.registry_credentials, agent_command("deploy", stage.name))
-        if needs_daemon:
+            out.open("conveyorAgent")
+            self.with_registry(self.credentials_for(stage), STAGE_STEP)
             out.close()
             out.close()
+            out.close()
+            out.close()
+        out.close()
+
+    def credentials_for(self, stage: Stage) -> str | None:
+        if stage.push is not None:
+            return stage.push.credentials
+        if stage.deploy is not None:
+            return self.registry_credentials
+        return None
 
     def with_registry(self, credentials: str | None, command: str) -> None:
         out = self.out
@@ -405,37 +373,56 @@ class _Renderer:
 
     # ----------------------------------------------------------------------------- post
 
-    def post(self, post: Post | None, *, pipeline: bool) -> None:
-        blocks: list[tuple[str, list[str]]] = []
-        status = groovy.literal(STATUS_NAME)
-        p = post or Post()
-        blocks.append(("always", [f"sh {groovy.literal(c)}" for c in p.always]))
-        success = [f"sh {groovy.literal(c)}" for c in p.success]
-        failure = [f"sh {groovy.literal(c)}" for c in p.failure]
-        aborted: list[str] = []
-        if pipeline:
-            success.insert(0, f"updateGitlabCommitStatus(name: {status}, state: 'success')")
-            failure.insert(0, f"updateGitlabCommitStatus(name: {status}, state: 'failed')")
-            aborted.append(f"updateGitlabCommitStatus(name: {status}, state: 'canceled')")
-        blocks.append(("success", success))
-        blocks.append(("failure", failure))
-        blocks.append(("aborted", aborted))
-        blocks.append(("cleanup", [f"sh {groovy.literal(c)}" for c in p.cleanup]))
-        blocks = [(name, steps) for name, steps in blocks if steps]
-        if not blocks:
+    def conveyor_post(self, condition: str, *, stage: bool) -> list[str]:
+        """The steps running one post condition through the executor (the spec file exists only
+        once the prepare stage ran: a build that failed before it has nothing to run)."""
+        step = f"sh {groovy.literal(post_step(condition, stage=stage))}"
+        return [f"if (fileExists({groovy.literal(SPEC_FILE)})) {{ conveyorAgent {{ {step} }} }}"]
+
+    def post(self, post: Post | None, *, stage: bool) -> None:
+        """A parallel stage's post: each declared condition runs through the executor."""
+        conditions = declared_post_order(post)
+        if not conditions:
             return
         out = self.out
         out.open("post")
-        for name, steps in blocks:
-            out.open(name)
-            for step in steps:
+        for condition in conditions:
+            out.open(condition)
+            out.open("script")
+            for step in self.conveyor_post(condition, stage=stage):
                 out.line(step)
+            out.close()
             out.close()
         out.close()
 
-
-def _cache_args(stage: Stage) -> list[str]:
-    return [f"-v {shlex.quote(c.volume + ':' + c.path)}" for c in stage.cache]
+    def pipeline_post(self) -> None:
+        status = groovy.literal(STATUS_NAME)
+        declared = set(declared_post_order(self.spec.post))
+        blocks: list[tuple[str, list[str], bool]] = [
+            ("always", [], "always" in declared),
+            ("success", [f"updateGitlabCommitStatus(name: {status}, state: 'success')"], False),
+            ("failure", [f"updateGitlabCommitStatus(name: {status}, state: 'failed')"], False),
+            # an unstable build is not green: without this the status would stay "running"
+            ("unstable", [f"updateGitlabCommitStatus(name: {status}, state: 'failed')"], False),
+            ("aborted", [f"updateGitlabCommitStatus(name: {status}, state: 'canceled')"], False),
+            ("cleanup", [], "cleanup" in declared),
+        ]
+        out = self.out
+        out.open("post")
+        for name, steps, executor in blocks:
+            runs = executor or (name in ("success", "failure") and name in declared)
+            if not steps and not runs:
+                continue
+            out.open(name)
+            for step in steps:
+                out.line(step)
+            if runs:
+                out.open("script")
+                for step in self.conveyor_post(name, stage=False):
+                    out.line(step)
+                out.close()
+            out.close()
+        out.close()
 
 
 def job_parameters(spec: Spec) -> list[Parameter]:

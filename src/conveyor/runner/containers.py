@@ -51,6 +51,26 @@ class EngineAccess:
     mode: str  # socket | dind | none
     docker_host: str | None = None  # dind: tcp://HOST:PORT as seen from the run's network
     network: str | None = None  # dind: the network shared with the nested daemon
+    # dind reached over TLS (a Jenkins build's docker:dind service): DOCKER_TLS_VERIFY and
+    # DOCKER_CERT_PATH, and the ``docker run`` arguments that give the stage the certificates
+    env: tuple[tuple[str, str], ...] = ()
+    mounts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where a stage container finds the checkout: its path there and the arguments mounting it."""
+
+    path: str
+    argv: tuple[str, ...]
+    # the executor runs as this uid:gid (not root): files a root stage leaves in the workspace are
+    # handed back to it on exit, so Jenkins (uid 1000) can still clean its workspace
+    owner: str | None = None
+
+
+def bind_workspace(workdir: str) -> Workspace:
+    """A checkout on the engine's own machine: bind-mounted at :data:`WORKSPACE`."""
+    return Workspace(WORKSPACE, ("-v", f"{workdir}:{WORKSPACE}"))
 
 
 @dataclass(frozen=True)
@@ -95,9 +115,22 @@ def agent_args(agent: Agent, stage: Stage | None = None) -> list[str]:
     return out
 
 
-def script_of(commands: Sequence[str]) -> str:
-    """The stage's commands as one script for ``sh -e`` (spec text only, never event data)."""
-    return "\n".join(commands) + "\n"
+def script_of(commands: Sequence[str], owner: str | None = None) -> str:
+    """The stage's commands as one script for ``sh -e`` (spec text only, never event data).
+
+    With ``owner`` (``uid:gid``, digits only) an EXIT trap first hands files owned by root in
+    ``$WORKSPACE`` back to that user; the trap keeps the script's exit status.
+    """
+    body = "\n".join(commands) + "\n"
+    if owner is None:
+        return body
+    if not re.fullmatch(r"\d+:\d+", owner):
+        raise RunnerError(f"invalid workspace owner {owner!r}")
+    hand_back = (
+        f"trap 'find \"$WORKSPACE\" -user 0 -exec chown {owner} {{}} + "
+        "2>/dev/null || true' EXIT\n"
+    )
+    return hand_back + body
 
 
 def container_name(run_number: int, stage: str, suffix: str) -> str:
@@ -111,7 +144,7 @@ def run_args(
     name: str,
     image: str,
     commands: Sequence[str],
-    workdir: str,
+    workspace: Workspace,
     agent: Agent,
     stage: Stage | None,
     engine: EngineAccess,
@@ -122,14 +155,16 @@ def run_args(
     argv: list[str] = ["run", "--rm", "--name", name, "--entrypoint", "sh"]
     for key, value in sorted(labels.items()):
         argv += ["--label", f"{key}={value}"]
-    argv += ["-w", WORKSPACE, "-v", f"{workdir}:{WORKSPACE}"]
+    argv += ["-w", workspace.path, *workspace.argv]
     argv += agent_args(agent, stage)
     container_env = dict(env)
-    container_env["WORKSPACE"] = WORKSPACE
+    container_env["WORKSPACE"] = workspace.path
     if engine.mode == "dind" and not has_own_image(stage):
         if not engine.docker_host:
             raise RunnerError("docker: dind needs the nested daemon's address (none was started)")
         container_env["DOCKER_HOST"] = engine.docker_host
+        container_env.update(dict(engine.env))
+        argv += list(engine.mounts)
         if engine.network:
             argv += ["--network", engine.network]
     passed: dict[str, str] = {}
@@ -139,5 +174,5 @@ def run_args(
         else:
             argv += ["-e", key]
             passed[key] = container_env[key]
-    argv += [image, "-e", "-c", script_of(commands)]
+    argv += [image, "-e", "-c", script_of(commands, workspace.owner)]
     return ContainerRun(name=name, argv=tuple(argv), env=passed)

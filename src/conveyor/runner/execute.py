@@ -66,9 +66,12 @@ from conveyor.runner import stages as stage_bodies
 from conveyor.runner.containers import (
     CLI_VARIABLES,
     EngineAccess,
+    Workspace,
+    bind_workspace,
     container_name,
     has_own_image,
     run_args,
+    script_of,
 )
 from conveyor.runner.engines import needs_engine, nested_daemon, refuse_none
 from conveyor.runner.history import History
@@ -77,6 +80,7 @@ from conveyor.runner.plan import (
     PlannedStage,
     build_plan,
     default_params,
+    parameter_variables,
     post_actions,
     stage_environment,
 )
@@ -147,7 +151,7 @@ class Masker:
         return text
 
 
-class _Log:
+class RunLog:
     """The run's full log and each stage's tail, thread-safe, masked; forwards lines to the sink."""
 
     def __init__(self, sink: OutputSink, mask: Masker) -> None:
@@ -193,6 +197,10 @@ class RunContext:
     environ: Mapping[str, str]
     statuses: StatusReporter
     deadline: float | None
+    workspace: Workspace | None = None  # default: the checkout bind-mounted at /workspace
+    # a Jenkins build step: the engine the environment names (no nested daemons are started) and,
+    # for ``docker: none``, commands run right here in the agent container
+    given_engine: EngineAccess | None = None
 
 
 @dataclass(frozen=True)
@@ -201,8 +209,8 @@ class _Engine:
     base_url: str | None  # None: the host engine (DOCKER_HOST or the socket)
 
 
-class _Executor:
-    def __init__(self, ctx: RunContext, log: _Log, sink: OutputSink) -> None:
+class StageExecutor:
+    def __init__(self, ctx: RunContext, log: RunLog, sink: OutputSink) -> None:
         self.ctx = ctx
         self.log = log
         self.sink = sink
@@ -214,7 +222,10 @@ class _Executor:
             )
         self.docker = docker
         self.cli_env = {k: v for k in _CLI_PASSTHROUGH if (v := os.environ.get(k)) is not None}
-        self.host = _Engine(EngineAccess(mode=ctx.spec.jenkins.agent.docker), None)
+        self.host = _Engine(
+            ctx.given_engine or EngineAccess(mode=ctx.spec.jenkins.agent.docker), None
+        )
+        self.workspace = ctx.workspace or bind_workspace(str(ctx.workdir))
 
     # ------------------------------------------------------------------ engines
 
@@ -222,7 +233,8 @@ class _Executor:
     def engine(self, stage: Stage) -> Iterator[_Engine]:
         """The engine for one stage: the host's, or a nested daemon living as long as the stage."""
         agent = self.ctx.spec.jenkins.agent
-        if not needs_engine(stage.kind, has_own_image(stage)) or agent.docker != "dind":
+        given = self.ctx.given_engine is not None
+        if given or not needs_engine(stage.kind, has_own_image(stage)) or agent.docker != "dind":
             if agent.docker == "none" and stage.kind in ("build", "deploy"):
                 refuse_none(stage.name, stage.kind)
             yield self.host
@@ -257,13 +269,15 @@ class _Executor:
         engine: EngineAccess,
     ) -> int:
         """Run ``commands`` in ``image``; stream lines under ``label``; return the exit code."""
+        if self.ctx.given_engine is not None and engine.mode == "none":
+            return self._here(label, stage, commands)
         name = container_name(self.ctx.number, label, _secrets.token_hex(3))
         spec = self.ctx.spec
         run = run_args(
             name=name,
             image=image,
             commands=commands,
-            workdir=str(self.ctx.workdir),
+            workspace=self.workspace,
             agent=spec.jenkins.agent,
             stage=stage,
             engine=engine,
@@ -275,17 +289,39 @@ class _Executor:
             },
         )
         env = {**self.cli_env, **run.env}
+        return self._stream(label, stage, [self.docker, *run.argv], env, name)
+
+    def _here(self, label: str, stage: Stage | None, commands: Sequence[str]) -> int:
+        """``docker: none`` in a Jenkins build: the agent container is the stage's container."""
+        env = {k: v for k in ("PATH", "HOME") if (v := os.environ.get(k)) is not None}
+        env.update(self._stage_env(stage, stage.name if stage else label))
+        env["WORKSPACE"] = str(self.ctx.workdir)
+        argv = ["sh", "-e", "-c", script_of(commands)]
+        return self._stream(label, stage, argv, env, None, cwd=self.ctx.workdir)
+
+    def _stream(
+        self,
+        label: str,
+        stage: Stage | None,
+        argv: list[str],
+        env: Mapping[str, str],
+        name: str | None,
+        cwd: Path | None = None,
+    ) -> int:
+        """Run ``argv``, stream its output under ``label``; kill it (and container ``name``) on
+        timeout; the exit code."""
         timeout = self._timeout(stage)
         try:
             proc = subprocess.Popen(
-                [self.docker, *run.argv],
+                argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                env=env,
+                env=dict(env),
+                cwd=cwd,
             )
         except OSError as exc:
-            raise RunnerError(f"cannot start `docker run` for stage {label!r}: {exc}") from None
+            raise RunnerError(f"cannot start the commands of stage {label!r}: {exc}") from None
         assert proc.stdout is not None
         stdout = proc.stdout
 
@@ -298,13 +334,16 @@ class _Executor:
         try:
             code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self._remove(name)
+            if name is not None:
+                self._remove(name)
+            proc.kill()
             proc.wait()
             reader.join(timeout=10)
             self.log.line(label, f"timed out after {timeout or 0:.0f}s: container removed")
             return KILL_EXIT
         except BaseException:
-            self._remove(name)
+            if name is not None:
+                self._remove(name)
             proc.kill()
             raise
         reader.join(timeout=10)
@@ -444,6 +483,12 @@ class _Executor:
         self.sink.stage_finished(result)
         return [result, *children]
 
+    def post_step(
+        self, owner: str, post: Post, stage: Stage | None, image: str, *, ok: bool
+    ) -> int:
+        """One ``post`` block run on its own (a Jenkins build step), on the run's engine."""
+        return self._post(owner, post, stage, image, ok, self.host.access)
+
     def pipeline_post(self, ok: bool) -> int:
         agent = self.ctx.spec.jenkins.agent
         access = self.host.access if agent.docker != "dind" else EngineAccess(mode="none")
@@ -494,6 +539,7 @@ def run_pipeline(
     history = History(state_dir)
     number = history.start(model.project, spec_file, _trigger_record(trigger))
     env = build_variables(trigger, number)
+    env.update(parameter_variables(all_params))
     env.update(
         {
             "JOB_NAME": model.jenkins.job,
@@ -502,7 +548,7 @@ def run_pipeline(
         }
     )
     mask = Masker(list(values.values()))
-    log = _Log(sink, mask)
+    log = RunLog(sink, mask)
     started = time.monotonic()
     results: list[StageResult] = []
     failed: StageResult | None = None
@@ -524,7 +570,7 @@ def run_pipeline(
         deadline=started + parse_duration(model.jenkins.options.timeout),
     )
     try:
-        executor = _Executor(ctx, log, sink)
+        executor = StageExecutor(ctx, log, sink)
         for planned in plan.stages:
             if failed is not None or error is not None:
                 results += _not_run(planned)

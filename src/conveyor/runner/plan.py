@@ -116,6 +116,15 @@ def stage_environment(
     return env
 
 
+def parameter_variables(params: Mapping[str, bool | str]) -> dict[str, str]:
+    """Build parameters as the environment variables Jenkins gives every step (booleans as
+    ``true``/``false``, ``ParametersAction`` -> ``BooleanParameterValue.buildEnvironment``)."""
+    return {
+        name: ("true" if value else "false") if isinstance(value, bool) else value
+        for name, value in params.items()
+    }
+
+
 def default_params(
     spec: Spec, given: Mapping[str, bool | str] | None = None
 ) -> dict[str, bool | str]:
