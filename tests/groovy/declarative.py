@@ -95,14 +95,39 @@ def const_arg(call: dict[str, Any], index: int = 0) -> Any:
     return None
 
 
-def named_arg(call: dict[str, Any], name: str) -> Any:
-    """The constant value of a named argument (``name: 'x'``), or None."""
+def folded(node: Any) -> Any:
+    """A constant, or a ``'a' + 'b' + ...`` of string constants folded into one string; else None."""
+    if isinstance(node, dict) and "const" in node:
+        return node["const"]
+    if isinstance(node, dict) and "plus" in node:
+        left, right = (folded(n) for n in node["plus"])
+        if isinstance(left, str) and isinstance(right, str):
+            return left + right
+    return None
+
+
+def plus_literals(node: Any) -> list[str]:
+    """The string literals of a ``'a' + 'b' + ...`` chain, in order."""
+    if isinstance(node, dict) and "plus" in node:
+        return [s for n in node["plus"] for s in plus_literals(n)]
+    if isinstance(node, dict) and isinstance(node.get("const"), str):
+        return [node["const"]]
+    return []
+
+
+def named_node(call: dict[str, Any], name: str) -> Any:
+    """The expression of a named argument (``name: ...``), or None."""
     for arg in call.get("args") or []:
         if isinstance(arg, dict) and "map" in arg:
             for key, value in arg["map"]:
-                if key.get("const") == name and "const" in value:
-                    return value["const"]
+                if key.get("const") == name:
+                    return value
     return None
+
+
+def named_arg(call: dict[str, Any], name: str) -> Any:
+    """The constant value of a named argument (``name: 'x'``, or a concatenation of literals)."""
+    return folded(named_node(call, name))
 
 
 def check_jenkinsfile(tree: list[Any], methods: list[Any] | None = None) -> list[str]:
@@ -187,14 +212,17 @@ def _check_stage(stage: dict[str, Any]) -> list[str]:
                     problems.append(
                         f"{where}: steps are not wrapped in gitlabCommitStatus(name: stage)"
                     )
+                shells = [n for n in walk(inner) if n.get("call") == "sh"]
+                if len(shells) != 1:
+                    problems.append(f"{where}: a stage's body is one sh step, found {len(shells)}")
     return problems
 
 
 def _check_when(body: list[Any], where: str) -> list[str]:
     names = [c["call"] for c in calls(body)]
-    if names != ["beforeAgent", "expression"] or len(body) != 2:
-        return [f"{where}: when must hold beforeAgent and one expression, has {names}"]
-    expression = list(calls(body))[1]
+    if names not in (["expression"], ["beforeAgent", "expression"]) or len(body) != len(names):
+        return [f"{where}: when must hold one expression (after beforeAgent), has {names}"]
+    expression = list(calls(body))[-1]
     inner = closure_of(expression) or []
     if len(inner) != 1 or "return" not in inner[0]:
         return [f"{where}: when expression must be a single return"]
@@ -250,7 +278,8 @@ def _check_everywhere(tree: list[Any], methods: list[Any]) -> list[str]:
             problems.append("credentials() used outside environment {}")
         if node.get("call") == "sh":
             args = node.get("args") or []
-            if len(args) != 1 or not isinstance(const_arg(node), str):
+            script = named_arg(node, "script") if args and "map" in args[0] else const_arg(node)
+            if len(args) != 1 or not isinstance(script, str):
                 problems.append(f"sh step without a single string literal: {args!r:.80}")
     return problems
 

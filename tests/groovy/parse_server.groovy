@@ -56,6 +56,9 @@ class TreeBuilder {
         if (e instanceof BinaryExpression && e.operation.text == '=') {
             return [assign: expr(e.leftExpression), value: expr(e.rightExpression)]
         }
+        if (e instanceof BinaryExpression && e.operation.text == '+') {
+            return [plus: [expr(e.leftExpression), expr(e.rightExpression)]]
+        }
         return [expr: e.getClass().simpleName, text: e.text]
     }
 

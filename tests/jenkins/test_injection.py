@@ -8,6 +8,7 @@ reach the Jenkinsfile, where the Groovy escaper writes them as unicode escapes).
 
 from __future__ import annotations
 
+import shlex
 import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -19,16 +20,24 @@ from hypothesis import strategies as st
 
 from conveyor.errors import RenderError
 from conveyor.jenkins.config_xml import GITLAB_TRIGGER, managed_project, marker
-from conveyor.jenkins.jenkinsfile import agent_command, spec_document
+from conveyor.jenkins.jenkinsfile import (
+    PREPARE_STAGE,
+    STAGE_STEP,
+    post_step,
+    spec_document,
+)
 from conveyor.jenkins.render import render
 from conveyor.pipeline.match import patterns_to_regex
+from conveyor.runner.plan import POST_ORDER
 from conveyor.spec.load import load_spec
 from tests.groovy.declarative import (
     check_jenkinsfile,
     const_arg,
     find_calls,
     find_stage,
+    folded,
     named_arg,
+    walk,
 )
 from tests.groovy.harness import GroovyParser
 from tests.jenkins.specs import spec_of
@@ -164,35 +173,31 @@ def test_hostile_strings_survive_exactly(groovy_parser: GroovyParser, data: dict
     tree = parsed.tree
     stages = data["stages"]
 
-    # Groovy: the literals the parser reads are the inputs
+    # Groovy: the literals the parser reads are the inputs; no spec text is ever in an `sh` body
+    bodies = {STAGE_STEP} | {post_step(c, stage=s) for c in POST_ORDER for s in (True, False)}
+    assert {const_arg(c) for c in find_calls(tree, "sh")} <= bodies
     first = find_stage(tree, stages[0]["name"])
-    assert [const_arg(c) for c in find_calls([first], "image")] == [stages[0]["image"]]
-    assert [const_arg(c) for c in find_calls([_section(first, "steps")], "sh")] == stages[0]["run"]
+    assert [const_arg(c) for c in find_calls([_section(first, "steps")], "sh")] == [STAGE_STEP]
     (status,) = find_calls([first], "gitlabCommitStatus")
     assert named_arg(status, "name") == stages[0]["name"]
     envs = {a["assign"]["var"]: a["value"] for a in _assignments(tree)}
-    assert envs["GLOBAL"] == {"const": data["environment"]["GLOBAL"]}
-    assert envs["LOCAL"] == {"const": stages[0]["environment"]["LOCAL"]}
+    assert "GLOBAL" not in envs and "LOCAL" not in envs  # the executor applies them, literally
     assert const_arg(envs["TOKEN"]) == data["secrets"]["TOKEN"]
     assert const_arg(envs["STAGE_SECRET"]) == stages[0]["secrets"]["STAGE_SECRET"]
-    post_sh = [const_arg(c) for c in find_calls([_section(first, "post")], "sh")]
-    assert post_sh == [stages[0]["post"]["always"][0], stages[0]["post"]["failure"][0]]
-    assert data["post"]["cleanup"][0] in parsed.strings
-    pipeline_agent = find_calls(tree, "agent")[0]
-    assert [const_arg(c) for c in find_calls([pipeline_agent], "image")] == [
-        data["jenkins"]["agent"]["image"]
+    (agent,) = find_calls(tree, "agent")
+    assert agent["args"] == [{"var": "any"}]  # the node; the agent image is the helper's
+    (image,) = find_calls(parsed.methods, "image")
+    assert const_arg(image) == data["jenkins"]["agent"]["image"]
+    (args,) = [
+        n
+        for n in walk(parsed.methods)
+        if n.get("assign") == {"var": "args"} and "const" in n["value"]
     ]
-    build = find_stage(tree, stages[1]["name"])
-    assert [const_arg(c) for c in find_calls([build], "sh")] == [
-        agent_command("build", stages[1]["name"]),
-        agent_command("push", stages[1]["name"]),
-    ]
+    assert folded(args["value"]) == shlex.quote(data["jenkins"]["agent"]["args"][0])
+    for name in (stages[1]["name"], stages[2]["name"], stages[3]["name"]):
+        assert [const_arg(c) for c in find_calls([find_stage(tree, name)], "sh")] == [STAGE_STEP]
     creds = {named_arg(c, "credentialsId") for c in find_calls(tree, "usernamePassword")}
     assert creds == {stages[1]["push"]["credentials"]}
-    deploy = find_stage(tree, stages[2]["name"])
-    assert [const_arg(c) for c in find_calls([deploy], "sh")] == [
-        agent_command("deploy", stages[2]["name"])
-    ]
     (connection,) = find_calls(tree, "gitLabConnection")
     assert const_arg(connection) == data["jenkins"]["connection"]
     (when_expr,) = find_calls([first], "expression")
@@ -334,5 +339,9 @@ def test_control_characters_are_fine_where_only_groovy_sees_them(
     job = render(spec_of(data))
     parsed = groovy_parser.parse_text(job.jenkinsfile)
     assert parsed.ok
-    assert [const_arg(c) for c in find_calls(parsed.tree, "sh")] == [command]
+    assert [const_arg(c) for c in find_calls(parsed.tree, "sh")] == [STAGE_STEP]
+    (stage,) = [c for c in find_calls(parsed.tree, "stage") if const_arg(c) != PREPARE_STAGE]
+    assert const_arg(stage) == "t\x01"
+    (write,) = find_calls(parsed.tree, "writeFile")
+    assert named_arg(write, "text") == spec_document(spec_of(data))
     assert ET.fromstring(job.config_xml.encode()).findtext("definition/script") == job.jenkinsfile

@@ -20,7 +20,7 @@ from conveyor.jenkins.config_xml import (
     normalize_config_xml,
 )
 from conveyor.jenkins.gitlab_trigger import branch_filter
-from conveyor.jenkins.jenkinsfile import SPEC_FILE, spec_document
+from conveyor.jenkins.jenkinsfile import SPEC_FILE, STAGE_STEP, spec_document
 from conveyor.jenkins.render import render
 from conveyor.spec.load import load_spec
 from conveyor.spec.model import Triggers
@@ -29,7 +29,9 @@ from tests.groovy.declarative import (
     const_arg,
     find_calls,
     find_stage,
+    folded,
     named_arg,
+    walk,
 )
 from tests.groovy.harness import GroovyParser
 from tests.jenkins.specs import base_data, spec_of
@@ -310,9 +312,7 @@ def test_secrets_only_as_credential_ids(groovy_parser: GroovyParser) -> None:
     image = find_stage(parsed.tree, "image")
     pushes = [c for c in find_calls([image], "withCredentials")]
     assert len(pushes) == 1
-    assert [const_arg(s) for s in find_calls([pushes[0]], "sh")] == [
-        f"conveyor push --stage image {SPEC_FILE}"
-    ]
+    assert [const_arg(s) for s in find_calls([pushes[0]], "sh")] == [STAGE_STEP]
 
 
 def test_spec_document_reads_back_equal(tmp_path: Path) -> None:
@@ -336,28 +336,36 @@ def test_spec_written_by_the_jenkinsfile_is_the_spec(groovy_parser: GroovyParser
     assert named_arg(write, "text") == spec_document(spec)
 
 
+def _agent_args(parsed: Any) -> list[Any]:
+    """The argument expressions of the helper's ``inside(...)`` and its ``args`` assignments."""
+    (helper,) = parsed.methods
+    assert helper["name"] == "conveyorAgent"
+    return [n["value"] for n in walk(helper) if n.get("assign") == {"var": "args"}]
+
+
 def test_agents(groovy_parser: GroovyParser) -> None:
+    """Every mode runs stages in the agent image (the helper's ``inside``) on ``agent any``:
+    socket mounts the socket and adds the group read on the node, dind hands DOCKER_HOST and the
+    TLS certificates on, none gives no engine; no per-stage daemon is started anywhere."""
     by_name = dict(VARIANTS)
     socket = groovy_parser.parse_text(render(spec_of(by_name["socket"])).jenkinsfile)
-    agent = find_calls(socket.tree, "agent")[0]
-    assert [const_arg(a) for a in find_calls([agent], "args")] == [
-        "-v /var/run/docker.sock:/var/run/docker.sock"
-    ]
+    assert [c["args"] for c in find_calls(socket.tree, "agent")] == [[{"var": "any"}]]
+    (image,) = find_calls(socket.methods, "image")
+    assert const_arg(image) == "conveyor-agent:1"
+    (stat,) = find_calls(socket.methods, "sh")
+    assert named_arg(stat, "script") == "stat -c %g /var/run/docker.sock"
+    assert "-v /var/run/docker.sock:/var/run/docker.sock --group-add " in socket.strings
+    assert "--privileged" not in " ".join(socket.strings)
     dind = groovy_parser.parse_text(render(spec_of(by_name["dind"])).jenkinsfile)
-    assert [m["name"] for m in dind.methods] == ["conveyorDind"]
-    assert "-v /var/run/docker.sock:/var/run/docker.sock" not in dind.strings
-    assert "--privileged -e DOCKER_TLS_CERTDIR=" in dind.strings
-    test_stage = find_stage(dind.tree, "test")
-    (wrapper,) = find_calls([test_stage], "conveyorDind")
-    assert const_arg(wrapper) == "-v c:/c"
-    unprivileged = groovy_parser.parse_text(
-        render(spec_of(by_name["dind-unprivileged"])).jenkinsfile
-    )
-    assert "--privileged -e DOCKER_TLS_CERTDIR=" not in unprivileged.strings
+    assert "-v /var/run/docker.sock:/var/run/docker.sock --group-add " not in dind.strings
+    assert "-e DOCKER_HOST -e DOCKER_TLS_VERIFY -e DOCKER_CERT_PATH --network host" in dind.strings
+    assert not any("--host=" in s or "dockerd" in s for s in dind.strings)
     none = groovy_parser.parse_text(render(spec_of(by_name["none"])).jenkinsfile)
-    assert find_calls(none.tree, "args") == []
+    assert not any("docker.sock" in s or "DOCKER_HOST -e" in s for s in none.strings)
     assert find_calls(none.tree, "disableConcurrentBuilds") == []
     assert find_calls(none.tree, "timestamps") == []
+    for parsed in (socket, dind, none):
+        assert [folded(v) for v in _agent_args(parsed)][0] is not None
 
 
 def test_when_uses_expression_from_pipeline_when(groovy_parser: GroovyParser) -> None:

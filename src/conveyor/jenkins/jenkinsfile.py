@@ -174,8 +174,8 @@ class _Renderer:
                 )
             if self.mode == "none" and (stage.image is not None or stage.cache):
                 raise RenderError(
-                    f"stage {stage.name!r} has its own image or cache volumes, which need a Docker "
-                    "engine, but jenkins.agent.docker is 'none'",
+                    f"stage {stage.name!r} needs Docker for its own image or cache volumes, but "
+                    "jenkins.agent.docker is 'none'",
                     hint="set jenkins.agent.docker to socket or dind, or drop image/cache",
                 )
 
@@ -191,6 +191,7 @@ class _Renderer:
         out.line("agent any")
         self.options()
         self.parameters()
+        _one_source(self.spec.environment, self.spec.secrets, "pipeline")
         self.environment(self.spec.secrets)
         out.open("stages")
         self.prepare()
@@ -327,6 +328,7 @@ class _Renderer:
                 "pipeline's",
                 hint="give each variable one credentials ID",
             )
+        _one_source(stage.environment, secrets, f"stage {stage.name!r}")
         self.environment(secrets)
         if stage.timeout is not None:
             out.open("options")
@@ -423,6 +425,15 @@ class _Renderer:
                 out.close()
             out.close()
         out.close()
+
+
+def _one_source(values: dict[str, str], secrets: dict[str, str], where: str) -> None:
+    both = sorted(set(values) & set(secrets))
+    if both:
+        raise RenderError(
+            f"{where}: {', '.join(both)} set both as environment and as a secret",
+            hint="give each variable one source",
+        )
 
 
 def job_parameters(spec: Spec) -> list[Parameter]:
