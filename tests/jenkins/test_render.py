@@ -365,7 +365,7 @@ def test_agents(groovy_parser: GroovyParser) -> None:
     assert find_calls(none.tree, "disableConcurrentBuilds") == []
     assert find_calls(none.tree, "timestamps") == []
     for parsed in (socket, dind, none):
-        assert [folded(v) for v in _agent_args(parsed)][0] is not None
+        assert next(folded(v) for v in _agent_args(parsed)) is not None
 
 
 def test_when_uses_expression_from_pipeline_when(groovy_parser: GroovyParser) -> None:

@@ -113,6 +113,26 @@ def agent_args(block: Block) -> str | None:
     return ""
 
 
+_SH = re.compile(r"\bsh ('(?:[^'\\]|\\.)*')")
+
+
+def shell_steps(block: Block) -> list[str]:
+    """Every ``sh '...'`` body under ``block``, in order (also inside one-line blocks)."""
+    out: list[str] = []
+    for item in block.items:
+        if isinstance(item, Block):
+            out += shell_steps(item)
+        else:
+            out += [literal(m.group(1)) for m in _SH.finditer(item)]
+    return out
+
+
+def post_conditions(block: Block) -> dict[str, list[str]]:
+    """condition -> every ``sh`` body of the block's ``post`` (None-free, in order)."""
+    post = block.block("post")
+    return {cond.header: shell_steps(cond) for cond in (post.blocks() if post else [])}
+
+
 def post_steps(block: Block) -> dict[str, list[str]]:
     """condition -> the ``sh`` commands of the block's ``post``, as written."""
     post = block.block("post")

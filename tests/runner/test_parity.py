@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,11 +17,15 @@ from pathlib import Path
 import pytest
 
 from conveyor.jenkins import groovy
-from conveyor.jenkins.jenkinsfile import DIND_HOST, PREPARE_STAGE, SOCKET_ARGS, render_jenkinsfile
-from conveyor.pipeline.context import Trigger, build_variables
-from conveyor.runner.containers import SOCKET_MOUNT, agent_args, has_own_image
-from conveyor.runner.engines import DIND_HOST_IN_NAMESPACE
-from conveyor.runner.plan import build_plan, default_params, post_actions, stage_environment
+from conveyor.jenkins.jenkinsfile import PREPARE_STAGE, STAGE_STEP, post_step, render_jenkinsfile
+from conveyor.pipeline.context import Trigger, build_variables, trigger_parameters
+from conveyor.runner.plan import (
+    build_plan,
+    declared_post_order,
+    default_params,
+    parameter_variables,
+)
+from conveyor.runner.step import jenkins_variables
 from conveyor.spec.model import Spec
 from tests.runner import jenkinsfile_tree as jf
 from tests.runner.specs import make_spec
@@ -296,92 +299,81 @@ def test_stage_order_equals_the_rendered_order() -> None:
     assert rendered[1:] == ours
 
 
-def _jenkins_runs(post: dict[str, list[str]], succeeded: bool) -> list[str]:
-    out: list[str] = []
-    for cond in JENKINS_POST_ORDER:
-        if (cond == "success" and not succeeded) or (cond == "failure" and succeeded):
-            continue
-        if cond in ("always", "success", "failure", "cleanup"):
-            out += post.get(cond, [])
-    return out
-
-
-@pytest.mark.parametrize("succeeded", [True, False])
-def test_post_steps_run_in_jenkins_order(succeeded: bool) -> None:
+def test_every_stage_body_is_the_executor() -> None:
+    """Env, caches, docker args and a stage's own post are the executor's (``conveyor run
+    --jenkins``, the code ``conveyor run`` uses): the Jenkinsfile declares none of them."""
     pipeline, blocks = _full_tree(FULL_SPEC)
     by_name = {s.name: s for s in FULL_SPEC.all_stages()}
-    compared = 0
-    for block, _ in blocks:
-        name = jf.stage_name(block)
-        if name == PREPARE_STAGE:
-            continue
-        assert name is not None
-        stage = by_name[name]
-        ours = [c for a in post_actions(stage.post, succeeded=succeeded) for c in a.commands]
-        assert ours == _jenkins_runs(jf.post_steps(block), succeeded), name
-        compared += bool(ours)
-    ours = [c for a in post_actions(FULL_SPEC.post, succeeded=succeeded) for c in a.commands]
-    assert ours == _jenkins_runs(jf.post_steps(pipeline), succeeded)
-    assert ours and compared >= 2
-
-
-def test_environment_entries_equal_what_the_runner_sets() -> None:
-    pipeline, blocks = _full_tree(FULL_SPEC)
-    secrets = {"SONAR": "s", "LINT_TOKEN": "l", "DB_PASSWORD": "d"}
-    credentials = {**FULL_SPEC.secrets}
-    for stage in FULL_SPEC.all_stages():
-        credentials.update(stage.secrets)
-        if stage.deploy is not None:
-            credentials.update(stage.deploy.secrets)
-    by_name = {s.name: s for s in FULL_SPEC.all_stages()}
-    top = jf.environment(pipeline)
-    assert top == {"APP": "demo", "EMPTY": "", "SONAR": "credentials:sonar-token"}
     for block, _ in blocks:
         name = jf.stage_name(block)
         if name == PREPARE_STAGE or name is None:
             continue
-        declared = {**top, **jf.environment(block)}
-        env = stage_environment(FULL_SPEC, by_name[name], {"GIT_COMMIT": SHA}, secrets, name)
-        for var, value in declared.items():
-            if value.startswith("credentials:"):
-                assert credentials[var] == value.removeprefix("credentials:")
-                assert env[var] == secrets[var], (name, var)
-            else:
-                assert env[var] == value, (name, var)
-        # and nothing the Jenkinsfile does not declare, beyond the build variables
-        assert set(env) - set(declared) <= {"GIT_COMMIT", "STAGE_NAME"}, name
+        steps = block.block("steps")
+        if by_name[name].parallel is None:
+            assert steps is not None and jf.shell_steps(steps) == [STAGE_STEP], name
+            assert block.block("post") is None, name  # the executor runs the stage's post
+        else:
+            assert steps is None
+        assert block.block("agent") is None, name
+        env = jf.environment(block)
+        assert all(v.startswith("credentials:") for v in env.values()), name
+    assert all(v.startswith("credentials:") for v in jf.environment(pipeline).values())
 
 
-def test_docker_args_equal_the_rendered_agent_blocks() -> None:
+def test_post_conditions_reach_the_executor() -> None:
+    """A parallel stage's and the pipeline's post: Jenkins decides the condition, the executor
+    runs that condition's commands (the same :func:`post_actions` order otherwise)."""
     pipeline, blocks = _full_tree(FULL_SPEC)
-    agent = FULL_SPEC.jenkins.agent
-    top = jf.agent_args(pipeline)
-    assert top == shlex.join(agent_args(agent, None))
-    assert SOCKET_ARGS == "-v " + SOCKET_MOUNT
-    by_name = {s.name: s for s in FULL_SPEC.all_stages()}
-    checked: dict[str, str] = {}
-    for block, _ in blocks:
-        name = jf.stage_name(block)
-        if name == PREPARE_STAGE or name is None or by_name[name].parallel is not None:
-            continue
-        stage = by_name[name]
-        declared = jf.agent_args(block)
-        effective = declared if declared is not None else top  # no own agent: the pipeline's
-        assert effective == shlex.join(agent_args(agent, stage)), name
-        checked[name] = effective or ""
-    assert checked["compile"] == (
-        "-v /var/run/docker.sock:/var/run/docker.sock -v gocache:/root/.cache/go-build "
-        "--add-host db:10.1.2.3"
-    )
-    assert checked["unit"] == "-v gomod:/go/pkg/mod"  # own image: caches only, no engine
-    assert has_own_image(by_name["unit"])
+    checks = next(b for b, _ in blocks if jf.stage_name(b) == "checks")
+    assert jf.post_conditions(checks) == {"success": [post_step("success", stage=True)]}
+    declared = jf.post_conditions(pipeline)
+    for condition in declared_post_order(FULL_SPEC.post):
+        assert post_step(condition, stage=False) in declared[condition], condition
+    assert declared["unstable"] == [] and declared["aborted"] == []
 
 
-def test_dind_daemon_address_matches_the_rendered_sidecar() -> None:
-    spec = make_spec(
-        [{"name": "b", "run": ["docker info"]}], agent={"image": "docker:cli", "docker": "dind"}
+def _as_jenkins_sets_it(trigger: Trigger, number: int) -> dict[str, str]:
+    """The environment of a Jenkins build started by conveyor's receiver for ``trigger``: the
+    trigger parameters, the checkout's GIT_COMMIT, Jenkins' own variables (no BRANCH_NAME/TAG_NAME
+    in a plain pipeline job) and a node's noise."""
+    env = trigger_parameters(build_variables(trigger))
+    env.update(
+        {
+            "GIT_COMMIT": trigger.sha,
+            "BUILD_NUMBER": str(number),
+            "JOB_NAME": "demo/app",
+            "HOSTNAME": "agent-1",
+            "JAVA_HOME": "/opt/java",
+            "DEPLOY": "true",
+        }
     )
-    text = render_jenkinsfile(spec, clone_url="https://gitlab.example.com/demo/app.git")
-    assert DIND_HOST_IN_NAMESPACE == DIND_HOST
-    assert f"-e DOCKER_HOST={DIND_HOST}" in text and "--network container:" in text
-    assert agent_args(spec.jenkins.agent, spec.stages[0]) == []  # no socket with dind
+    return env
+
+
+@pytest.mark.parametrize(
+    "trigger",
+    [
+        Trigger(kind="push", project="demo/app", sha=SHA, branch="main"),
+        Trigger(kind="tag_push", project="demo/app", sha=SHA, tag="v1.2"),
+        Trigger(
+            kind="merge_request",
+            project="demo/app",
+            sha=SHA,
+            branch="feature/x",
+            target_branch="main",
+            mr_iid=3,
+            mr_action="open",
+        ),
+    ],
+)
+def test_a_jenkins_step_sees_the_variables_a_local_run_sees(trigger: Trigger) -> None:
+    spec = WHEN_SPEC
+    local = build_variables(trigger, 7)
+    local.update(parameter_variables({"DEPLOY": True}))
+    ours = jenkins_variables(spec, _as_jenkins_sets_it(trigger, 7))
+    for name in ("GIT_COMMIT", "BUILD_NUMBER", "BRANCH_NAME", "TAG_NAME", "DEPLOY"):
+        assert ours.get(name) == local.get(name), name
+    for name in local:
+        if name.startswith("gitlab"):
+            assert ours.get(name) == local[name], name
+    assert "HOSTNAME" not in ours and "JAVA_HOME" not in ours  # nothing of the node leaks in

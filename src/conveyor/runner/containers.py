@@ -127,8 +127,7 @@ def script_of(commands: Sequence[str], owner: str | None = None) -> str:
     if not re.fullmatch(r"\d+:\d+", owner):
         raise RunnerError(f"invalid workspace owner {owner!r}")
     hand_back = (
-        f"trap 'find \"$WORKSPACE\" -user 0 -exec chown {owner} {{}} + "
-        "2>/dev/null || true' EXIT\n"
+        f"trap 'find \"$WORKSPACE\" -user 0 -exec chown {owner} {{}} + 2>/dev/null || true' EXIT\n"
     )
     return hand_back + body
 
