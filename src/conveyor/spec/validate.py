@@ -231,7 +231,9 @@ _NEEDS_ENGINE = {
 }
 
 
-def _engine_issues(data: dict[str, Any], stages: list[Any], position: PositionOf) -> list[SpecIssue]:
+def _engine_issues(
+    data: dict[str, Any], stages: list[Any], position: PositionOf
+) -> list[SpecIssue]:
     """``jenkins.agent.docker: none`` with a stage that needs an engine: one issue per stage key."""
     jenkins = data.get("jenkins")
     agent = jenkins.get("agent") if isinstance(jenkins, dict) else None

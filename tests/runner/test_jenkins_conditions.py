@@ -1,0 +1,166 @@
+"""Jenkins' conditions, for real: every rendered stage's ``sh`` body, run as docker-workflow runs it.
+
+For the shipped specs and both Docker modes: the Jenkinsfile is rendered and read back with Groovy
+2.4.21; each stage Jenkins would run gets its own agent container (the agent image built from this
+checkout), as uid 1000 with ``HOME=/``, with only the build's variables; the body is executed verbatim
+(``docker exec ... sh -c BODY``). The app is built, pushed to the auth registry, deployed blue-green;
+it still answers when every agent and stage container is gone. See :mod:`tests.runner.jenkins_agent`.
+
+The shipped specs name a production registry and fixed host ports (8080); to run here next to other
+work they are adapted before rendering: ``push.registry`` becomes the test registry, deploy names and
+named volumes get the test's unique prefix, host ports become free ports. Nothing else changes.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from conveyor.docker.deploy.proxy import ensure_proxy_image
+from conveyor.jenkins.jenkinsfile import STAGE_STEP
+from conveyor.jenkins.render import render
+from conveyor.pipeline.context import Trigger
+from conveyor.spec.load import load_spec
+from conveyor.spec.model import Spec
+from tests.docker.fixtures import Registry, free_port
+from tests.groovy.harness import GroovyParser
+from tests.runner.jenkins_agent import (
+    JenkinsNode,
+    RenderedJob,
+    checkout_files,
+    read_job,
+    run_build,
+    wait_http,
+)
+
+pytestmark = pytest.mark.docker
+
+ROOT = Path(__file__).resolve().parents[2]
+SHA = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+
+def adapt(spec: Spec, registry: str, unique: Callable[[str], str]) -> tuple[Spec, dict[str, int]]:
+    """The spec with the test registry, unique deploy names/volumes and free host ports."""
+    data: dict[str, Any] = spec.model_dump(mode="json", by_alias=True, exclude={"extends"})
+    ports: dict[str, int] = {}
+
+    def visit(stages: list[dict[str, Any]]) -> None:
+        for stage in stages:
+            if stage.get("push"):
+                stage["push"]["registry"] = registry
+            deploy = stage.get("deploy")
+            if deploy:
+                deploy["name"] = unique(deploy["name"])
+                mapped = []
+                for port in deploy.get("ports", []):
+                    host, _, container = str(port).rpartition(":")
+                    ports[container] = free_port()
+                    mapped.append(f"{ports[container]}:{container}" if host else port)
+                deploy["ports"] = mapped
+                deploy["volumes"] = [
+                    unique(v) if re.match(r"^[A-Za-z0-9][\w.-]*:", v) else v
+                    for v in deploy.get("volumes", [])
+                ]
+            visit(stage.get("parallel") or [])
+
+    visit(data["stages"])
+    return Spec.model_validate(data), ports
+
+
+def rendered(spec: Spec, parser: GroovyParser) -> RenderedJob:
+    job = read_job(spec, render(spec, gitlab_url="https://gitlab.example.com").jenkinsfile, parser)
+    assert {step.body for step in job.steps.values()} == {STAGE_STEP}
+    return job
+
+
+@pytest.fixture(scope="module")
+def proxy_image(docker_client: docker.DockerClient) -> str:
+    return ensure_proxy_image(docker_client)
+
+
+@pytest.fixture
+def socket_node(
+    docker_client: docker.DockerClient, agent_image: str, unique: Callable[[str], str]
+) -> Iterator[Callable[[str], JenkinsNode]]:
+    nodes: list[JenkinsNode] = []
+
+    def make(job: str) -> JenkinsNode:
+        node = JenkinsNode(
+            docker_client, unique(f"jenkins-home-{len(nodes)}"), job, agent_image, "socket"
+        )
+        nodes.append(node)
+        return node
+
+    yield make
+
+
+EXAMPLES = {
+    "examples/hello-web": (ROOT / "examples/hello-web/conveyor.yml", ROOT / "examples/hello-web"),
+    "examples/java-service": (
+        ROOT / "examples/java-service/conveyor.yml",
+        ROOT / "examples/java-service",
+    ),
+    "pipelines/hello-web": (ROOT / "pipelines/hello-web.yml", ROOT / "examples/hello-web"),
+}
+
+
+@pytest.mark.parametrize("name", list(EXAMPLES))
+def test_socket_mode_builds_pushes_and_deploys_under_jenkins_conditions(
+    name: str,
+    groovy_parser: GroovyParser,
+    registry: Registry,
+    socket_node: Callable[[str], JenkinsNode],
+    unique: Callable[[str], str],
+    proxy_image: str,
+) -> None:
+    spec_path, source = EXAMPLES[name]
+    spec, ports = adapt(load_spec(spec_path).spec, registry.host, unique)
+    spec = spec.model_copy(
+        update={
+            "jenkins": spec.jenkins.model_copy(
+                update={"agent": spec.jenkins.agent.model_copy(update={"docker": "socket"})}
+            )
+        }
+    )
+    job = rendered(spec, groovy_parser)
+    node = socket_node(spec.jenkins.job)
+    node.prepare(checkout_files(source), job.spec_text)
+    trigger = Trigger(kind="push", project=spec.project, sha=SHA, branch="main")
+    results = run_build(
+        node,
+        job,
+        trigger,
+        number=7,
+        secrets={},
+        registry=(registry.username, registry.password),
+        agent_name=unique("agent"),
+    )
+    for stage, done in results.items():
+        assert done.returncode == 0, f"{stage}:\n{done.stdout}\n{done.stderr}"
+    assert "deploy" in results
+    # pushed to the auth registry under the build's commit
+    assert registry.manifest_digest(spec.project, SHA) is not None
+    # every agent container is gone; the app still answers on the published port
+    (port,) = ports.values()
+    answer = wait_http(f"http://127.0.0.1:{port}/healthz")
+    assert answer.status_code == 200, answer.text
+
+
+def test_agent_user_and_environment_are_jenkins(
+    socket_node: Callable[[str], JenkinsNode], unique: Callable[[str], str]
+) -> None:
+    """The harness itself: uid 1000 (not in the socket's group by default), HOME=/, no PATH given."""
+    node = socket_node("demo/probe")
+    node.prepare({"x": b"1"}, "{}\n")
+    with node.agent(unique("probe")) as agent:
+        done = agent.sh("id -u; echo HOME=$HOME; docker version --format '{{.Server.Version}}'", {})
+    assert done.returncode == 0, done.stderr
+    uid, home, version = done.stdout.split()
+    assert (uid, home) == ("1000", "HOME=/") and version
+    assert shlex.quote(node.workspace) == node.workspace
