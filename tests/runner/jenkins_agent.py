@@ -171,8 +171,13 @@ class JenkinsNode:
             gid = os.stat("/var/run/docker.sock").st_gid
             args = f"{SOCKET_ARGS} --group-add {gid} {extra}"
         else:
+            # `-e NAME` takes the value from the docker CLI's environment, which on a Jenkins node is
+            # the node's own: here the test's CLI reaches the service another way, so the node's
+            # values are written out.
             certs = self.agent_env["DOCKER_CERT_PATH"]
             args = f"{DIND_TLS_ARGS} -v {certs}:{certs}:ro {extra}"
+            for name in ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"):
+                args = args.replace(f"-e {name} ", f"-e {name}={self.agent_env[name]} ", 1)
         return shlex.split(args)
 
     @contextmanager
@@ -216,8 +221,9 @@ class JenkinsNode:
     def cli_env(self) -> dict[str, str]:
         if self.mode == "socket":
             return {}
-        return {k: v for k, v in self.agent_env.items() if k.startswith("DOCKER_")} | {
+        return {
             "DOCKER_HOST": self.agent_env["CLI_DOCKER_HOST"],
+            "DOCKER_TLS_VERIFY": "1",
             "DOCKER_CERT_PATH": self.agent_env["CLI_CERT_PATH"],
         }
 
@@ -359,3 +365,144 @@ def remove_all(client: docker.DockerClient, names: list[str]) -> None:
     for name in names:
         with suppress(docker.errors.NotFound):
             client.containers.get(name).remove(force=True, v=True)
+
+
+# ------------------------------------------------------------------------------ docker:dind
+
+
+@dataclass
+class DindService:
+    """A docker:dind-like service with TLS, as Jenkins' Docker install guide runs it."""
+
+    client: docker.DockerClient  # the test's TLS client (published port on 127.0.0.1)
+    container: str
+    ip: str  # on the test network: where published ports of its containers answer
+    registry: str  # the auth registry, as the service's daemon reaches it
+    node_env: dict[str, str]  # what the Jenkins node has: DOCKER_HOST, DOCKER_TLS_VERIFY...
+
+
+def _gateway(network: Any) -> str:
+    network.reload()
+    return str(network.attrs["IPAM"]["Config"][0]["Gateway"])
+
+
+@contextmanager
+def dind_service(
+    host: docker.DockerClient,
+    unique: Any,
+    *,
+    images: list[str],
+    registry_port: int,
+    tmp: Path,
+) -> Iterator[DindService]:
+    """The local docker:dind stand-in (docker-in-docker/base/dind) with ``DOCKER_TLS_CERTDIR=/certs``:
+    listening on tcp://0.0.0.0:2376 with --tlsverify, client certificates in a volume at
+    /certs/client, on a network where it is ``docker``. ``images`` are loaded into it (it cannot
+    pull here); a forwarder on the network's gateway lets its daemon reach the registry."""
+    from conveyor.docker.dind import copy_images, run_kwargs
+    from conveyor.spec.model import DindOptions
+
+    network = host.networks.create(unique("jenkins"), driver="bridge")
+    gateway = _gateway(network)
+    forward_port = free_tcp_port(gateway)
+    forwarder = Forwarder((gateway, forward_port), ("127.0.0.1", registry_port))
+    registry = f"{gateway}:{forward_port}"
+    port = free_tcp_port("127.0.0.1")
+    name = unique("docker")
+    kwargs = run_kwargs([*DindOptions().fallback_args, "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw"])
+    unconfined = kwargs.pop("systempaths_unconfined", False)
+    binds = kwargs.pop("binds", {})
+    binds[unique("dind-certs")] = {"bind": "/certs/client", "mode": "rw"}
+    binds[unique("dind-data")] = {"bind": "/var/lib/docker", "mode": "rw"}
+    host_config = host.api.create_host_config(
+        **kwargs,
+        binds=binds,
+        port_bindings={2376: ("127.0.0.1", port)},
+    )
+    if unconfined:
+        host_config["MaskedPaths"] = []
+        host_config["ReadonlyPaths"] = []
+    created = host.api.create_container(
+        "docker:dind",
+        command=["--storage-driver=overlay2", f"--insecure-registry={registry}"],
+        name=name,
+        environment={"DOCKER_TLS_CERTDIR": "/certs"},
+        host_config=host_config,
+        ports=[2376],
+        networking_config=host.api.create_networking_config(
+            {network.name: host.api.create_endpoint_config(aliases=["docker"])}
+        ),
+    )
+    container = host.containers.get(created["Id"])
+    client: docker.DockerClient | None = None
+    try:
+        container.start()
+        certs = tmp / "certs"
+        _wait_certs(container, certs)
+        tls = docker.tls.TLSConfig(
+            client_cert=(str(certs / "cert.pem"), str(certs / "key.pem")),
+            ca_cert=str(certs / "ca.pem"),
+            verify=True,
+        )
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                client = docker.DockerClient(base_url=f"https://127.0.0.1:{port}", tls=tls)
+                client.ping()
+                break
+            except docker.errors.DockerException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        copy_images(host, client, images)
+        container.reload()
+        ip = container.attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"]
+        yield DindService(
+            client,
+            name,
+            ip,
+            registry,
+            {
+                "DOCKER_HOST": "tcp://docker:2376",
+                "DOCKER_TLS_VERIFY": "1",
+                "DOCKER_CERT_PATH": "/certs/client",
+                "CLI_DOCKER_HOST": f"tcp://127.0.0.1:{port}",
+                "CLI_CERT_PATH": str(certs),
+            },
+        )
+    finally:
+        if client is not None:
+            client.close()
+        container.remove(force=True, v=True)
+        forwarder.close()
+        network.remove()
+
+
+def _wait_certs(container: Any, dest: Path) -> None:
+    """Wait for the entrypoint's client certificates and copy them out."""
+    deadline = time.monotonic() + 120
+    while True:
+        code, _ = container.exec_run(["test", "-s", "/certs/client/cert.pem"])
+        if code == 0:
+            break
+        container.reload()
+        assert container.status == "running", container.logs(tail=30).decode()
+        assert time.monotonic() < deadline, "docker:dind wrote no client certificates"
+        time.sleep(0.5)
+    # The official entrypoint leaves key.pem 0644 so a uid-1000 Jenkins can read it; the local
+    # stand-in writes 0400 until helper jdeploy's fix lands (#11 item 11): mirror the official one.
+    container.exec_run(["chmod", "0644", "/certs/client/key.pem"])
+    dest.mkdir(parents=True, exist_ok=True)
+    stream, _ = container.get_archive("/certs/client/.")
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        for member in tar.getmembers():
+            if member.isfile():
+                extracted = tar.extractfile(member)
+                assert extracted is not None
+                (dest / Path(member.name).name).write_bytes(extracted.read())
+
+
+def free_tcp_port(address: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((address, 0))
+        return int(sock.getsockname()[1])

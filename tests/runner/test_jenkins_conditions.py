@@ -13,6 +13,7 @@ named volumes get the test's unique prefix, host ports become free ports. Nothin
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from collections.abc import Callable, Iterator
@@ -28,12 +29,14 @@ from conveyor.jenkins.render import render
 from conveyor.pipeline.context import Trigger
 from conveyor.spec.load import load_spec
 from conveyor.spec.model import Spec
-from tests.docker.fixtures import Registry, free_port
+from tests.docker.fixtures import Registry, free_port, remove_prefixed
 from tests.groovy.harness import GroovyParser
 from tests.runner.jenkins_agent import (
+    DindService,
     JenkinsNode,
     RenderedJob,
     checkout_files,
+    dind_service,
     read_job,
     run_build,
     wait_http,
@@ -108,9 +111,21 @@ EXAMPLES = {
     ),
     "pipelines/hello-web": (ROOT / "pipelines/hello-web.yml", ROOT / "examples/hello-web"),
 }
+# pipelines/hello-web deploys with a bind mount from the checkout (`./conf:/etc/hello:ro`): in a
+# Jenkins build that names a workspace path the engine's host does not have. Translating deploy
+# mounts belongs to conveyor.docker.deploy (helper jdeploy, #11 items 4-5); build and push pass.
+DEPLOY_BIND_FROM_CHECKOUT = pytest.mark.xfail(
+    strict=True, reason="deploy bind mount from the workspace: conveyor.docker.deploy (#11 item 4)"
+)
 
 
-@pytest.mark.parametrize("name", list(EXAMPLES))
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=DEPLOY_BIND_FROM_CHECKOUT) if n == "pipelines/hello-web" else n
+        for n in EXAMPLES
+    ],
+)
 def test_socket_mode_builds_pushes_and_deploys_under_jenkins_conditions(
     name: str,
     groovy_parser: GroovyParser,
@@ -130,7 +145,10 @@ def test_socket_mode_builds_pushes_and_deploys_under_jenkins_conditions(
     )
     job = rendered(spec, groovy_parser)
     node = socket_node(spec.jenkins.job)
-    node.prepare(checkout_files(source), job.spec_text)
+    files = checkout_files(source)
+    if name == "pipelines/hello-web":
+        files["conf/hello.conf"] = b"greeting = hello\n"  # the checkout the spec expects
+    node.prepare(files, job.spec_text)
     trigger = Trigger(kind="push", project=spec.project, sha=SHA, branch="main")
     results = run_build(
         node,
@@ -164,3 +182,72 @@ def test_agent_user_and_environment_are_jenkins(
     uid, home, version = done.stdout.split()
     assert (uid, home) == ("1000", "HOME=/") and version
     assert shlex.quote(node.workspace) == node.workspace
+
+
+@pytest.fixture(scope="module")
+def dind(
+    docker_client: docker.DockerClient,
+    agent_image: str,
+    registry: Registry,
+    proxy_image: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[DindService]:
+    names: list[str] = []
+
+    def module_unique(name: str) -> str:
+        names.append(f"conveyor-test-{os.getpid()}-jc-{name}")
+        return names[-1]
+
+    port = int(registry.host.rsplit(":", 1)[1])
+    images = [agent_image, "busybox:latest", "python:3.11-slim", proxy_image]
+    try:
+        with dind_service(
+            docker_client,
+            module_unique,
+            images=images,
+            registry_port=port,
+            tmp=tmp_path_factory.mktemp("dind"),
+        ) as service:
+            yield service
+    finally:
+        remove_prefixed(docker_client, f"conveyor-test-{os.getpid()}-jc-")
+
+
+def test_dind_mode_builds_pushes_and_deploys_over_tls(
+    groovy_parser: GroovyParser,
+    registry: Registry,
+    dind: DindService,
+    agent_image: str,
+    unique: Callable[[str], str],
+) -> None:
+    """docker: dind: the agent runs on the docker:dind service Jenkins' DOCKER_HOST names and
+    reaches it over TLS (tcp://docker:2376, /certs/client); the deployed app lives on that
+    long-lived daemon and answers after every agent and stage container is gone."""
+    spec, ports = adapt(load_spec(EXAMPLES["examples/hello-web"][0]).spec, dind.registry, unique)
+    agent = spec.jenkins.agent.model_copy(update={"docker": "dind"})
+    spec = spec.model_copy(update={"jenkins": spec.jenkins.model_copy(update={"agent": agent})})
+    job = rendered(spec, groovy_parser)
+    node = JenkinsNode(
+        dind.client, unique("jenkins-home"), spec.jenkins.job, agent_image, "dind", dind.node_env
+    )
+    node.prepare(checkout_files(EXAMPLES["examples/hello-web"][1]), job.spec_text)
+    trigger = Trigger(kind="push", project=spec.project, sha=SHA, branch="main")
+    try:
+        results = run_build(
+            node,
+            job,
+            trigger,
+            number=8,
+            secrets={},
+            registry=(registry.username, registry.password),
+            agent_name=unique("agent"),
+        )
+        for stage, done in results.items():
+            assert done.returncode == 0, f"{stage}:\n{done.stdout}\n{done.stderr}"
+        assert "deploy" in results
+        assert registry.manifest_digest(spec.project, SHA) is not None
+        (port,) = ports.values()
+        answer = wait_http(f"http://{dind.ip}:{port}/healthz")
+        assert answer.status_code == 200, answer.text
+    finally:
+        remove_prefixed(dind.client, unique(""))
