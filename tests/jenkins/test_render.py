@@ -358,7 +358,8 @@ def test_agents(groovy_parser: GroovyParser) -> None:
     assert "--privileged" not in " ".join(socket.strings)
     dind = groovy_parser.parse_text(render(spec_of(by_name["dind"])).jenkinsfile)
     assert "-v /var/run/docker.sock:/var/run/docker.sock --group-add " not in dind.strings
-    assert "-e DOCKER_HOST -e DOCKER_TLS_VERIFY -e DOCKER_CERT_PATH --network host" in dind.strings
+    assert "-e DOCKER_HOST -e DOCKER_TLS_VERIFY -e DOCKER_CERT_PATH --add-host " in dind.strings
+    assert ":host-gateway" in dind.strings
     assert not any("--host=" in s or "dockerd" in s for s in dind.strings)
     none = groovy_parser.parse_text(render(spec_of(by_name["none"])).jenkinsfile)
     assert not any("docker.sock" in s or "DOCKER_HOST -e" in s for s in none.strings)

@@ -9,7 +9,7 @@ source (``/work/shared/reference/jenkins.md``, "How Jenkins runs what we generat
 * **docker-workflow's ``inside``** starts the agent image as ``docker run -t -d -u 1000:1000 <args>
   -w WS --volumes-from <controller> --entrypoint cat IMAGE`` (``DockerClient.java:119-126, 326-375``):
   here the controller's volume is mounted the same way; ``<args>`` are the rendered helper's (socket
-  and ``--group-add`` of its gid; or DOCKER_HOST, TLS variables, certificates, ``--network host``).
+  and ``--group-add`` of its gid; or DOCKER_HOST, TLS variables, certificates, ``--add-host``).
   Each ``sh`` step is a ``docker exec -u 1000:1000 -w WS -e ... sh -c BODY`` with only the build's
   variables: no ``PATH`` and no ``HOME`` from the controller (``WithContainerStep.java:133-139``), so
   the container's ``HOME`` is ``/`` (runc's default for a uid without a passwd entry).
@@ -41,7 +41,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from conveyor.jenkins.jenkinsfile import PREPARE_STAGE, SOCKET_ARGS
+from conveyor.jenkins.jenkinsfile import DIND_ARGS, PREPARE_STAGE, SOCKET_ARGS
 from conveyor.pipeline.context import Trigger, build_variables, trigger_parameters
 from conveyor.runner.plan import build_plan, default_params, parameter_variables
 from conveyor.spec.model import Spec
@@ -51,7 +51,6 @@ from tests.runner import jenkinsfile_tree as jf
 
 JENKINS_HOME = "/var/jenkins_home"
 JENKINS_USER = "1000:1000"
-DIND_TLS_ARGS = "-e DOCKER_HOST -e DOCKER_TLS_VERIFY -e DOCKER_CERT_PATH --network host"
 
 
 @dataclass
@@ -175,7 +174,8 @@ class JenkinsNode:
             # the node's own: here the test's CLI reaches the service another way, so the node's
             # values are written out.
             certs = self.agent_env["DOCKER_CERT_PATH"]
-            args = f"{DIND_TLS_ARGS} -v {certs}:{certs}:ro {extra}"
+            daemon = self.agent_env["DOCKER_HOST"].removeprefix("tcp://").rsplit(":", 1)[0]
+            args = f"{DIND_ARGS} --add-host {daemon}:host-gateway -v {certs}:{certs}:ro {extra}"
             for name in ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"):
                 args = args.replace(f"-e {name} ", f"-e {name}={self.agent_env[name]} ", 1)
         return shlex.split(args)
@@ -447,7 +447,12 @@ def dind_service(
         deadline = time.monotonic() + 120
         while True:
             try:
-                client = docker.DockerClient(base_url=f"https://127.0.0.1:{port}", tls=tls)
+                client = docker.DockerClient(
+                    base_url=f"https://127.0.0.1:{port}", tls=tls, version="1.41"
+                )
+                # requests lets REQUESTS_CA_BUNDLE (set on these machines) override the session's
+                # CA, which would verify the service's certificate against the system store
+                client.api.trust_env = False
                 client.ping()
                 break
             except docker.errors.DockerException:
@@ -482,7 +487,8 @@ def _wait_certs(container: Any, dest: Path) -> None:
     """Wait for the entrypoint's client certificates and copy them out."""
     deadline = time.monotonic() + 120
     while True:
-        code, _ = container.exec_run(["test", "-s", "/certs/client/cert.pem"])
+        # ca.pem is the entrypoint's last write: then the client's cert.pem and key.pem are complete
+        code, _ = container.exec_run(["sh", "-c", "test -s /certs/client/ca.pem && sleep 0.2"])
         if code == 0:
             break
         container.reload()

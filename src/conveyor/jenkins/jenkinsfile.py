@@ -21,8 +21,9 @@ Layout of the generated pipeline:
   ``docker.image(...).inside(...)``: ``docker: socket`` mounts the socket and adds its group (read on
   the node with ``stat``: docker-workflow runs the container as the agent's uid:gid,
   ``DockerClient.java:119-126``, which is not in the socket's group); ``docker: dind`` passes
-  ``DOCKER_HOST``, ``DOCKER_TLS_VERIFY``, ``DOCKER_CERT_PATH`` and the certificates on and joins the
-  daemon's host network, so ``tcp://docker:2376`` resolves and verifies as on the node.
+  ``DOCKER_HOST``, ``DOCKER_TLS_VERIFY``, ``DOCKER_CERT_PATH`` and the certificates on and maps the
+  daemon's name to its host gateway (:data:`DIND_ARGS`), so ``tcp://docker:2376`` reaches and
+  verifies the same daemon as on the node.
 * **Prepare stage** (:data:`PREPARE_STAGE`): reports ``running`` (first, so a failed checkout is
   reported too: gitlab-plugin finds the commit from the webhook cause without a checkout,
   ``CommitStatusUpdater.retrieveGitlabProjectIds``), checks the commit out (inline jobs; ``scm`` jobs
@@ -61,6 +62,11 @@ DOCKER_SOCKET = "/var/run/docker.sock"
 SOCKET_ARGS = f"-v {DOCKER_SOCKET}:{DOCKER_SOCKET}"
 REGISTRY_USER = "REGISTRY_USER"
 REGISTRY_PASSWORD = "REGISTRY_PASSWORD"
+#: ``docker: dind``: the agent container gets the node's engine settings; it runs on the daemon
+#: DOCKER_HOST names (docker-workflow talks to it), so that daemon's host-gateway *is* the daemon:
+#: ``--add-host NAME:host-gateway`` makes ``tcp://NAME:2376`` reach it and verify (the certificate
+#: names it) without depending on DNS inside the daemon's network.
+DIND_ARGS = "-e DOCKER_HOST -e DOCKER_TLS_VERIFY -e DOCKER_CERT_PATH"
 #: The one ``sh`` body of every leaf stage: conveyor's executor for the stage Jenkins is running.
 STAGE_STEP = f'conveyor run --jenkins --stage "$STAGE_NAME" {SPEC_FILE}'
 
@@ -93,11 +99,15 @@ _DIND_ENGINE = """\
     if (!env.DOCKER_HOST) {
         error(%(no_host)s)
     }
+    String daemon = env.DOCKER_HOST.replaceFirst('^tcp://', '').replaceFirst(':[0-9]+$', '')
+    if (!(daemon ==~ /[A-Za-z0-9.-]+/)) {
+        error(%(bad_host)s)
+    }
     String certs = env.DOCKER_CERT_PATH ?: ''
     if (certs && !(certs ==~ /[A-Za-z0-9._\\/-]+/)) {
         error(%(bad_certs)s)
     }
-    args = %(dind)s + (certs ? ' -v ' + certs + ':' + certs + ':ro ' : ' ') + args"""
+    args = %(dind)s + daemon + ':host-gateway' + (certs ? ' -v ' + certs + ':' + certs + ':ro ' : ' ') + args"""
 
 
 def post_step(condition: str, *, stage: bool) -> str:
@@ -216,10 +226,9 @@ class _Renderer:
                 "no_host": groovy.literal(
                     "docker: dind needs DOCKER_HOST on this node (the docker:dind service)"
                 ),
+                "bad_host": groovy.literal("DOCKER_HOST must be tcp://HOST:PORT for docker: dind"),
                 "bad_certs": groovy.literal("DOCKER_CERT_PATH holds characters conveyor refuses"),
-                "dind": groovy.literal(
-                    "-e DOCKER_HOST -e DOCKER_TLS_VERIFY -e DOCKER_CERT_PATH --network host"
-                ),
+                "dind": groovy.literal(DIND_ARGS + " --add-host "),
             }
         else:
             engine = "    // docker: none: no engine for the agent container"
