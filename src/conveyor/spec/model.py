@@ -132,7 +132,8 @@ class Agent(_Model):
     docker: Literal["socket", "dind", "none"] = Field(
         "socket",
         description="`socket`: mount the host's /var/run/docker.sock (fast; root on the host); "
-        "`dind`: a nested daemon per stage (isolated); `none`: no Docker access.",
+        "`dind`: a separate daemon (in Jenkins the docker:dind service over TLS; `conveyor run`: one "
+        "per stage); `none`: no Docker access (no stage image, cache, build or deploy).",
     )
     args: list[str] = Field(default_factory=list, description="Extra `docker run` arguments.")
     dind: DindOptions = Field(default_factory=DindOptions, description="Nested daemon options.")
