@@ -8,9 +8,12 @@ equals the input exactly (proved by property tests against Groovy 2.4.21's own p
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 
 _SIMPLE = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_TABLE = str.maketrans(_SIMPLE)
+_NOT_PRINTABLE = re.compile(r"[^\x20-\x7e]")
 
 
 def _escape_char(ch: str) -> str:
@@ -25,9 +28,14 @@ def _escape_char(ch: str) -> str:
     return f"\\u{code:04x}"
 
 
+def _escaped(value: str) -> str:
+    """The body of the literal: the simple escapes first, then every other non-printable char."""
+    return _NOT_PRINTABLE.sub(lambda m: _escape_char(m.group()), value.translate(_TABLE))
+
+
 def literal(value: str) -> str:
     """``value`` as a single-quoted Groovy string literal (no interpolation, ASCII only)."""
-    return "'" + "".join(_escape_char(c) for c in value) + "'"
+    return "'" + _escaped(value) + "'"
 
 
 def value(item: object) -> str:
@@ -63,16 +71,18 @@ MAX_LITERAL_BYTES = 60_000
 
 def concatenation(value: str, max_bytes: int = MAX_LITERAL_BYTES) -> str:
     """``value`` as ``'part' + 'part' + ...``: literals of at most ``max_bytes`` each (ASCII, so bytes
-    equal characters), split between characters, never inside an escape."""
+    equal characters), split between characters of ``value``, never inside an escape."""
+    budget = max_bytes - 2  # the quotes
     parts: list[str] = []
-    current: list[str] = []
-    size = 2  # the quotes
-    for ch in value:
-        escaped = _escape_char(ch)
-        if current and size + len(escaped) > max_bytes:
-            parts.append("'" + "".join(current) + "'")
-            current, size = [], 2
-        current.append(escaped)
-        size += len(escaped)
-    parts.append("'" + "".join(current) + "'")
-    return " + ".join(parts)
+    start = 0
+    while True:
+        size = budget // 2 or 1  # printable ASCII escapes to at most 2 characters
+        while True:
+            piece = _escaped(value[start : start + size])
+            if len(piece) <= budget or size == 1:
+                break
+            size //= 2  # non-ASCII in this stretch: escapes up to 12 characters each
+        parts.append("'" + piece + "'")
+        start += size
+        if start >= len(value):
+            return " + ".join(parts)
