@@ -495,9 +495,7 @@ def _wait_certs(container: Any, dest: Path) -> None:
         assert container.status == "running", container.logs(tail=30).decode()
         assert time.monotonic() < deadline, "docker:dind wrote no client certificates"
         time.sleep(0.5)
-    # The official entrypoint leaves key.pem 0644 so a uid-1000 Jenkins can read it; the local
-    # stand-in writes 0400 until helper jdeploy's fix lands (#11 item 11): mirror the official one.
-    container.exec_run(["chmod", "0644", "/certs/client/key.pem"])
+    # key.pem is left 0644 by the entrypoint (as the official one does) so uid 1000 reads it
     dest.mkdir(parents=True, exist_ok=True)
     stream, _ = container.get_archive("/certs/client/.")
     with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:

@@ -253,16 +253,6 @@ def test_dind_mode_builds_pushes_and_deploys_over_tls(
         remove_prefixed(dind.client, unique(""))
 
 
-# Rollback from another agent needs the deploy history where the deployment lives (on the target
-# engine), not in the first build's workspace or under HOME=/: helper jdeploy's change to
-# conveyor.docker.history (#11 items 4-5). Remove this marker when it lands; strict, so the passing
-# test then says so.
-HISTORY_ON_ENGINE = pytest.mark.xfail(
-    strict=True, reason="deploy history on the target engine: conveyor.docker.history (#11 item 4)"
-)
-
-
-@HISTORY_ON_ENGINE
 def test_rollback_from_another_agent_finds_the_history(
     groovy_parser: GroovyParser,
     registry: Registry,

@@ -399,6 +399,7 @@ class StageExecutor:
             env=ctx.env,
             environ=ctx.environ,
             log=lambda text: self.log.line(stage.name, text),
+            environment_engine=ctx.given_engine is not None,
         )
 
     def _body(self, stage: Stage, engine: _Engine) -> int:

@@ -35,6 +35,9 @@ class StageWork:
     env: Mapping[str, str]
     environ: Mapping[str, str]
     log: Callable[[str], None]
+    # a Jenkins build step: the engine the environment names (the socket, or DOCKER_HOST of the
+    # docker:dind service) is long-lived, not a stage's nested daemon, so deploys may use it
+    environment_engine: bool = False
 
 
 def facts_of(env: Mapping[str, str]) -> GitFacts:
@@ -137,7 +140,9 @@ def deploy_stage(work: StageWork, stage: Stage, client: Any) -> None:
         state_dir=work.state_dir,
         stage=stage.name,
         engine=deploy_engine(
-            stage.deploy, agent_docker=work.spec.jenkins.agent.docker, environ=work.environ
+            stage.deploy,
+            agent_docker="socket" if work.environment_engine else work.spec.jenkins.agent.docker,
+            environ=work.environ,
         ),
     )
     # The deploy's own long-lived engine, never ``client`` (a DinD stage's daemon dies with the stage).

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from conveyor.docker.engine import connect
 from conveyor.errors import ConveyorError, RunnerError
-from conveyor.pipeline.context import TRIGGER_PARAMETERS, Trigger
+from conveyor.pipeline.context import TRIGGER_PARAMETERS, Trigger, commit_of
 from conveyor.pipeline.when import branch_of, tag_of
 from conveyor.runner.containers import EngineAccess, Workspace, bind_workspace
 from conveyor.runner.execute import Masker, RunContext, RunLog, StageExecutor, secret_values
@@ -61,6 +61,7 @@ JENKINS_VARIABLES: tuple[str, ...] = (
     "BRANCH_NAME",
     "TAG_NAME",
     "CONVEYOR_COMMIT_MESSAGE",
+    "gitlabMergeRequestLastCommit",
 )
 STATE_IN_WORKSPACE = Path(".conveyor") / "state"
 
@@ -70,8 +71,8 @@ def jenkins_variables(spec: Spec, environ: Mapping[str, str]) -> dict[str, str]:
     names = [*JENKINS_VARIABLES, *TRIGGER_PARAMETERS, *(p.name for p in spec.jenkins.parameters)]
     env = {name: environ[name] for name in names if name in environ}
     env["CONVEYOR_PROJECT"] = spec.project
-    if not env.get("GIT_COMMIT") and env.get("gitlabAfter"):
-        env["GIT_COMMIT"] = env["gitlabAfter"]
+    if not env.get("GIT_COMMIT") and commit_of(env):
+        env["GIT_COMMIT"] = commit_of(env)
     if not env.get("TAG_NAME") and tag_of(env):
         env["TAG_NAME"] = tag_of(env)
     if not env.get("BRANCH_NAME") and branch_of(env):
