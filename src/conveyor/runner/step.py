@@ -16,7 +16,9 @@ Jenkins build gives instead of what a local run derives:
   (``docker: socket``; the Jenkinsfile adds the socket's group) or ``DOCKER_HOST`` with
   ``DOCKER_TLS_VERIFY``/``DOCKER_CERT_PATH`` (``docker: dind``: the docker:dind service of Jenkins'
   own Docker install recipe). Stage containers get the workspace and the certificates through the
-  agent container's own mounts (:mod:`conveyor.runner.workspace`) and its network.
+  agent container's own mounts (:mod:`conveyor.runner.workspace`) and its network. That engine is
+  long-lived (not a stage's daemon), so deploys use it too unless ``CONVEYOR_DEPLOY_HOST`` or the
+  spec's ``deploy.engine`` names another (:mod:`conveyor.docker.deploy.engine`).
 * **No history, no statuses**: Jenkins keeps the build, gitlab-plugin reports the statuses.
   State (deploy locks) goes to ``$CONVEYOR_STATE``, else ``.conveyor/state`` in the workspace:
   ``HOME`` is ``/`` for Jenkins' uid 1000, where nothing can be written.
