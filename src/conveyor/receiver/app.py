@@ -628,13 +628,14 @@ def _route(
     decision = receiver.router.decide(event)
     if isinstance(decision, Ignore):
         return NewEvent(status=Status.IGNORED, reason=decision.reason, **common)
+    target = status_target(event)
     pending = None
     if receiver.worker_options.post_statuses:
         pending = StatusUpdate(
             "pending",
             "queued by conveyor",
             receiver.dispatcher.job_url(decision.spec),
-            target=status_target(event),
+            target=target,
         )
     return NewEvent(
         status=Status.QUEUED,
@@ -642,6 +643,7 @@ def _route(
         lane=decision.lane,
         deploy_targets=decision.deploy_targets,
         pending_status=pending,
+        status_target=target,
         **common,
     )
 

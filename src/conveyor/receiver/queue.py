@@ -402,6 +402,9 @@ class NewEvent:
     deploy_targets: tuple[str, ...] = ()
     reason: str | None = None
     pending_status: StatusUpdate | None = None
+    # Where its statuses go, from the parsed event: a later event that supersedes this one
+    # posts "canceled" there without re-reading the stored payload (see BatchStore).
+    status_target: StatusTarget | None = None
 
 
 @dataclass(frozen=True)
@@ -664,6 +667,9 @@ class BatchStore:
 
     def __init__(self, path: Path) -> None:
         self._conn = connect(path, autocheckpoint=False)
+        # The status targets of the queued events this process committed last (by id): what
+        # _supersede would otherwise parse each superseded event's stored payload for.
+        self._targets: dict[int, StatusTarget] = {}
 
     def close(self) -> None:
         self._conn.close()
@@ -675,8 +681,12 @@ class BatchStore:
             raise QueueError(f"event queue: {exc}") from None
 
     def _store(self, batch: Sequence[NewEvent]) -> list[Accepted]:
-        with _transaction(self._conn, "store events"):
-            return [_insert(self._conn, event) for event in batch]
+        try:
+            with _transaction(self._conn, "store events"):
+                return [_insert(self._conn, event, self._targets) for event in batch]
+        except BaseException:
+            self._targets.clear()  # ids of a rolled-back batch may be given out again
+            raise
 
     def commit(self, batch: Sequence[NewEvent]) -> tuple[list[Accepted | str], str | None]:
         """Each event's outcome (an :class:`Accepted` or an error message), and the storage
@@ -973,7 +983,12 @@ def _read_exactly(pipe: IO[bytes], size: int) -> bytes:
     return b"".join(chunks)
 
 
-def _insert(conn: sqlite3.Connection, event: NewEvent) -> Accepted:
+TARGETS_KEPT = 4096
+
+
+def _insert(
+    conn: sqlite3.Connection, event: NewEvent, targets: dict[int, StatusTarget] | None = None
+) -> Accepted:
     """Insert ``event`` unless the project already has one with its Idempotency-Key or webhook-id."""
     now = time.time()
     row = conn.execute(
@@ -1009,7 +1024,11 @@ def _insert(conn: sqlite3.Connection, event: NewEvent) -> Accepted:
     event_id = int(row[0])
     if event.status is Status.QUEUED:
         if event.lane is not None:
-            _supersede(conn, event_id, event.lane, now)
+            _supersede(conn, event_id, event.lane, now, targets)
+        if targets is not None and event.status_target is not None:
+            targets[event_id] = event.status_target
+            if len(targets) > TARGETS_KEPT:
+                del targets[next(iter(targets))]
         if event.pending_status is not None:
             _outbox(
                 conn, event_id, event.project, event.sha, event.status_ref, event.pending_status
@@ -1017,7 +1036,13 @@ def _insert(conn: sqlite3.Connection, event: NewEvent) -> Accepted:
     return Accepted(event_id=event_id, duplicate=False, status=event.status)
 
 
-def _supersede(conn: sqlite3.Connection, event_id: int, lane: str, now: float) -> None:
+def _supersede(
+    conn: sqlite3.Connection,
+    event_id: int,
+    lane: str,
+    now: float,
+    targets: dict[int, StatusTarget] | None = None,
+) -> None:
     older = conn.execute(
         "UPDATE events SET status = 'superseded', reason = ?, updated_at = ?, finished_at = ?"
         " WHERE lane = ? AND status = 'queued' AND id < ? RETURNING id, project, sha, ref",
@@ -1030,7 +1055,11 @@ def _supersede(conn: sqlite3.Connection, event_id: int, lane: str, now: float) -
             row["project"],
             row["sha"],
             short_ref(row["ref"]),
-            StatusUpdate("canceled", f"superseded by a newer event ({event_id})"),
+            StatusUpdate(
+                "canceled",
+                f"superseded by a newer event ({event_id})",
+                target=targets.pop(row["id"], None) if targets is not None else None,
+            ),
         )
 
 
