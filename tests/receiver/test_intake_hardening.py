@@ -80,10 +80,10 @@ def test_any_failure_inside_a_batch_fails_only_that_delivery(
 ) -> None:
     real_insert = queue_mod._insert
 
-    def insert(conn: sqlite3.Connection, event: NewEvent) -> Any:
+    def insert(conn: sqlite3.Connection, event: NewEvent, *rest: Any) -> Any:
         if event.ref == "refs/heads/boom":
             raise RuntimeError("injected failure")
-        return real_insert(conn, event)
+        return real_insert(conn, event, *rest)
 
     monkeypatch.setattr(queue_mod, "_insert", insert)
     store = queue_mod.BatchStore(tmp_path / "events.db")
