@@ -14,6 +14,7 @@ own process spends nothing on those lines. Its only input is its parent's pipe.
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
 from typing import IO
@@ -23,6 +24,26 @@ from conveyor.receiver.logs import setup_logging
 from conveyor.receiver.queue import Accepted, BatchStore, NewEvent, read_frame, write_frame
 
 log = logging.getLogger("conveyor.receiver")
+
+
+class BatchedHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes its lines when :meth:`flush_lines` is called (once a batch), not one write a line."""
+
+    def flush(self) -> None:
+        pass
+
+    def flush_lines(self) -> None:
+        self.acquire()
+        try:
+            self.stream.flush()
+        finally:
+            self.release()
+
+
+def _flush_logs() -> None:
+    for handler in logging.getLogger("conveyor").handlers:
+        if isinstance(handler, BatchedHandler):
+            handler.flush_lines()
 
 
 def serve(store: BatchStore, inbox: IO[bytes], outbox: IO[bytes]) -> None:
@@ -55,13 +76,20 @@ def serve(store: BatchStore, inbox: IO[bytes], outbox: IO[bytes]) -> None:
                         "reason": event.reason,
                     },
                 )
+        _flush_logs()
 
 
 def main() -> None:
     from pathlib import Path
 
     path, level = Path(sys.argv[1]), sys.argv[2]
-    setup_logging(level)
+    # The same JSON lines on the same stderr, written once a batch (a line buffer writes each).
+    stream = io.TextIOWrapper(
+        io.FileIO(sys.stderr.fileno(), "w", closefd=False),
+        encoding="utf-8",
+        errors="backslashreplace",
+    )
+    setup_logging(level, stream, handler_class=BatchedHandler)
     logging._srcfile = None  # the logging HOWTO's optimizations: fields the JSON lines omit
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     inbox, outbox = sys.stdin.buffer, sys.stdout.buffer

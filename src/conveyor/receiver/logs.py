@@ -13,6 +13,8 @@ import sys
 from datetime import UTC, datetime
 from typing import TextIO
 
+import orjson
+
 _STANDARD = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys() | {"message", "asctime", "taskName"}
 )
@@ -33,12 +35,20 @@ class JsonFormatter(logging.Formatter):
                 data[key] = value
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
-        return json.dumps(data, default=str, ensure_ascii=False)
+        try:
+            return orjson.dumps(data, default=str).decode()  # every event logs: keep it cheap
+        except TypeError:  # text orjson refuses (a lone surrogate): the stdlib escapes it
+            return json.dumps(data, default=str, ensure_ascii=False)
 
 
-def setup_logging(level: str = "info", stream: TextIO | None = None) -> None:
+def setup_logging(
+    level: str = "info",
+    stream: TextIO | None = None,
+    *,
+    handler_class: type[logging.StreamHandler] = logging.StreamHandler,  # type: ignore[type-arg]
+) -> None:
     """Send ``conveyor`` and ``uvicorn`` logs to ``stream`` (stderr) as JSON lines."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = handler_class(stream or sys.stderr)
     handler.setFormatter(JsonFormatter())
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
