@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import docker
@@ -10,6 +11,8 @@ import pytest
 
 from conveyor.docker.deploy import DeployRequest, deploy, rollback
 from conveyor.docker.deploy.docker import app_containers, remove_deploy
+from conveyor.docker.deploy.mounts import HostPaths
+from conveyor.docker.deploy.placement import host_paths
 from conveyor.docker.deploy.proxy import find_proxy
 from conveyor.docker.history import DeployHistory
 from conveyor.errors import DeployError, HealthCheckError
@@ -210,6 +213,53 @@ def test_missing_secret_and_missing_bind_source_fail_before_touching_anything(ap
         "failure",
         "failure",
     ]
+
+
+def _mountinfo(tmp: Path, container_id: str) -> Path:
+    """A mount table like the one the engine gives each container (its ``hostname`` bind)."""
+    line = (
+        f"612 590 8:1 /var/lib/docker/containers/{container_id}/hostname /etc/hostname rw,relatime"
+        " - ext4 /dev/sda1 rw\n"
+    )
+    path = tmp / "mountinfo"
+    path.write_text("590 1 0:52 / / rw - overlay overlay rw\n" + line)
+    return path
+
+
+def test_host_paths_of_a_container_of_the_deploy_engine_and_of_another(
+    docker_client: docker.DockerClient, unique: Callable[[str], str], tmp_path: Path
+) -> None:
+    volume = docker_client.volumes.create(unique("home"))
+    agent = docker_client.containers.create(
+        "python:3.11-slim",
+        ["true"],
+        name=unique("agent"),
+        volumes={volume.name: {"bind": "/var/jenkins_home", "mode": "rw"}},
+    )
+    try:
+        work = Path("/var/jenkins_home/workspace/job")
+        found = host_paths(docker_client, work, mountinfo_path=_mountinfo(tmp_path, str(agent.id)))
+        assert found is not None
+        assert found.roots == (("/var/jenkins_home", volume.attrs["Mountpoint"]),)
+        # a container this engine does not run: the checkout is invisible to it
+        other = host_paths(docker_client, work, mountinfo_path=_mountinfo(tmp_path, "f" * 64))
+        assert other == HostPaths(foreign=(str(work),))
+        # not in a container at all: nothing to translate
+        (tmp_path / "host").write_text("590 1 0:52 / / rw - ext4 /dev/sda1 rw\n")
+        assert host_paths(docker_client, work, mountinfo_path=tmp_path / "host") is None
+    finally:
+        agent.remove(force=True)
+        volume.remove(force=True)
+
+
+def test_workspace_bind_to_another_engine_fails_before_deploying(app: App) -> None:
+    (app.workdir / "conf").mkdir()
+    spec = app.spec(volumes=["./conf:/conf:ro"])
+    other = HostPaths(foreign=(str(app.workdir),), engine="tcp://apps.example.com:2376")
+    with pytest.raises(DeployError, match="copy the files into the image") as failed:
+        deploy(replace(app.request(spec, app.image("v1")), host_paths=other))
+    assert "./conf:/conf:ro" in failed.value.message
+    assert app.apps() == []
 
 
 def test_rollback_without_an_earlier_version_is_an_error(app: App) -> None:

@@ -9,7 +9,16 @@ import pytest
 from conveyor.docker.deploy.compose import render_compose
 from conveyor.docker.deploy.engine import deploy_engine
 from conveyor.docker.deploy.model import ImageRef, resolve_env
-from conveyor.docker.deploy.mounts import PortMap, parse_port, parse_ports, parse_volume
+from conveyor.docker.deploy.mounts import (
+    HostPaths,
+    PortMap,
+    check_bind_sources,
+    engine_source,
+    parse_port,
+    parse_ports,
+    parse_volume,
+)
+from conveyor.docker.deploy.placement import roots_of
 from conveyor.docker.deploy.proxy import caddy_config, upstream_of
 from conveyor.docker.deploy.swarm import healthcheck, memory_bytes, service_kwargs
 from conveyor.docker.engine import EngineAddress
@@ -61,6 +70,72 @@ def test_ports_and_volumes_parse() -> None:
     assert (bind.kind, bind.source, bind.read_only) == ("bind", "/srv/checkout/conf", True)
     absolute = parse_volume("/var/log:/logs:rw", deploy_name="web", workdir=work)
     assert (absolute.kind, absolute.source, absolute.read_only) == ("bind", "/var/log", False)
+
+
+JENKINS = HostPaths(
+    roots=(
+        ("/var/jenkins_home", "/var/lib/docker/volumes/jenkins-home/_data"),
+        ("/var/jenkins_home/caches", "/srv/caches"),
+        ("/certs", "/etc/ci/certs"),
+    ),
+    engine="unix:///var/run/docker.sock",
+)
+
+
+def test_bind_sources_under_a_mount_of_conveyors_container_become_engine_host_paths() -> None:
+    work = Path("/var/jenkins_home/workspace/demo/hello-web")
+    bind = parse_volume("./conf:/etc/hello:ro", deploy_name="web", workdir=work, paths=JENKINS)
+    assert (bind.kind, bind.read_only) == ("bind", True)
+    assert bind.source == "/var/lib/docker/volumes/jenkins-home/_data/workspace/demo/hello-web/conf"
+    assert bind.local == str(work / "conf")  # what exists here, checked before deploying
+    # the deepest mount wins; the mount point itself maps to its source
+    assert engine_source("/var/jenkins_home/caches/pip", JENKINS) == "/srv/caches/pip"
+    assert engine_source("/certs", JENKINS) == "/etc/ci/certs"
+    assert engine_source("/certsx/a", JENKINS) == "/certsx/a"  # a sibling, not under /certs
+    # under no mount (the container's own filesystem, or an absolute host path): unchanged
+    assert engine_source("/srv/app/conf", JENKINS) == "/srv/app/conf"
+    # outside a container nothing changes
+    plain = parse_volume("./conf:/etc/hello", deploy_name="web", workdir=work)
+    assert (plain.source, plain.local) == (str(work / "conf"), "")
+    named = parse_volume("data:/data", deploy_name="web", workdir=work, paths=JENKINS)
+    assert (named.kind, named.source) == ("volume", "web_data")
+
+
+def test_a_workspace_bind_cannot_reach_another_engine(tmp_path: Path) -> None:
+    other = HostPaths(foreign=(str(tmp_path),), engine="tcp://docker:2376 [deploy.engine]")
+    with pytest.raises(DeployError) as failed:
+        parse_volume("./conf:/etc/hello:ro", deploy_name="web", workdir=tmp_path, paths=other)
+    assert "'./conf:/etc/hello:ro'" in failed.value.message
+    assert "tcp://docker:2376" in failed.value.message
+    assert failed.value.hint is not None and "named volume" in failed.value.hint
+    assert "into the image" in failed.value.hint
+    outside = parse_volume("/srv/conf:/etc/hello", deploy_name="web", workdir=tmp_path, paths=other)
+    assert outside.source == "/srv/conf"
+
+
+def test_bind_sources_are_checked_where_conveyor_sees_them(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    paths = HostPaths(roots=((str(tmp_path), "/nowhere/on/this/machine"),))
+    found = parse_volume("./conf:/c", deploy_name="web", workdir=tmp_path, paths=paths)
+    check_bind_sources([found])  # exists here, though not under its engine-host name
+    missing = parse_volume("./nope:/n", deploy_name="web", workdir=tmp_path, paths=paths)
+    with pytest.raises(DeployError, match=str(tmp_path / "nope")):
+        check_bind_sources([missing])
+
+
+def test_roots_of_inspect_mounts_takes_bind_sources_and_volume_mountpoints() -> None:
+    mounts = [
+        {"Type": "bind", "Source": "/run/docker.sock", "Destination": "/var/run/docker.sock"},
+        {"Type": "volume", "Name": "home", "Source": "", "Destination": "/var/jenkins_home"},
+        {"Type": "volume", "Name": "v2", "Source": "/mnt/v2", "Destination": "/v2"},
+        {"Type": "tmpfs", "Source": "", "Destination": "/tmp"},
+    ]
+    roots = roots_of(mounts, lambda name: f"/var/lib/docker/volumes/{name}/_data")
+    assert roots == (
+        ("/var/run/docker.sock", "/run/docker.sock"),
+        ("/var/jenkins_home", "/var/lib/docker/volumes/home/_data"),
+        ("/v2", "/mnt/v2"),
+    )
 
 
 def test_secrets_come_from_the_environment_and_are_named_when_missing() -> None:

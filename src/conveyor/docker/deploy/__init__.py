@@ -30,6 +30,7 @@ import docker.errors
 from conveyor.docker.credentials import find_auth
 from conveyor.docker.deploy.engine import deploy_engine
 from conveyor.docker.deploy.model import DeployRequest, DeployResult, ImageRef
+from conveyor.docker.deploy.placement import host_paths
 from conveyor.docker.engine import EngineAddress, docker_errors
 from conveyor.docker.history import DeployHistory
 from conveyor.docker.images import parse_ref
@@ -122,6 +123,9 @@ def _run(
     """Under the engine-wide lock: ``pick`` the (reference, image ID) to run, then deploy it."""
     deployer = _deployer(request.deploy.target)
     client = client or request.engine.connect()
+    if request.host_paths is None:
+        found = host_paths(client, request.workdir, engine=request.engine.describe())
+        request = replace(request, host_paths=found)
     history = history_of(client, request)
     with history.lock():
         image_ref, image_id = pick(client, history)

@@ -72,7 +72,9 @@ def _healthcheck(health: Health, default_port: int | None) -> dict[str, Any]:
 
 def _service_volumes(lines: list[str], request: DeployRequest, named: set[str]) -> list[str]:
     out: list[str] = []
-    for mount in parse_volumes(lines, deploy_name=request.name, workdir=request.workdir):
+    for mount in parse_volumes(
+        lines, deploy_name=request.name, workdir=request.workdir, paths=request.host_paths
+    ):
         source = mount.volume if mount.kind == "volume" else mount.source
         if mount.kind == "volume":
             named.add(mount.volume)
@@ -267,10 +269,18 @@ class ComposeDeployer:
     ) -> DeployResult:
         started = datetime.now(UTC)
         deploy = request.deploy
-        mounts = parse_volumes(deploy.volumes, deploy_name=request.name, workdir=request.workdir)
+        mounts = parse_volumes(
+            deploy.volumes,
+            deploy_name=request.name,
+            workdir=request.workdir,
+            paths=request.host_paths,
+        )
         for extra in deploy.services:
             mounts += parse_volumes(
-                extra.volumes, deploy_name=request.name, workdir=request.workdir
+                extra.volumes,
+                deploy_name=request.name,
+                workdir=request.workdir,
+                paths=request.host_paths,
             )
         check_bind_sources(mounts)
         secrets = {k: v for k, v in resolve_env(deploy).items() if k in deploy.secrets}

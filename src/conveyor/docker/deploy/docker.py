@@ -177,7 +177,12 @@ class DockerDeployer:
         started = datetime.now(UTC)
         deploy = request.deploy
         ports = parse_ports(deploy.ports)
-        mounts = parse_volumes(deploy.volumes, deploy_name=request.name, workdir=request.workdir)
+        mounts = parse_volumes(
+            deploy.volumes,
+            deploy_name=request.name,
+            workdir=request.workdir,
+            paths=request.host_paths,
+        )
         check_bind_sources(mounts)
         env = resolve_env(deploy)
 

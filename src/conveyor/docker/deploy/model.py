@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
+from conveyor.docker.deploy.mounts import HostPaths
 from conveyor.docker.engine import EngineAddress
 from conveyor.errors import DeployError
 from conveyor.spec.model import Deploy
@@ -40,6 +41,8 @@ class DeployRequest:
     drain_timeout: float = 30.0
     engine: EngineAddress = field(default_factory=EngineAddress)
     record: int = 0  # the history record of this deploy (set by conveyor.docker.deploy)
+    # bind sources on the deploy engine's host, when conveyor runs in a container (set likewise)
+    host_paths: HostPaths | None = None
 
     @property
     def name(self) -> str:

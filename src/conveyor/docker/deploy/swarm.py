@@ -74,7 +74,9 @@ def service_kwargs(request: DeployRequest, image: ImageRef, env: dict[str, str])
     """The full service definition for ``request`` (create and update take the same)."""
     deploy: Deploy = request.deploy
     ports = parse_ports(deploy.ports)
-    mounts = parse_volumes(deploy.volumes, deploy_name=request.name, workdir=request.workdir)
+    mounts = parse_volumes(
+        deploy.volumes, deploy_name=request.name, workdir=request.workdir, paths=request.host_paths
+    )
     check_bind_sources(mounts)
     health_timeout = parse_duration(deploy.health.timeout) if deploy.health else 10.0
     monitor = int((health_timeout + 5) * _NS)
