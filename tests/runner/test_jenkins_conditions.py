@@ -23,6 +23,7 @@ from typing import Any
 import docker
 import pytest
 
+from conveyor.docker.deploy.docker import app_containers
 from conveyor.docker.deploy.proxy import ensure_proxy_image
 from conveyor.jenkins.jenkinsfile import STAGE_STEP
 from conveyor.jenkins.render import render
@@ -124,6 +125,7 @@ def test_socket_mode_builds_pushes_and_deploys_under_jenkins_conditions(
     socket_node: Callable[[str], JenkinsNode],
     unique: Callable[[str], str],
     proxy_image: str,
+    docker_client: docker.DockerClient,
 ) -> None:
     spec_path, source = EXAMPLES[name]
     spec, ports = adapt(load_spec(spec_path).spec, registry.host, unique)
@@ -159,6 +161,11 @@ def test_socket_mode_builds_pushes_and_deploys_under_jenkins_conditions(
     (port,) = ports.values()
     answer = wait_http(f"http://127.0.0.1:{port}/healthz")
     assert answer.status_code == 200, answer.text
+    if name == "pipelines/hello-web":  # the checkout's conf, through the workspace volume
+        deployed = next(s.deploy for s in spec.all_stages() if s.deploy is not None)
+        (app,) = app_containers(docker_client, deployed.name)
+        read = app.exec_run(["cat", "/etc/hello/hello.conf"])
+        assert (read.exit_code, read.output) == (0, b"greeting = hello\n")
 
 
 def test_agent_user_and_environment_are_jenkins(
