@@ -19,6 +19,24 @@ from typing import Any
 import pytest
 
 GROOVY_JAR = Path("/usr/share/java/groovy-all.jar")
+
+
+def run_script(script: Path) -> str:
+    """Run ``script`` with Debian's Groovy 2.4.21 (Jenkins' version) and return its standard output;
+    fails the test, with the end of standard error, when the script fails."""
+    java = shutil.which("java")
+    assert java is not None
+    done = subprocess.run(
+        [java, "-cp", str(GROOVY_JAR), "groovy.ui.GroovyMain", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
 SERVER = Path(__file__).with_name("parse_server.groovy")
 
 

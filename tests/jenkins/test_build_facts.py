@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -39,10 +38,10 @@ from conveyor.pipeline.context import (
 )
 from tests.emulators.gitlab_plugin import post_hook
 from tests.emulators.jenkins import JenkinsEmulator
+from tests.groovy.harness import GROOVY_JAR, run_script
 from tests.jenkins.specs import spec_of
 from tests.jenkins.test_trigger_parity import mr, push, tag
 
-GROOVY_JAR = Path("/usr/share/java/groovy-all.jar")
 TOKEN = "facts-token"
 
 
@@ -73,17 +72,8 @@ def _groovy_values(envs: list[dict[str, str]], tmp_path: Path) -> list[tuple[str
     )
     script = tmp_path / "facts.groovy"
     script.write_text("\n".join(lines) + "\n")
-    java = shutil.which("java")
-    assert java is not None
-    done = subprocess.run(
-        [java, "-cp", str(GROOVY_JAR), "groovy.ui.GroovyMain", str(script)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = [line.split("\t")[1:] for line in done.stdout.splitlines() if line.startswith("R\t")]
+    stdout = run_script(script)
+    rows = [line.split("\t")[1:] for line in stdout.splitlines() if line.startswith("R\t")]
     return [(c, b, t) for c, b, t in rows]
 
 

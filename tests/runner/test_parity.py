@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,7 @@ from conveyor.runner.plan import (
 )
 from conveyor.runner.step import jenkins_variables
 from conveyor.spec.model import Spec
+from tests.groovy.harness import GROOVY_JAR, run_script
 from tests.runner import jenkinsfile_tree as jf
 from tests.runner.specs import make_spec
 
@@ -81,7 +81,6 @@ WHEN_SPEC = make_spec(
     },
 )
 
-GROOVY_JAR = Path("/usr/share/java/groovy-all.jar")  # Debian's groovy 2.4.21, Jenkins' version
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
 
@@ -154,18 +153,9 @@ def _groovy_decisions(
     )
     script = tmp_path / "when.groovy"
     script.write_text("\n".join(lines) + "\n")
-    java = shutil.which("java")
-    assert java is not None
-    done = subprocess.run(
-        [java, "-cp", str(GROOVY_JAR), "groovy.ui.GroovyMain", str(script)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    stdout = run_script(script)
     out: list[list[bool]] = []
-    for line in done.stdout.splitlines():
+    for line in stdout.splitlines():
         if line.startswith("R "):
             _, index, bits = line.split(" ")
             assert int(index) == len(out)

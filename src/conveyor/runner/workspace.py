@@ -56,17 +56,13 @@ def own_container_id(mountinfo: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _under(path: PurePosixPath, root: PurePosixPath) -> bool:
-    return path == root or root in path.parents
-
-
 def mount_for(path: str, mounts: list[dict[str, Any]]) -> SharedMount | None:
     """The mount (from ``docker inspect``'s ``Mounts``) holding ``path``: the deepest one."""
     target = PurePosixPath(path)
     best: dict[str, Any] | None = None
     for mount in mounts:
         destination = PurePosixPath(str(mount.get("Destination", "/")))
-        if mount.get("Type") not in ("volume", "bind") or not _under(target, destination):
+        if mount.get("Type") not in ("volume", "bind") or not target.is_relative_to(destination):
             continue
         if best is None or len(destination.parts) > len(PurePosixPath(best["Destination"]).parts):
             best = mount

@@ -60,10 +60,6 @@ class HostPaths:
     engine: str = ""
 
 
-def _under(path: PurePosixPath, root: PurePosixPath) -> bool:
-    return path == root or root in path.parents
-
-
 def engine_source(path: str, paths: HostPaths | None, entry: str = "") -> str:
     """``path`` (a bind source here) as the deploy engine's host names it; DeployError when it cannot
     reach that engine. Paths under no mount are left as they are (the engine's host path)."""
@@ -71,7 +67,7 @@ def engine_source(path: str, paths: HostPaths | None, entry: str = "") -> str:
         return path
     target = PurePosixPath(path)
     for workspace in paths.foreign:
-        if _under(target, PurePosixPath(workspace)):
+        if target.is_relative_to(PurePosixPath(workspace)):
             raise DeployError(
                 f"volume {entry or path!r}: the bind source {path} is in this container's workspace, "
                 f"which the deploy engine ({paths.engine or 'another engine'}) cannot see",
@@ -80,7 +76,7 @@ def engine_source(path: str, paths: HostPaths | None, entry: str = "") -> str:
     best: tuple[PurePosixPath, str] | None = None
     for destination, source in paths.roots:
         root = PurePosixPath(destination)
-        if _under(target, root) and (best is None or len(root.parts) > len(best[0].parts)):
+        if target.is_relative_to(root) and (best is None or len(root.parts) > len(best[0].parts)):
             best = (root, source)
     if best is None:
         return path
