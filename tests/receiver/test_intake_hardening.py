@@ -16,9 +16,11 @@ from typing import Any
 import httpx
 import pytest
 
+from conveyor.errors import QueueError
 from conveyor.receiver import queue as queue_mod
 from conveyor.receiver.app import ReceiverOptions
 from conveyor.receiver.queue import EventQueue, IntakeWriter, NewEvent, Status, connect
+from conveyor.receiver.queue import intake as intake_mod
 from conveyor.receiver.verify import sign
 from conveyor.receiver.worker import WorkerOptions
 from conveyor.tokens import project_token
@@ -78,14 +80,14 @@ def test_unstorable_text_is_a_400_naming_the_field_and_intake_goes_on(
 def test_any_failure_inside_a_batch_fails_only_that_delivery(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_insert = queue_mod._insert
+    real_insert = intake_mod.insert_event
 
     def insert(conn: sqlite3.Connection, event: NewEvent, *rest: Any) -> Any:
         if event.ref == "refs/heads/boom":
             raise RuntimeError("injected failure")
         return real_insert(conn, event, *rest)
 
-    monkeypatch.setattr(queue_mod, "_insert", insert)
+    monkeypatch.setattr(intake_mod, "insert_event", insert)
     store = queue_mod.BatchStore(tmp_path / "events.db")
     try:
         events = [
@@ -155,7 +157,7 @@ def test_a_failing_delivery_does_not_take_its_batch_with_it(tmp_path: Path) -> N
         outcomes = [f.exception(10) or f.result() for f in futures]
     finally:
         writer.close()
-    assert isinstance(outcomes[1], queue_mod.QueueError)
+    assert isinstance(outcomes[1], QueueError)
     assert [getattr(o, "duplicate", None) for o in (outcomes[0], outcomes[2])] == [False, False]
 
 
