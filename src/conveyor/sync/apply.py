@@ -17,7 +17,7 @@ from typing import Literal
 
 from conveyor.errors import ConveyorError
 from conveyor.gitlab.hooks import HookPlan, apply_hook_plan
-from conveyor.jenkins.sync import FolderChange, JobChange, apply_folder, apply_job, mask
+from conveyor.jenkins.jobs import FolderChange, JobChange, apply_folder, apply_job, mask
 from conveyor.spec.load import LoadedSpec
 from conveyor.sync.context import SyncContext
 from conveyor.sync.plan import ProjectPlan, SyncPlan

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from conveyor.jenkins.sync import FolderChange, JobChange
+from conveyor.jenkins.jobs import FolderChange, JobChange
 from conveyor.sync.targets import redact_url
 
 HookAction = Literal["create", "update", "delete", "unchanged", "enable"]

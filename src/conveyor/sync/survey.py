@@ -29,7 +29,7 @@ from conveyor.gitlab.hooks import (
     describe_health,
     plan_hooks,
 )
-from conveyor.jenkins.sync import (
+from conveyor.jenkins.jobs import (
     JobChange,
     desired_job,
     existing_jobs,
