@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from conveyor.spec.load import LoadedSpec
 from conveyor.sync.apply import execute
 from conveyor.sync.context import SyncContext
-from conveyor.sync.plan import SyncPlan
+from conveyor.sync.model import SyncPlan
 from conveyor.sync.survey import build_destroy_plan
 
 
