@@ -21,7 +21,7 @@ from conveyor.jenkins.jobs import FolderChange, JobChange, apply_folder, apply_j
 from conveyor.spec.load import LoadedSpec
 from conveyor.sync.context import SyncContext
 from conveyor.sync.model import ProjectPlan, SyncPlan
-from conveyor.sync.survey import build_plan, run_parallel, secrets_of
+from conveyor.sync.planner import build_plan, run_parallel, secrets_of
 from conveyor.sync.targets import jenkins_project_url
 
 _WRITES = ("create", "update", "delete")

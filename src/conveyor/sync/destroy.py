@@ -13,7 +13,7 @@ from conveyor.spec.load import LoadedSpec
 from conveyor.sync.apply import execute
 from conveyor.sync.context import SyncContext
 from conveyor.sync.model import SyncPlan
-from conveyor.sync.survey import build_destroy_plan
+from conveyor.sync.planner import build_destroy_plan
 
 
 def plan_destroy(ctx: SyncContext, specs: Sequence[LoadedSpec]) -> SyncPlan:
