@@ -9,9 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from conveyor.cli.render import command as render_command
 from conveyor.errors import RenderError
 from conveyor.jenkins.config_xml import (
     GITLAB_TRIGGER,
@@ -448,34 +446,6 @@ def test_normalize_ignores_what_jenkins_changes_on_save() -> None:
 def test_normalize_rejects_malformed_xml() -> None:
     with pytest.raises(RenderError, match="not well-formed"):
         normalize_config_xml("<a><b></a>")
-
-
-def test_cli_render_writes_job_files(tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    result = CliRunner().invoke(
-        render_command,
-        [str(ROOT / "pipelines"), "-o", str(out), "--json"],
-        env={"CONVEYOR_GITLAB_URL": ""},
-    )
-    assert result.exit_code == 0, result.output
-    import json
-
-    report = json.loads(result.output)
-    assert {j["job"] for j in report["jobs"]} == {load_spec(p).spec.jenkins.job for p in EXAMPLES}
-    for p in EXAMPLES:
-        job = render(load_spec(p).spec)
-        target = out.joinpath(*job.job_path.split("/"))
-        assert (target / "Jenkinsfile").read_text(encoding="utf-8") == job.jenkinsfile
-        assert (target / "config.xml").read_text(encoding="utf-8") == job.config_xml
-        assert "secretToken" not in job.config_xml
-
-
-def test_cli_render_reports_spec_errors(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.yml"
-    bad.write_text("apiVersion: conveyor/v1\nproject: a/b\njenkins: {job: j}\nstages: []\n")
-    result = CliRunner().invoke(render_command, [str(bad), "-o", str(tmp_path / "o")])
-    assert result.exit_code != 0
-    assert not (tmp_path / "o").exists()
 
 
 def test_normalized_config_survives_a_jenkins_style_save() -> None:

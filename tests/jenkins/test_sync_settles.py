@@ -12,8 +12,8 @@ import pytest
 
 from conveyor.config import Settings
 from conveyor.jenkins.client import JenkinsClient
+from conveyor.jenkins.jobs import DesiredJob, apply_job, desired_job, plan_job
 from conveyor.jenkins.render import render
-from conveyor.jenkins.sync import DesiredJob, apply_job, desired_job, plan_job
 from conveyor.pipeline.context import Trigger, build_variables, trigger_parameters
 from conveyor.spec.load import load_spec
 from conveyor.spec.model import Spec

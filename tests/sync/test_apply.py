@@ -7,7 +7,7 @@ import re
 from conveyor.gitlab.hooks import DesiredHook
 from conveyor.jenkins.config_xml import is_managed
 from conveyor.sync.apply import apply
-from conveyor.sync.survey import build_plan
+from conveyor.sync.planner import build_plan
 from conveyor.sync.targets import receiver_url
 from tests.sync.conftest import PROJECTS, WEBHOOK_URL, World
 

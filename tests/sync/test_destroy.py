@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conveyor.sync.apply import apply
 from conveyor.sync.destroy import destroy, plan_destroy
-from conveyor.sync.survey import build_plan
+from conveyor.sync.planner import build_plan
 from tests.sync.conftest import PROJECTS, World
 
 

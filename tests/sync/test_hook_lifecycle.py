@@ -21,7 +21,7 @@ from conveyor.receiver.queue import EventQueue, database_path
 from conveyor.receiver.routing import ProjectIds, Router
 from conveyor.receiver.worker import WorkerOptions
 from conveyor.sync.apply import apply
-from conveyor.sync.survey import build_plan
+from conveyor.sync.planner import build_plan
 from conveyor.tokens import project_token
 from tests.emulators.gitlab import GitLabEmulator
 from tests.sync.conftest import SECRET, World, spec_text

@@ -13,7 +13,7 @@ from conveyor.cli.output import print_json
 from conveyor.config import load_settings
 from conveyor.spec.load import LoadedSpec, load_specs
 from conveyor.sync.context import DEFAULT_CONCURRENCY, SyncContext
-from conveyor.sync.plan import SyncPlan
+from conveyor.sync.model import SyncPlan
 
 F = TypeVar("F", bound=Callable[..., Any])
 

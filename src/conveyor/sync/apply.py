@@ -1,4 +1,4 @@
-"""Execute a :class:`~conveyor.sync.plan.SyncPlan` on a thread pool and report what was done.
+"""Execute a :class:`~conveyor.sync.model.SyncPlan` on a thread pool and report what was done.
 
 Folders first (outermost first: a job needs its folder), then every project in parallel: its Jenkins
 job, then its hooks. A project that fails (404, 403 for lack of Maintainer, Jenkins refusing) is
@@ -17,11 +17,11 @@ from typing import Literal
 
 from conveyor.errors import ConveyorError
 from conveyor.gitlab.hooks import HookPlan, apply_hook_plan
-from conveyor.jenkins.sync import FolderChange, JobChange, apply_folder, apply_job, mask
+from conveyor.jenkins.jobs import FolderChange, JobChange, apply_folder, apply_job, mask
 from conveyor.spec.load import LoadedSpec
 from conveyor.sync.context import SyncContext
-from conveyor.sync.plan import ProjectPlan, SyncPlan
-from conveyor.sync.survey import build_plan, run_parallel, secrets_of
+from conveyor.sync.model import ProjectPlan, SyncPlan
+from conveyor.sync.planner import build_plan, run_parallel, secrets_of
 from conveyor.sync.targets import jenkins_project_url
 
 _WRITES = ("create", "update", "delete")

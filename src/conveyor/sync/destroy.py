@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from conveyor.spec.load import LoadedSpec
 from conveyor.sync.apply import execute
 from conveyor.sync.context import SyncContext
-from conveyor.sync.plan import SyncPlan
-from conveyor.sync.survey import build_destroy_plan
+from conveyor.sync.model import SyncPlan
+from conveyor.sync.planner import build_destroy_plan
 
 
 def plan_destroy(ctx: SyncContext, specs: Sequence[LoadedSpec]) -> SyncPlan:

@@ -1,4 +1,4 @@
-"""Jenkins side of the sync: desired jobs from specs, a plan of folder/job changes, and applying it.
+"""Jenkins jobs and folders: desired jobs from specs, a plan of folder/job changes, and applying it.
 
 "Changed" is decided by comparing the *normalised* config.xml Jenkins returns now with the rendered
 one (:func:`conveyor.jenkins.config_xml.normalize_config_xml` drops ``plugin=`` attributes, the XML

@@ -1,4 +1,4 @@
-"""Read Jenkins and GitLab now and build the :class:`~conveyor.sync.plan.SyncPlan` (no writes).
+"""Read Jenkins and GitLab now and build the :class:`~conveyor.sync.model.SyncPlan` (no writes).
 
 One listing of every Jenkins item (folders and jobs), then per project, on two thread pools at once
 (one per server, ``--concurrency`` threads each): on the Jenkins side the job is rendered and compared
@@ -29,7 +29,7 @@ from conveyor.gitlab.hooks import (
     describe_health,
     plan_hooks,
 )
-from conveyor.jenkins.sync import (
+from conveyor.jenkins.jobs import (
     JobChange,
     desired_job,
     existing_jobs,
@@ -41,7 +41,7 @@ from conveyor.jenkins.sync import (
 )
 from conveyor.spec.load import LoadedSpec
 from conveyor.sync.context import SyncContext
-from conveyor.sync.plan import HookChange, ProjectPlan, SyncPlan
+from conveyor.sync.model import HookChange, ProjectPlan, SyncPlan
 from conveyor.sync.targets import (
     desired_hook,
     job_trigger_token,

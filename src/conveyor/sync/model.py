@@ -1,4 +1,4 @@
-"""The whole sync plan (and the report of an apply / destroy): per project, its Jenkins job and its
+"""The sync plan model (and the report of an apply / destroy): per project, its Jenkins job and its
 GitLab hooks, plus the Jenkins folders to create and orphan jobs to prune.
 
 Frozen dataclasses. :meth:`SyncPlan.render_text` and :meth:`SyncPlan.to_json` never contain a secret:
@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from conveyor.jenkins.sync import FolderChange, JobChange
+from conveyor.jenkins.jobs import FolderChange, JobChange
 from conveyor.sync.targets import redact_url
 
 HookAction = Literal["create", "update", "delete", "unchanged", "enable"]
