@@ -37,6 +37,11 @@ def project_token(secret: str, project_path: str) -> str:
     return mac.hexdigest()
 
 
+def job_trigger_token(secret: str, job: str) -> str:
+    """The secret the gitlab-plugin trigger of ``job`` checks (never printed)."""
+    return project_token(secret, job)
+
+
 def project_id_token(secret: str, project_id: int) -> str:
     """The token GitLab must send in ``X-Gitlab-Token`` for project ``project_id`` (64 hex)."""
     if isinstance(project_id, bool) or not isinstance(project_id, int) or project_id < 1:

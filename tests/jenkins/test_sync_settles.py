@@ -17,7 +17,7 @@ from conveyor.jenkins.render import render
 from conveyor.pipeline.context import Trigger, build_variables, trigger_parameters
 from conveyor.spec.load import load_spec
 from conveyor.spec.model import Spec
-from conveyor.sync.targets import job_trigger_token
+from conveyor.tokens import job_trigger_token
 from tests.emulators.fixtures import JENKINS_API_TOKEN, JENKINS_USER
 from tests.emulators.gitlab_plugin import post_hook
 from tests.emulators.jenkins import JenkinsEmulator

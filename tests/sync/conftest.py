@@ -94,8 +94,7 @@ class World:
     @property
     def secrets(self) -> list[str]:
         """Every secret value that must never be shown."""
-        from conveyor.sync.targets import job_trigger_token
-        from conveyor.tokens import project_id_token, project_token
+        from conveyor.tokens import job_trigger_token, project_id_token, project_token
 
         values = [SECRET, PREVIOUS_SECRET, JENKINS_API_TOKEN, self.env["CONVEYOR_GITLAB_TOKEN"]]
         for project in PROJECTS:

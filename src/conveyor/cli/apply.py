@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from conveyor.cli.sync_common import prepare, show, sync_options
-from conveyor.sync.apply import apply
+from conveyor.sync import apply
 
 
 @click.command()

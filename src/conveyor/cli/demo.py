@@ -7,21 +7,15 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from conveyor.cli.options import state_dir, state_option
 from conveyor.cli.output import console, print_json
-from conveyor.config import load_settings
 from conveyor.demo.loop import Step, run_demo, tear_down
 
 
 @click.command()
 @click.option("--down", is_flag=True, help="Stop and remove everything the demo started.")
 @click.option("--keep", is_flag=True, help="Leave the registry and receiver running afterwards.")
-@click.option(
-    "--state",
-    "state",
-    type=click.Path(path_type=Path),
-    help="State directory (default: CONVEYOR_STATE or the per-user default); "
-    "the demo lives in its demo/ subdirectory.",
-)
+@state_option("the demo lives in its demo/ subdirectory")
 @click.option("--receiver-port", default=8765, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def command(down: bool, keep: bool, state: Path | None, receiver_port: int, as_json: bool) -> None:
@@ -34,7 +28,7 @@ def command(down: bool, keep: bool, state: Path | None, receiver_port: int, as_j
     4. post a second push with a code change: the new version takes over, no failed requests
     The service stays up at http://127.0.0.1:8080/ until `conveyor demo --down`.
     """
-    root = (state or load_settings().state_dir) / "demo"
+    root = state_dir(state) / "demo"
     if down:
         done = tear_down(root)
         if as_json:

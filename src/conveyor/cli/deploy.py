@@ -17,8 +17,8 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
+from conveyor.cli.options import state_dir, state_option
 from conveyor.cli.output import console, err_console, print_json
-from conveyor.config import load_settings
 from conveyor.docker.build import find_stage
 from conveyor.docker.deploy import DeployRequest, DeployResult, deploy, deploy_engine
 from conveyor.docker.gitfacts import git_facts
@@ -65,7 +65,7 @@ def deploy_request(
         project=loaded.spec.project,
         spec_file=str(loaded.path),
         workdir=workdir.resolve(),
-        state_dir=(state or load_settings().state_dir).expanduser(),
+        state_dir=state_dir(state),
         stage=stage.name,
         engine=deploy_engine(
             stage.deploy, agent_docker=loaded.spec.jenkins.agent.docker, override=engine
@@ -112,9 +112,8 @@ def report_health_failure(exc: HealthCheckError) -> None:
             err_console.print(f"  | {escape(line)}")
 
 
-STATE_HELP = (
-    "State directory, only read: a deploy history kept there by older versions is copied to the "
-    "engine once (default: $CONVEYOR_STATE)."
+STATE_OPTION = state_option(
+    "read only, to copy a deploy history kept there by older versions to the engine once"
 )
 ENGINE_HELP = (
     "Docker engine of the deployed service (unix://, tcp://, ssh:// URL); default: "
@@ -141,7 +140,7 @@ WORKDIR_HELP = "The repository checkout: relative bind mounts and {sha}/{branch}
     show_default="the current directory",
     help=WORKDIR_HELP,
 )
-@click.option("--state", type=click.Path(path_type=Path, file_okay=False), help=STATE_HELP)
+@STATE_OPTION
 @engine_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def command(

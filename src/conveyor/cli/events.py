@@ -12,20 +12,15 @@ from pathlib import Path
 
 import click
 
-from conveyor.config import load_settings
+from conveyor.cli.options import state_dir, state_option
 from conveyor.errors import QueueError
 from conveyor.receiver.queue import EventQueue, Status, database_path
 
-_STATE = click.option(
-    "--state",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="State directory (default: $CONVEYOR_STATE, else the per-user state dir).",
-)
+_STATE = state_option("the receiver's event queue")
 
 
 def open_queue(state: Path | None) -> EventQueue:
-    directory = state.expanduser() if state is not None else load_settings().state_dir
-    path = database_path(directory)
+    path = database_path(state_dir(state))
     if not path.exists():
         raise QueueError(
             f"no event queue at {path}",

@@ -12,16 +12,13 @@ from pathlib import Path
 
 import click
 
+from conveyor.cli.options import state_option
 from conveyor.config import load_settings
 from conveyor.receiver.retention import RetentionPolicy, prune
 
 
 @click.command("prune")
-@click.option(
-    "--state",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="State directory (default: $CONVEYOR_STATE, else the per-user state dir).",
-)
+@state_option("the receiver's event queue")
 @click.option(
     "--days",
     type=click.FloatRange(0),

@@ -9,7 +9,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from conveyor.cli.deploy import STATE_HELP, deploy_request, engine_option
+from conveyor.cli.deploy import STATE_OPTION, deploy_request, engine_option
 from conveyor.cli.output import console, print_json
 from conveyor.docker.deploy import history_of
 
@@ -17,7 +17,7 @@ from conveyor.docker.deploy import history_of
 @click.command()
 @click.argument("spec", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option("--stage", "stage_name", help="The deploy stage (default: the first deploy stage).")
-@click.option("--state", type=click.Path(path_type=Path, file_okay=False), help=STATE_HELP)
+@STATE_OPTION
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10000))
 @engine_option
 @click.option("--json", "as_json", is_flag=True, help="Print the records as JSON on stdout.")

@@ -6,8 +6,7 @@ import click
 
 from conveyor.config import load_settings
 from conveyor.gitlab.client import GitLabClient
-from conveyor.sync.targets import job_trigger_token
-from conveyor.tokens import project_id_token
+from conveyor.tokens import job_trigger_token, project_id_token
 
 
 @click.group()

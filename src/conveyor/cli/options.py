@@ -1,4 +1,4 @@
-"""Click options shared by the verbs that work on a checkout (``build``, ``push``)."""
+"""Click options shared by several verbs: the checkout (``build``, ``push``) and ``--state``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+
+from conveyor.config import Settings, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -39,3 +41,22 @@ def checkout_options(func: F) -> F:
     for option in reversed(_CHECKOUT_OPTIONS):
         func = option(func)
     return func
+
+
+def state_option(purpose: str = "") -> Callable[[F], F]:
+    """``--state DIR`` (the parameter ``state``: a Path, or None when not given; resolve it with
+    :func:`state_dir`). ``purpose`` says what the verb keeps or reads there."""
+    what = f": {purpose}" if purpose else ""
+    return click.option(
+        "--state",
+        "state",
+        type=click.Path(file_okay=False, path_type=Path),
+        help=f"State directory{what} (default: $CONVEYOR_STATE, else the per-user state dir).",
+    )
+
+
+def state_dir(option: Path | None, settings: Settings | None = None) -> Path:
+    """``--state`` wins; else the settings' state dir (``CONVEYOR_STATE``, else the default)."""
+    if option is not None:
+        return option.expanduser()
+    return (settings or load_settings()).state_dir

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from conveyor.cli.sync_common import prepare, show, sync_options
-from conveyor.sync.planner import build_plan
+from conveyor.sync import build_plan
 
 
 @click.command()

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from conveyor.cli.deploy import (
-    STATE_HELP,
+    STATE_OPTION,
     WORKDIR_HELP,
     deploy_request,
     engine_option,
@@ -34,7 +34,7 @@ from conveyor.errors import HealthCheckError
     show_default="the current directory",
     help=WORKDIR_HELP,
 )
-@click.option("--state", type=click.Path(path_type=Path, file_okay=False), help=STATE_HELP)
+@STATE_OPTION
 @engine_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def command(

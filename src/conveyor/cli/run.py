@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from conveyor.cli.options import state_dir, state_option
 from conveyor.cli.output import err_console, print_json
 from conveyor.config import load_settings
 from conveyor.docker.gitfacts import git_facts
@@ -62,11 +63,7 @@ def _params(pairs: tuple[str, ...]) -> dict[str, bool | str]:
     help="The checkout to run in (default: the current directory).",
 )
 @click.option("--param", "params", multiple=True, metavar="K=V", help="A build parameter.")
-@click.option(
-    "--state",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="State directory for the run history (default: $CONVEYOR_STATE).",
-)
+@state_option("the run history")
 @click.option(
     "--json",
     "as_json",
@@ -146,7 +143,7 @@ def command(
         loaded,
         trigger,
         workdir=directory,
-        state_dir=state.expanduser() if state is not None else settings.state_dir,
+        state_dir=state_dir(state, settings),
         sink=sink,
         params=_params(params),
         only=stages,

@@ -8,19 +8,15 @@ from pathlib import Path
 
 import click
 
+from conveyor.cli.options import state_dir, state_option
 from conveyor.cli.output import console, print_json
-from conveyor.config import load_settings
 from conveyor.runner.history import History, RunRecord
 
-_STATE = click.option(
-    "--state",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="State directory (default: $CONVEYOR_STATE, else the per-user state dir).",
-)
+_STATE = state_option("the local run history")
 
 
 def _history(state: Path | None) -> History:
-    return History(state.expanduser() if state is not None else load_settings().state_dir)
+    return History(state_dir(state))
 
 
 def _when(ts: float) -> str:

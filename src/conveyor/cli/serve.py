@@ -20,7 +20,8 @@ from pathlib import Path
 import click
 import uvicorn
 
-from conveyor.config import Settings, load_settings
+from conveyor.cli.options import state_dir, state_option
+from conveyor.config import load_settings
 from conveyor.errors import ConfigError
 from conveyor.receiver.app import (
     DEFAULT_BODY_MEMORY,
@@ -41,11 +42,6 @@ from conveyor.spec.load import load_specs
 
 SIGNING_TOKEN_ENV = "CONVEYOR_WEBHOOK_SIGNING_TOKEN"
 SWITCH_INTERVAL_S = 0.001  # see run_server
-
-
-def state_dir(option: Path | None, settings: Settings) -> Path:
-    """``--state`` wins; else the settings' state dir (CONVEYOR_STATE, else the default)."""
-    return option.expanduser() if option is not None else settings.state_dir
 
 
 def signing_keys(env: Mapping[str, str]) -> tuple[bytes, ...]:
@@ -163,11 +159,7 @@ def run_server(receiver: Receiver, *, host: str, port: int, limits: Limits | Non
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
-@click.option(
-    "--state",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="State directory (default: $CONVEYOR_STATE, else the per-user state dir).",
-)
+@state_option("the event queue and the local run history")
 @click.option(
     "--dispatch",
     default="auto",

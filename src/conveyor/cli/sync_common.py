@@ -12,8 +12,7 @@ import click
 from conveyor.cli.output import print_json
 from conveyor.config import load_settings
 from conveyor.spec.load import LoadedSpec, load_specs
-from conveyor.sync.context import DEFAULT_CONCURRENCY, SyncContext
-from conveyor.sync.model import SyncPlan
+from conveyor.sync import DEFAULT_CONCURRENCY, SyncContext, SyncPlan
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conveyor.errors import ConveyorError
+from conveyor.gitlab.refs import SHA1_ZERO
 
 APP_FILES = ("app.py", "test_app.py", "Dockerfile", ".dockerignore")
 GIT_ENV = {
@@ -80,7 +81,7 @@ def create(example: Path, repo: Path) -> Commit:
     _git(repo, "init", "-q", "-b", "main")
     _git(repo, "add", "-A")
     _git(repo, "commit", "-q", "-m", "hello-web: first version")
-    return Commit(_git(repo, "rev-parse", "HEAD"), "0" * 40, "hello-web: first version")
+    return Commit(_git(repo, "rev-parse", "HEAD"), SHA1_ZERO, "hello-web: first version")
 
 
 def change(repo: Path, greeting: str) -> Commit:

@@ -47,7 +47,7 @@ from conveyor.spec.model import Spec, Stage
 TAIL_LINES = 40
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 
-EventKind = Literal["step", "cached", "output", "note"]
+BuildEventKind = Literal["step", "cached", "output", "note"]
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class BuildEvent:
     remark, e.g. a cache image pulled).
     """
 
-    kind: EventKind
+    kind: BuildEventKind
     step: int
     total: int
     text: str

@@ -24,7 +24,7 @@ from conveyor.jenkins.client import JenkinsClient, JenkinsItem
 from conveyor.jenkins.config_xml import is_managed, normalize_config_xml
 from conveyor.jenkins.render import render
 from conveyor.spec.model import Spec
-from conveyor.sync.targets import job_trigger_token
+from conveyor.tokens import job_trigger_token
 
 JobAction = Literal["create", "update", "unchanged", "delete", "conflict", "absent"]
 MASK = "****"

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-EventKind = Literal["push", "tag_push", "merge_request", "manual"]
+TriggerKind = Literal["push", "tag_push", "merge_request", "manual"]  # what started a build
 
 ACTION_TYPES: dict[str, str] = {"push": "PUSH", "tag_push": "TAG_PUSH", "merge_request": "MERGE"}
 
@@ -103,14 +103,11 @@ def tag_of(env: Mapping[str, str]) -> str:
     return env.get("TAG_NAME") or ""
 
 
-ZERO_SHA = "0" * 40
-
-
 @dataclass(frozen=True)
 class Trigger:
     """What started a build: a GitLab event, or a manual/local run described by flags."""
 
-    kind: EventKind
+    kind: TriggerKind
     project: str
     sha: str
     branch: str | None = None  # push: the branch; merge_request: the source branch

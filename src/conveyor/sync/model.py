@@ -16,7 +16,9 @@ from conveyor.jenkins.jobs import FolderChange, JobChange
 from conveyor.sync.targets import redact_url
 
 HookAction = Literal["create", "update", "delete", "unchanged", "enable"]
-Outcome = Literal["planned", "done", "failed", "skipped"]
+ProjectOutcome = Literal[
+    "planned", "done", "failed", "skipped"
+]  # a project's fate in a plan or report
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ class ProjectPlan:
         default=None, repr=False, compare=False
     )  # the gitlab.hooks plan to apply
     error: str | None = None  # set when the project could not be read or written
-    outcome: Outcome = "planned"
+    outcome: ProjectOutcome = "planned"
     project_id: int | None = None  # GitLab's id (hooks are written by id)
     gitlab_path: str | None = None  # GitLab's canonical path, when it is not the spec's
 

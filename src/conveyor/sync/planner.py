@@ -44,13 +44,12 @@ from conveyor.sync.context import SyncContext
 from conveyor.sync.model import HookChange, ProjectPlan, SyncPlan
 from conveyor.sync.targets import (
     desired_hook,
-    job_trigger_token,
     managed_urls,
     previous_receiver_urls,
     redact_url,
     webhook_url_warning,
 )
-from conveyor.tokens import project_id_token, project_token
+from conveyor.tokens import job_trigger_token, project_id_token, project_token
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -34,7 +34,7 @@ from conveyor.config import Settings
 from conveyor.gitlab.hooks import DesiredHook
 from conveyor.pipeline.match import patterns_to_regex
 from conveyor.spec.model import Spec
-from conveyor.tokens import project_id_token, project_token, token_fingerprint
+from conveyor.tokens import job_trigger_token, project_id_token, token_fingerprint
 
 HOOK_NAME = "conveyor"
 
@@ -59,11 +59,6 @@ def jenkins_project_url(settings: Settings, job: str) -> str:
     """The gitlab-plugin endpoint of ``job``: ``JENKINS/project/<folder>/<job>``."""
     path = "/".join(quote(part, safe="") for part in job.split("/"))
     return (settings.jenkins_url or "").rstrip("/") + "/project/" + path
-
-
-def job_trigger_token(secret: str, job: str) -> str:
-    """The secret the gitlab-plugin trigger of ``job`` checks (never printed)."""
-    return project_token(secret, job)
 
 
 def branch_filter(spec: Spec) -> tuple[Strategy, str]:
