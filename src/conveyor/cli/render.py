@@ -1,6 +1,8 @@
 """``conveyor render PATH... -o DIR``: write each spec's Jenkinsfile and config.xml, offline.
 
-Files land in ``DIR/<job path>/Jenkinsfile`` and ``DIR/<job path>/config.xml``. The GitLab trigger's
+Files land in ``DIR/<job path>/Jenkinsfile`` and ``DIR/<job path>/config.xml``, and a spec's
+``target: kubernetes`` deploys in ``DIR/<job path>/k8s/<kind>-<name>.yaml``
+(:mod:`conveyor.kubernetes.render`; image placeholders from git in the current directory). The GitLab trigger's
 secret token is never written: only the config sent to Jenkins by ``apply`` carries it.
 """
 
@@ -13,6 +15,7 @@ import click
 from conveyor.cli.output import console, print_json
 from conveyor.errors import RenderError
 from conveyor.jenkins.render import RenderedJob, render
+from conveyor.kubernetes.render import render_checkout, write_manifests
 from conveyor.spec.load import load_specs
 
 
@@ -60,6 +63,7 @@ def command(paths: tuple[Path, ...], out_dir: Path, gitlab_url: str | None, as_j
     written = []
     for item, job in jobs:
         jenkinsfile, config = write_job(out_dir, job)
+        manifests = write_manifests(out_dir, job.job_path, render_checkout(item.spec, Path(".")))
         written.append(
             {
                 "spec": str(item.path),
@@ -67,6 +71,7 @@ def command(paths: tuple[Path, ...], out_dir: Path, gitlab_url: str | None, as_j
                 "job": job.job_path,
                 "jenkinsfile": str(jenkinsfile),
                 "config_xml": str(config),
+                **({"kubernetes": [str(p) for p in manifests]} if manifests else {}),
             }
         )
     if as_json:
@@ -76,4 +81,6 @@ def command(paths: tuple[Path, ...], out_dir: Path, gitlab_url: str | None, as_j
         console.print(
             f"{entry['spec']} -> {entry['jenkinsfile']}, {entry['config_xml']}", markup=False
         )
+        for path in entry.get("kubernetes", []):
+            console.print(f"  {path}", markup=False)
     console.print(f"{len(written)} job(s) rendered into {out_dir}", markup=False)

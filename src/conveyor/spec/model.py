@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from conveyor.pipeline.context import TRIGGER_PARAMETERS
+from conveyor.spec import kubernetes as _kubernetes
 
 API_VERSION = "conveyor/v1"
 
@@ -384,7 +385,7 @@ _ENGINE = re.compile(
 class Deploy(_Model):
     """Run the built image as a service."""
 
-    target: Literal["docker", "compose", "swarm"] = "docker"
+    target: Literal["docker", "compose", "swarm", "kubernetes"] = "docker"
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=48)] = Field(
         description="Service name; default: the project's name, lower-cased."
     )
@@ -419,6 +420,9 @@ class Deploy(_Model):
         "`tcp://host:port` (TLS from CONVEYOR_DEPLOY_TLS_VERIFY / CONVEYOR_DEPLOY_CERT_PATH) or "
         "`ssh://user@host`. Default: the host's engine (never a DinD stage's nested daemon). "
         "`--engine` and CONVEYOR_DEPLOY_HOST override it.",
+    )
+    kubernetes: _kubernetes.Kubernetes | None = Field(
+        None, description="Namespace, context, Secrets, probes... of `target: kubernetes`."
     )
 
     @field_validator("engine")
@@ -457,7 +461,8 @@ class Deploy(_Model):
 
     @model_validator(mode="after")
     def _coherent(self) -> Deploy:
-        if self.strategy == "rolling" and self.target != "swarm":
+        _kubernetes.check_deploy(self)
+        if self.strategy == "rolling" and self.target not in ("swarm", "kubernetes"):
             raise ValueError("strategy `rolling` needs target: swarm")
         if self.services and self.target != "compose":
             raise ValueError("`services` needs target: compose")
