@@ -2,31 +2,34 @@
 
 ::
 
-    ConveyorError                    base: message + optional hint (what to do about it)
+    ConveyorError                    base: message + hint (what to do), subject (what it is about),
+                                     status (a server's HTTP status), log_tail (output showing why)
     ├── ConfigError                  a setting is missing or wrong (names the CONVEYOR_* variable)
     ├── SpecError                    one or more spec problems, each with file:line:col and field path
     ├── PluginError                  a plugin failed to load or implements an unknown hook
     ├── RenderError                  a spec cannot be turned into a Jenkinsfile / config.xml
-    ├── RemoteError                  a server answered badly (names the server and the object)
+    ├── RemoteError                  a server answered badly (names the server; subject, status set)
     │   ├── GitLabError
     │   │   ├── GitLabAuthError      401: token missing or invalid
     │   │   ├── GitLabForbiddenError 403: e.g. not Maintainer of the project
     │   │   ├── GitLabNotFoundError  404: project or hook does not exist (or is hidden)
     │   │   └── GitLabTransitionError 400: a commit status cannot move from its current state
     │   └── JenkinsError
-    │       ├── JenkinsAuthError     401/403
+    │       ├── JenkinsAuthError     401: credentials refused; 403: a permission is missing
     │       └── JenkinsNotFoundError 404
     ├── DockerError                  the engine or a registry refused something
-    │   ├── BuildError               a build step failed (carries the step and the log tail)
+    │   ├── BuildError               a build step failed (carries the step; log_tail is the build's)
     │   ├── RegistryError            push/pull/login failed (names the registry)
     │   └── DeployError              a deploy did not converge
-    │       └── HealthCheckError     the new version never became healthy (carries the health log)
+    │       └── HealthCheckError     the new version never became healthy (log_tail: the health log)
     ├── RunnerError                  the local runner could not run a pipeline
     │   └── StageFailed              a stage exited non-zero (carries stage, exit code, log tail)
     └── QueueError                   the durable event queue is unusable
 
 Every boundary (python-gitlab, python-jenkins, docker SDK, sqlite3, YAML) catches its own library's
-exceptions and raises one of these, so callers and the CLI handle conveyor errors only.
+exceptions in one place (``GitLabClient._errors``, ``JenkinsClient._errors``, ``docker_errors``)
+and raises one of these, so callers and the CLI handle conveyor errors only, and read ``subject``,
+``status`` and ``log_tail`` from any of them (empty when the error has none).
 Messages never contain secret values: only names of variables and credential IDs.
 """
 
@@ -36,14 +39,27 @@ from dataclasses import dataclass
 
 
 class ConveyorError(Exception):
-    """Base of every conveyor error. ``hint`` says what the user can do about it."""
+    """Base of every conveyor error. ``hint`` says what the user can do about it, ``subject``
+    names what it is about (a project, a job, an image), ``status`` is the HTTP status a server
+    answered, ``log_tail`` the end of the output that shows why (a build's, a health check's)."""
 
     exit_code = 1
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        subject: str | None = None,
+        status: int | None = None,
+        log_tail: str = "",
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.subject = subject
+        self.status = status
+        self.log_tail = log_tail
 
     def __str__(self) -> str:
         if self.hint:
@@ -94,10 +110,6 @@ class RenderError(ConveyorError):
 class RemoteError(ConveyorError):
     """A remote server refused or failed a request."""
 
-    def __init__(self, message: str, *, status: int | None = None, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.status = status
-
 
 class GitLabError(RemoteError):
     """GitLab answered with an error."""
@@ -121,8 +133,16 @@ class GitLabTransitionError(GitLabError):
     ``current`` is the state GitLab's status is in (the ``:S``), ``event`` the refused move.
     """
 
-    def __init__(self, message: str, *, event: str, current: str, hint: str | None = None) -> None:
-        super().__init__(message, status=400, hint=hint)
+    def __init__(
+        self,
+        message: str,
+        *,
+        event: str,
+        current: str,
+        hint: str | None = None,
+        subject: str | None = None,
+    ) -> None:
+        super().__init__(message, status=400, hint=hint, subject=subject)
         self.event = event
         self.current = current
 
@@ -132,7 +152,7 @@ class JenkinsError(RemoteError):
 
 
 class JenkinsAuthError(JenkinsError):
-    """Jenkins rejected the credentials (401/403)."""
+    """Jenkins rejected the credentials (401) or the user lacks a permission (403)."""
 
 
 class JenkinsNotFoundError(JenkinsError):
@@ -149,9 +169,8 @@ class BuildError(DockerError):
     def __init__(
         self, message: str, *, step: str | None = None, log_tail: str = "", hint: str | None = None
     ) -> None:
-        super().__init__(message, hint=hint)
+        super().__init__(message, hint=hint, log_tail=log_tail)
         self.step = step
-        self.log_tail = log_tail
 
 
 class RegistryError(DockerError):
@@ -166,8 +185,12 @@ class HealthCheckError(DeployError):
     """The new version never became healthy; the old one keeps serving."""
 
     def __init__(self, message: str, *, health_log: str = "", hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.health_log = health_log
+        super().__init__(message, hint=hint, log_tail=health_log)
+
+    @property
+    def health_log(self) -> str:
+        """The health check's output (this error's ``log_tail``)."""
+        return self.log_tail
 
 
 class RunnerError(ConveyorError):

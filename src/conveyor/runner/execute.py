@@ -1,6 +1,6 @@
 """Run a pipeline spec locally in Docker, as the generated Jenkinsfile would run it in Jenkins.
 
-Public entry point (also the receiver's ``LocalDispatcher`` target, called as
+Public entry point (also the ``local`` dispatcher's target, :mod:`conveyor.runner.dispatcher`, as
 ``run_pipeline(spec, trigger)``)::
 
     run_pipeline(
@@ -420,8 +420,7 @@ class StageExecutor:
         except ConveyorError as exc:
             for line in str(exc).splitlines():
                 self.log.line(stage.name, line)
-            tail = getattr(exc, "log_tail", "") or getattr(exc, "health_log", "")
-            for line in str(tail).splitlines()[-TAIL_LINES:]:
+            for line in exc.log_tail.splitlines()[-TAIL_LINES:]:
                 self.log.line(stage.name, line)
             return 1
         finally:
