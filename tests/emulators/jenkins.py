@@ -440,6 +440,9 @@ class JenkinsEmulator(EmulatorServer):
         return hashlib.sha256(f"{self._crumb_salt}:{user}:{session}".encode()).hexdigest()
 
     def _check_crumb(self, request: Request, user: str, how: str) -> None:
+        # CrumbFilter.doFilter (core/src/main/java/hudson/security/csrf/CrumbFilter.java): a POST
+        # without a valid crumb is answered sendError(403, "No valid crumb was included in the
+        # request") and never passed down the filter chain, so the action behind it does nothing.
         if self.crumb_mode == "disabled" or (self.crumb_mode == "session" and how == "token"):
             return
         session = self._session_id(request)

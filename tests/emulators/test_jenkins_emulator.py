@@ -127,6 +127,18 @@ def test_post_without_valid_crumb_is_403(jenkins_emulator: JenkinsEmulator) -> N
     assert jenkins_emulator.has_item("app")
 
 
+def test_crumb_refused_post_does_nothing(jenkins_emulator: JenkinsEmulator) -> None:
+    """CrumbFilter.doFilter answers 403 before the request reaches its action: a trigger sent
+    with a stale crumb (Jenkins restarted since it was issued) queues no build."""
+    api = jenkins.Jenkins(jenkins_emulator.url, JENKINS_USER, JENKINS_API_TOKEN)
+    api.create_job("app", PIPELINE)
+    with jenkins_emulator.lock:
+        jenkins_emulator._sessions.clear()  # a restart: every issued crumb is void
+    with pytest.raises(jenkins.JenkinsException, match=r"\[403\].*\n.*No valid crumb"):
+        api.build_job("app")
+    assert jenkins_emulator.triggered_builds() == []
+
+
 def test_session_mode_exempts_api_tokens_only(make_jenkins_emulator: Maker) -> None:
     emulator = make_jenkins_emulator(crumb_mode="session")
     url = f"{emulator.url}/createItem?name=app"

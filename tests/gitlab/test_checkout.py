@@ -22,8 +22,9 @@ from conveyor.config import Settings, load_settings
 from conveyor.demo import repo
 from conveyor.errors import ConfigError, RunnerError
 from conveyor.gitlab.checkout import checkout, clone_url, fetch_ref, gitlab_repo_url, sends_token
-from conveyor.gitlab.events import GitLabEvent, PayloadError, parse_event
-from conveyor.receiver.dispatch import DispatchJob, jenkins_parameters, trigger_of
+from conveyor.gitlab.events import GitLabEvent, PayloadError, parse_event, trigger_of
+from conveyor.jenkins.dispatcher import jenkins_parameters
+from conveyor.receiver.dispatch import DispatchJob
 from conveyor.receiver.routing import Ignore, Route, Router
 from conveyor.spec.load import load_spec
 from tests.docker.fixtures import git_commit

@@ -9,11 +9,13 @@ import pytest
 
 from conveyor.config import Settings
 from conveyor.errors import ConfigError
+from conveyor.jenkins.dispatcher import JenkinsDispatcher
 from conveyor.jenkins.render import render
 from conveyor.pipeline.context import TRIGGER_PARAMETERS
-from conveyor.receiver.dispatch import JenkinsDispatcher, LocalDispatcher, make_dispatcher
+from conveyor.receiver.dispatch import make_dispatcher
 from conveyor.receiver.queue import Status
 from conveyor.receiver.worker import WorkerOptions
+from conveyor.runner.dispatcher import LocalDispatcher
 from conveyor.spec.load import load_spec
 from tests.emulators.fixtures import JENKINS_API_TOKEN, JENKINS_USER
 from tests.receiver import payloads as p
@@ -177,27 +179,6 @@ def test_dispatch_modes_fail_clearly_when_unusable(tmp_path: Any) -> None:
         with pytest.raises(ConfigError, match="local runner"):
             make_dispatcher("auto", bare)
     assert make_dispatcher("none", bare).name == "none"
-
-
-def test_jenkins_errors_are_mapped_at_the_boundary(world: Any) -> None:
-    from conveyor.errors import JenkinsAuthError, JenkinsError, JenkinsNotFoundError
-    from conveyor.jenkins import builds
-
-    _, jenkins_emu, settings = world
-    server = builds.connect(settings.jenkins_url or "", JENKINS_USER, JENKINS_API_TOKEN)
-    with pytest.raises(JenkinsError, match="without parameters"):
-        builds.trigger(server, "demo/app", {})
-    with pytest.raises(JenkinsNotFoundError):
-        builds.trigger(server, "demo/missing", {"GIT_COMMIT": p.SHA_B})
-    server.disable_job("demo/app")
-    with pytest.raises(JenkinsError) as disabled:
-        builds.trigger(server, "demo/app", {"GIT_COMMIT": p.SHA_B})
-    assert disabled.value.status == 409
-    intruder = builds.connect(settings.jenkins_url or "", JENKINS_USER, "wrong-token")
-    with pytest.raises(JenkinsAuthError) as refused:
-        builds.trigger(intruder, "demo/app", {"GIT_COMMIT": p.SHA_B})
-    assert "wrong-token" not in str(refused.value)
-    assert jenkins_emu.triggered_builds() == []
 
 
 def test_superseded_push_gets_a_canceled_status(world: Any, start_receiver: Any) -> None:

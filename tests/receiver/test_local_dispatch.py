@@ -11,9 +11,9 @@ import docker
 import pytest
 
 from conveyor.config import Settings
-from conveyor.receiver.dispatch import LocalDispatcher
 from conveyor.receiver.queue import Status
 from conveyor.receiver.worker import WorkerOptions
+from conveyor.runner.dispatcher import LocalDispatcher
 from tests.receiver import payloads as p
 from tests.receiver.test_app import rows, send
 

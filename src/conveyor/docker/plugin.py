@@ -1,5 +1,5 @@
-"""The built-in docker plugin: the docker, compose and swarm deploy targets, and the local Docker
-runner as a dispatch target for received events."""
+"""The built-in docker plugin: the docker, compose and swarm deploy targets (the local runner's
+dispatch target is the runner plugin's, :mod:`conveyor.runner.plugin`)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,3 @@ def conveyor_deploy_targets() -> Mapping[str, Any]:
     from conveyor.docker.deploy import builtin_targets
 
     return builtin_targets()
-
-
-@hookimpl
-def conveyor_dispatchers() -> Mapping[str, Any]:
-    from conveyor.receiver.dispatch import LocalDispatcher
-
-    return {"local": LocalDispatcher}

@@ -32,6 +32,9 @@ stack and refused beyond :data:`MAX_PUSH_OPTION_DEPTH` levels.
 :func:`skip_reason` says why an event must not trigger a build regardless of any spec
 (deletions, MR edits without new commits, ``[skip ci]`` / ``ci.skip``, MR actions that do
 not change code); spec-level filtering (branches, actions) lives in the receiver's router.
+
+:func:`trigger_of` turns an event into the build :class:`~conveyor.pipeline.context.Trigger` that
+every dispatcher (Jenkins, the local runner) and ``conveyor run --event`` share.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from conveyor.gitlab.refs import (
     refname_problem,
     sha_problem,
 )
+from conveyor.pipeline.context import Trigger
 
 # GitLab's own rule, lib/gitlab/ci/pipeline/chain/skip.rb: SKIP_PATTERN on the pipeline
 # commit's message (the head commit), or a present push option ci.skip.
@@ -474,3 +478,31 @@ def skip_reason(event: GitLabEvent, *, honour_skip_ci: bool = True) -> str | Non
 def _names_ci_skip(option: str) -> bool:
     """``ci.skip`` present (GitLab digs ``[:ci][:skip]``: any present value, or a sub-hash)."""
     return option == "ci.skip" or option.startswith(("ci.skip=", "ci.skip."))
+
+
+def trigger_of(event: GitLabEvent, *, repo_url: str | None = None) -> Trigger:
+    """The build trigger (shared by every dispatcher and the local runner) described by an event.
+
+    ``repo_url`` (``gitlabSourceRepoHttpUrl``) is the configured GitLab's URL of the project
+    (:func:`conveyor.gitlab.checkout.gitlab_repo_url`), never the payload's ``git_http_url``: a
+    Jenkins checkout would send its credentials there."""
+    # A merge builds the target branch's merge commit: BRANCH_NAME is the target, while
+    # gitlabSourceBranch still names the merged branch.
+    extra: tuple[tuple[str, str], ...] = ()
+    if event.merged and event.source_branch:
+        extra = (("gitlabSourceBranch", event.source_branch),)
+    return Trigger(
+        kind=event.kind.value,
+        project=event.project_path,
+        sha=event.sha,
+        branch=event.build_branch,
+        tag=event.tag,
+        target_branch=event.target_branch,
+        before=event.before,
+        mr_iid=event.mr_iid,
+        mr_action=event.action,
+        mr_title=event.mr_title,
+        repo_url=repo_url,
+        user_name=event.user_name,
+        extra=extra,
+    )

@@ -1,24 +1,36 @@
-"""Jenkins jobs and folders through python-jenkins, with bounded retries and conveyor errors.
+"""conveyor's one door to Jenkins: python-jenkins, with bounded retries and conveyor errors.
+
+Both users go through :class:`JenkinsClient`: the job sync (folders, jobs, config.xml) and the
+receiver's Jenkins dispatcher (:mod:`conveyor.jenkins.dispatcher`: trigger a build, read the queue,
+follow the build). :func:`job_url` is the one way a job path becomes a URL.
 
 One python-jenkins ``Jenkins`` object per thread (each has its own ``requests`` session, so its own
-CSRF crumb and the ``JSESSIONID`` cookie the crumb is bound to): the sync runs many threads at once.
-python-jenkins asks ``crumbIssuer/api/json`` once per object and sends the crumb on every later
-request; if Jenkins later refuses it (403 "No valid crumb", e.g. after a restart) the crumb is
-dropped and asked for again, once.
+CSRF crumb and the ``JSESSIONID`` cookie the crumb is bound to): the sync runs many threads at once,
+the receiver one per worker. python-jenkins asks ``crumbIssuer/api/json`` once per object and sends
+the crumb on every later request; if Jenkins later refuses it (403 "No valid crumb", e.g. after a
+restart) the crumb is dropped and asked for again, once. That retry is safe even for a request that
+must not be sent twice (``buildWithParameters``): Jenkins' ``CrumbFilter.doFilter`` answers an
+invalid crumb with ``sendError(403, "No valid crumb was included in the request")`` instead of
+passing the request on (``core/src/main/java/hudson/security/csrf/CrumbFilter.java``), so nothing
+was done.
 
 Retries: 5xx, 429 (``Retry-After`` honoured), timeouts and dropped connections are retried with
 exponential backoff, a bounded number of times, on reads and on writes that are idempotent or made
 so here: creating a folder or a job that already exists is not an error when what exists is what we
 wanted (``create_job`` re-reads the job and rewrites it only if it differs); deleting a job that is
-already gone is not an error. Every failure leaves this module as a :class:`conveyor.errors.JenkinsError`
-naming the job; messages never contain config.xml bodies (they hold the trigger secret).
+already gone is not an error. Triggering a build is never retried (a lost answer may hide a queued
+build: the dispatcher looks for it instead). Every library exception is mapped in one place,
+:meth:`JenkinsClient._errors`, to a :class:`conveyor.errors.JenkinsError` whose ``subject`` is the
+job (or Jenkins); 401 is refused credentials, 403 a missing permission, named per operation.
+Messages never contain config.xml bodies (they hold the trigger secret) nor the token.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
@@ -36,9 +48,21 @@ _XML_HEADERS = {"Content-Type": "text/xml; charset=utf-8"}
 _TREE = "jobs"
 for _ in range(10):
     _TREE = f"jobs[name,{_TREE}]"
+_BUILDS_TREE = "builds[number,url,queueId,actions[parameters[name,value]]]"
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # A 500 that retrying cannot fix: Jenkins could not read the XML we sent.
 _PERMANENT_500 = ("Unable to read", "CannotResolveClassException", "Expecting class", "XmlPull")
+# The permissions an operation needs, for the hint of a 403 (hudson.model.Item's permissions).
+READ = "Overall/Read and Job/Read"
+BUILD = "Job/Build"
+CREATE = "Job/Create"
+CONFIGURE = "Job/Configure"
+DELETE = "Job/Delete"
+
+
+def job_url(base_url: str, job: str) -> str:
+    """The URL of a (possibly foldered) job: ``a/b`` -> ``BASE/job/a/job/b/``, each part quoted."""
+    return base_url.rstrip("/") + "/" + "".join(f"job/{quote(p, safe='')}/" for p in job.split("/"))
 
 
 @dataclass(frozen=True)
@@ -50,7 +74,7 @@ class JenkinsItem:
 
 
 class _Retry(Exception):
-    """Internal: a failure worth another attempt."""
+    """Internal: a failure worth another attempt (never leaves :meth:`JenkinsClient._call`)."""
 
     def __init__(self, error: JenkinsError, wait: float | None = None) -> None:
         super().__init__(error.message)
@@ -59,7 +83,7 @@ class _Retry(Exception):
 
 
 class JenkinsClient:
-    """Folders and jobs on one Jenkins, safe to share between threads."""
+    """Folders, jobs and builds on one Jenkins, safe to share between threads."""
 
     def __init__(
         self,
@@ -97,8 +121,7 @@ class JenkinsClient:
         return server
 
     def _url(self, path: str) -> str:
-        """``a/b/c`` -> ``<url>/job/a/job/b/job/c/`` (each part quoted)."""
-        return self.url + "/" + "".join(f"job/{quote(p, safe='')}/" for p in path.split("/"))
+        return job_url(self.url, path)
 
     def _parent_url(self, path: str) -> tuple[str, str]:
         parent, _, short = path.rpartition("/")
@@ -114,15 +137,25 @@ class JenkinsClient:
     def _get_json(self, url: str) -> Any:
         return self._request("GET", url).json()
 
-    def _call(self, what: str, fn: Callable[[], T], *, retry: bool = True) -> T:
-        """Run ``fn`` with error mapping and, if ``retry``, bounded retries with backoff."""
+    def _call(
+        self,
+        what: str,
+        fn: Callable[[], T],
+        *,
+        subject: str | None = None,
+        need: str = READ,
+        retry: bool = True,
+    ) -> T:
+        """Run ``fn`` inside :meth:`_errors` and, if ``retry``, with bounded retries and backoff.
+        A refused crumb is asked for again once, even without ``retry`` (nothing was done)."""
         attempts = self.attempts if retry else 1
         crumb_refreshed = False
         attempt = 0
         while True:
             attempt += 1
             try:
-                return self._mapped(what, fn)
+                with self._errors(what, subject=subject, need=need):
+                    return fn()
             except _Retry as exc:
                 if exc.error.status == 403 and not crumb_refreshed:
                     crumb_refreshed = True
@@ -134,15 +167,23 @@ class JenkinsClient:
                 wait = exc.wait if exc.wait is not None else self.backoff * 2 ** (attempt - 1)
                 time.sleep(min(wait, self.max_wait))
 
-    def _mapped(self, what: str, fn: Callable[[], T]) -> T:
+    @contextmanager
+    def _errors(self, what: str, *, subject: str | None, need: str) -> Iterator[None]:
+        """Map python-jenkins / requests exceptions raised inside to conveyor errors about
+        ``subject`` ("Jenkins: <what>: <reason>"); failures worth another attempt leave as
+        :class:`_Retry`. conveyor errors raised inside pass through."""
+        subject = subject or self.url
         try:
-            return fn()
+            yield
         except jenkins.NotFoundException:
-            raise JenkinsNotFoundError(f"Jenkins: {what}: not found (404)", status=404) from None
+            raise JenkinsNotFoundError(
+                f"Jenkins: {what}: not found (404)", status=404, subject=subject
+            ) from None
         except jenkins.TimeoutException:
             raise _Retry(
                 JenkinsError(
                     f"Jenkins: {what}: timed out after {self.timeout:g}s",
+                    subject=subject,
                     hint="is Jenkins up and reachable?",
                 )
             ) from None
@@ -157,51 +198,64 @@ class JenkinsClient:
                 raise JenkinsAuthError(
                     f"Jenkins: {what}: credentials refused (401)",
                     status=401,
+                    subject=subject,
                     hint="check CONVEYOR_JENKINS_USER and CONVEYOR_JENKINS_TOKEN",
                 ) from None
             if code == 403:
                 if "crumb" in text.lower():
                     raise _Retry(
-                        JenkinsAuthError(f"Jenkins: {what}: CSRF crumb refused (403)", status=403)
+                        JenkinsAuthError(
+                            f"Jenkins: {what}: CSRF crumb refused (403)",
+                            status=403,
+                            subject=subject,
+                        )
                     ) from None
                 raise JenkinsAuthError(
                     f"Jenkins: {what}: permission denied (403)",
                     status=403,
-                    hint="the CONVEYOR_JENKINS_USER needs Job/Create, Configure, Read and Delete",
+                    subject=subject,
+                    hint=f"the CONVEYOR_JENKINS_USER needs {need} on {subject}",
                 ) from None
             if code == 500:
                 detail = _first_line(text.split("\n", 1)[1] if "\n" in text else "")
                 error = JenkinsError(
-                    f"Jenkins: {what}: server error (500) {detail}".rstrip(), status=500
+                    f"Jenkins: {what}: server error (500) {detail}".rstrip(),
+                    status=500,
+                    subject=subject,
                 )
                 if any(marker in text for marker in _PERMANENT_500):
                     raise error from None
                 raise _Retry(error) from None
-            raise JenkinsError(f"Jenkins: {what}: {_first_line(text)}") from None
+            raise JenkinsError(f"Jenkins: {what}: {_first_line(text)}", subject=subject) from None
         except requests.HTTPError as exc:
             response = exc.response
             status = response.status_code if response is not None else None
             detail = _error_detail(response)
-            error = JenkinsError(f"Jenkins: {what}: HTTP {status}{detail}", status=status)
+            error = JenkinsError(
+                f"Jenkins: {what}: HTTP {status}{detail}", status=status, subject=subject
+            )
             if status in _RETRY_STATUSES:
                 raise _Retry(error, _retry_after(response)) from None
             raise error from None
         except requests.ConnectionError:
             raise _Retry(
                 JenkinsError(
-                    f"Jenkins: {what}: connection failed ({self.url})",
+                    f"Jenkins: {what}: cannot reach Jenkins at {self.url}",
+                    subject=subject,
                     hint="is CONVEYOR_JENKINS_URL right and Jenkins up?",
                 )
             ) from None
+        except requests.JSONDecodeError:
+            raise JenkinsError(
+                f"Jenkins: {what}: the answer is not JSON", subject=subject
+            ) from None
         except requests.RequestException as exc:
-            raise JenkinsError(f"Jenkins: {what}: {type(exc).__name__}") from None
+            raise JenkinsError(f"Jenkins: {what}: {type(exc).__name__}", subject=subject) from None
 
     # ------------------------------------------------------------------ reads
     def whoami(self) -> str:
         """The authenticated user's id (checks URL and credentials)."""
-        info = self._call(
-            "who am I", lambda: self._request("GET", self.url + "/me/api/json").json()
-        )
+        info = self._call("who am I", partial(self._get_json, self.url + "/me/api/json"))
         return str(info.get("id", ""))
 
     def list_items(self) -> list[JenkinsItem]:
@@ -212,7 +266,9 @@ class JenkinsClient:
             folder = pending.pop(0)
             url = (self._url(folder) if folder else self.url + "/") + "api/json?tree=" + _TREE
             data: dict[str, Any] = self._call(
-                f"list jobs in {folder or 'Jenkins'}", partial(self._get_json, url)
+                f"list jobs in {folder or 'Jenkins'}",
+                partial(self._get_json, url),
+                subject=folder or None,
             )
             stack: list[tuple[str, list[dict[str, Any]]]] = [(folder, data.get("jobs") or [])]
             while stack:
@@ -234,6 +290,8 @@ class JenkinsClient:
             return self._call(
                 f"read job {job!r}",
                 lambda: self._request("GET", self._url(job) + "config.xml").text,
+                subject=job,
+                need=f"{READ} and {CONFIGURE}",
             )
         except JenkinsNotFoundError:
             return None
@@ -243,7 +301,8 @@ class JenkinsClient:
         try:
             info = self._call(
                 f"read item {path!r}",
-                lambda: self._request("GET", self._url(path) + "api/json?tree=_class").json(),
+                partial(self._get_json, self._url(path) + "api/json?tree=_class"),
+                subject=path,
             )
         except JenkinsNotFoundError:
             return None
@@ -270,11 +329,12 @@ class JenkinsClient:
                     return  # created by an earlier attempt, or by someone else: what we want
                 raise
 
-        self._call(f"create folder {path!r}", post)
+        self._call(f"create folder {path!r}", post, subject=path, need=CREATE)
         if self.item_kind(path) != "folder":
             raise JenkinsError(
                 f"Jenkins: create folder {path!r}: an item that is not a folder "
                 "already has that name",
+                subject=path,
                 hint="rename or delete that item, or change jenkins.job in the spec",
             )
 
@@ -313,7 +373,7 @@ class JenkinsClient:
                     self.reconfig_job(job, config_xml)
                     rewrote = True
 
-        self._call(f"create job {job!r}", post)
+        self._call(f"create job {job!r}", post, subject=job, need=CREATE)
         return rewrote
 
     def reconfig_job(self, job: str, config_xml: str) -> None:
@@ -324,17 +384,122 @@ class JenkinsClient:
             lambda: self._request(
                 "POST", self._url(job) + "config.xml", data=body, headers=_XML_HEADERS
             ),
+            subject=job,
+            need=CONFIGURE,
         )
 
     def delete_job(self, job: str) -> bool:
         """Delete ``job``; False when it was already gone."""
         try:
             self._call(
-                f"delete job {job!r}", lambda: self._request("POST", self._url(job) + "doDelete")
+                f"delete job {job!r}",
+                lambda: self._request("POST", self._url(job) + "doDelete"),
+                subject=job,
+                need=DELETE,
             )
         except JenkinsNotFoundError:
             return False
         return True
+
+    # ------------------------------------------------------------------ builds
+    def trigger(self, job: str, parameters: Mapping[str, str]) -> int:
+        """Queue a build of ``job`` with ``parameters`` (``buildWithParameters``, never retried:
+        a lost answer may hide a queued build); returns the queue item id.
+
+        python-jenkins sends an *empty* parameters dict (falsy) to ``/build``, which a
+        parameterized job refuses (400 "Nothing is submitted"), so an empty one is refused here.
+        A disabled job answers 409."""
+        if not parameters:
+            raise JenkinsError(
+                f"Jenkins: refusing to trigger {job!r} without parameters",
+                subject=job,
+                hint="python-jenkins sends an empty parameter set to /build, which a "
+                "parameterized job refuses",
+            )
+        params = dict(parameters)
+
+        def post() -> int:
+            try:
+                queue_id: int = self.api.build_job(job, params)
+            except requests.HTTPError as exc:
+                if exc.response is not None and exc.response.status_code == 409:
+                    raise JenkinsError(
+                        f"Jenkins: trigger {job}: the job is disabled (409)",
+                        status=409,
+                        subject=job,
+                        hint="enable the job",
+                    ) from None
+                raise
+            return queue_id
+
+        queue_id = self._call(f"trigger {job}", post, subject=job, need=BUILD, retry=False)
+        if not isinstance(queue_id, int):
+            raise JenkinsError(
+                f"Jenkins: trigger {job}: no queue item in the answer (no Location header)",
+                subject=job,
+            )
+        return queue_id
+
+    def next_build_number(self, job: str) -> int:
+        """The number the job's next build will get (read before triggering: no build of that
+        request can have a smaller one)."""
+        info: Mapping[str, Any] = self._call(
+            f"read job {job}",
+            partial(self._get_json, self._url(job) + "api/json?depth=0"),
+            subject=job,
+        )
+        number = info.get("nextBuildNumber")
+        if not isinstance(number, int):
+            raise JenkinsError(
+                f"Jenkins: job {job} has no nextBuildNumber (is it a folder?)", subject=job
+            )
+        return number
+
+    def queue_item(self, queue_id: int) -> Mapping[str, Any] | None:
+        """The queue item (``why``, ``cancelled``, ``executable{number,url}`` once it started),
+        or ``None`` once Jenkins has forgotten it (404, 5 minutes after it left the queue)."""
+        try:
+            item: Mapping[str, Any] = self._call(
+                f"read queue item {queue_id}",
+                partial(self._get_json, f"{self.url}/queue/item/{queue_id}/api/json?depth=0"),
+            )
+        except JenkinsNotFoundError:
+            return None
+        return item
+
+    def queued(self) -> list[Mapping[str, Any]]:
+        """Every item waiting in the queue, with its ``task.url`` and ``actions`` (parameters)."""
+        data: Mapping[str, Any] = self._call(
+            "read the queue", partial(self._get_json, f"{self.url}/queue/api/json?depth=0")
+        )
+        return [i for i in data.get("items") or [] if isinstance(i, Mapping)]
+
+    def recent_builds(self, job: str) -> list[Mapping[str, Any]]:
+        """The job's most recent builds (Jenkins lists 100) with ``number``, ``url``, ``queueId``
+        and their parameters: ``Run.getQueueId`` and ``ParametersAction.getParameters`` are
+        exported, one ``?tree=`` read."""
+        data: Mapping[str, Any] = self._call(
+            f"read builds of {job}",
+            partial(self._get_json, self._url(job) + f"api/json?tree={_BUILDS_TREE}"),
+            subject=job,
+        )
+        builds = data.get("builds") if isinstance(data, Mapping) else None
+        return [
+            b for b in builds or [] if isinstance(b, Mapping) and isinstance(b.get("number"), int)
+        ]
+
+    def build_info(self, job: str, number: int) -> Mapping[str, Any] | None:
+        """Build ``number`` of ``job`` (``building``, ``result``, ``url``, ``queueId``,
+        ``actions``), or ``None`` when there is none (deleted by log rotation, or never was)."""
+        try:
+            info: Mapping[str, Any] = self._call(
+                f"read build {job} #{number}",
+                partial(self._get_json, self._url(job) + f"{number}/api/json?depth=0"),
+                subject=job,
+            )
+        except JenkinsNotFoundError:
+            return None
+        return info
 
 
 def _first_line(text: str) -> str:

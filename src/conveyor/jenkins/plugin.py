@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from conveyor.plugins.hookspecs import hookimpl
+from conveyor.receiver.dispatch import DispatcherFactory
 from conveyor.spec.model import Spec
 
 
@@ -40,7 +40,7 @@ def conveyor_spec_checks(spec: Spec) -> list[str]:
 
 
 @hookimpl
-def conveyor_dispatchers() -> Mapping[str, Any]:
-    from conveyor.receiver.dispatch import JenkinsDispatcher
+def conveyor_dispatchers() -> Mapping[str, DispatcherFactory]:
+    from conveyor.jenkins.dispatcher import JenkinsDispatcher
 
     return {"jenkins": JenkinsDispatcher}

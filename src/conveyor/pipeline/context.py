@@ -22,6 +22,9 @@ ACTION_TYPES: dict[str, str] = {"push": "PUSH", "tag_push": "TAG_PUSH", "merge_r
 #: gitlab-plugin's names, plus conveyor's own. Jenkins drops parameters a job does not declare, so a
 #: job the receiver triggers declares them (:func:`declared_trigger_parameters`). Spec parameters may
 #: not reuse any of them.
+#: The variable (a Jenkins build parameter, a local run's trigger extra) naming the receiver's event
+#: a build was started for: how a retried dispatch finds the build an earlier attempt started.
+EVENT_PARAMETER = "CONVEYOR_EVENT_ID"
 TRIGGER_PARAMETERS: tuple[str, ...] = (
     "gitlabActionType",
     "gitlabBranch",
@@ -35,7 +38,7 @@ TRIGGER_PARAMETERS: tuple[str, ...] = (
     "gitlabSourceRepoHttpUrl",
     "gitlabUserName",
     "gitlabUserEmail",
-    "CONVEYOR_EVENT_ID",
+    EVENT_PARAMETER,
     "CONVEYOR_REVISION",
 )
 #: The commit a receiver-triggered ``definition: scm`` job checks out: its GitSCM ``BranchSpec`` is
@@ -168,7 +171,7 @@ def trigger_parameters(variables: dict[str, str], event_id: int | None = None) -
     if variables.get("GIT_COMMIT"):
         params[REVISION_PARAMETER] = variables["GIT_COMMIT"]
     if event_id is not None:
-        params["CONVEYOR_EVENT_ID"] = str(event_id)
+        params[EVENT_PARAMETER] = str(event_id)
     return params
 
 

@@ -1,7 +1,7 @@
 """Load plugins: every ``conveyor.plugins`` entry point (built-ins included), then check the hooks.
 
-There is no side door for built-ins: conveyor's gitlab, jenkins and docker plugins are entry points in
-conveyor's own ``pyproject.toml``. Set ``CONVEYOR_DISABLE_PLUGINS=name,name`` to skip some.
+There is no side door for built-ins: conveyor's gitlab, jenkins, docker and runner plugins are entry
+points in conveyor's own ``pyproject.toml``. Set ``CONVEYOR_DISABLE_PLUGINS=name,name`` to skip some.
 """
 
 from __future__ import annotations

@@ -2,10 +2,11 @@
 
 An event file is either the raw webhook body (``object_kind`` says the kind) or a recorded delivery
 ``{"headers": {"X-Gitlab-Event": ...}, "body"|"payload": {...}}``. It is parsed by
-:mod:`conveyor.gitlab.events` and turned into a :class:`~conveyor.pipeline.context.Trigger` by the
-receiver's own :func:`~conveyor.receiver.dispatch.trigger_of`, so a local run and a receiver dispatch
-see the same variables. The head commit message is added as ``CONVEYOR_COMMIT_MESSAGE``: event text
-(branch names, messages, titles) only ever reaches a stage as environment data.
+:mod:`conveyor.gitlab.events` and turned into a :class:`~conveyor.pipeline.context.Trigger` by
+:func:`~conveyor.gitlab.events.trigger_of`, as every receiver dispatch is, so a local run and a
+receiver dispatch see the same variables. The head commit message is added as
+``CONVEYOR_COMMIT_MESSAGE``: event text (branch names, messages, titles) only ever reaches a stage
+as environment data.
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.errors import ConfigError
-from conveyor.gitlab.events import GitLabEvent, PayloadError, parse_event
+from conveyor.gitlab.events import GitLabEvent, PayloadError, parse_event, trigger_of
 from conveyor.pipeline.context import Trigger
-from conveyor.receiver.dispatch import trigger_of
 
 _KIND_HEADERS = {
     "push": "Push Hook",
