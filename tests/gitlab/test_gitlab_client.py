@@ -186,7 +186,7 @@ def test_forbidden_names_project_and_role(gitlab_emulator: GitLabEmulator) -> No
     assert message.startswith(
         f"{PROJECT}: 403 Forbidden — the token's user needs the Maintainer role"
     )
-    assert info.value.status == 403
+    assert info.value.status == 403 and info.value.subject == PROJECT
     assert gitlab_emulator.tokens["developer"] not in message
     assert SECRET not in message
     assert gitlab_emulator.log.count_writes() == 0
@@ -198,6 +198,7 @@ def test_hidden_or_unknown_project_is_not_found(gitlab_emulator: GitLabEmulator)
         with pytest.raises(GitLabNotFoundError) as info:
             reconcile_hook(client, project, DESIRED)
         assert str(info.value).startswith(f"{project}: 404 Not Found")
+        assert info.value.subject == project and info.value.status == 404
         assert gitlab_emulator.tokens["outsider"] not in str(info.value)
 
 
@@ -283,5 +284,22 @@ def test_group_projects_all_pages_with_subgroups_without_archived(
         p.path_with_namespace for p in list_group_projects(client, "demo", include_subgroups=False)
     ]
     assert top_only == ["demo/app", "demo/hello-web"]
-    with pytest.raises(GitLabNotFoundError, match="group nope: 404"):
+    with pytest.raises(GitLabNotFoundError, match="group nope: 404") as info:
         list_group_projects(client, "nope")
+    assert info.value.subject == "group nope"
+
+
+def test_every_operation_names_its_subject_and_action(gitlab_emulator: GitLabEmulator) -> None:
+    """The declared subject and action of each operation reach its errors: a commit's subject is
+    project@sha (12 hex), a hook operation names its hook; the method keeps its name and doc."""
+    outsider = client_for(gitlab_emulator, "outsider")
+    sha = "a" * 40
+    with pytest.raises(GitLabNotFoundError) as info:
+        outsider.latest_commit_status(PROJECT, sha, ref="main", name="conveyor")
+    assert info.value.subject == f"{PROJECT}@{'a' * 12}"
+    assert "while trying to read commit statuses" in info.value.message
+    with pytest.raises(GitLabNotFoundError) as info:
+        outsider.update_hook(PROJECT, 77, {"url": URL})
+    assert "while trying to update webhook 77" in info.value.message
+    assert GitLabClient.update_hook.__name__ == "update_hook"
+    assert GitLabClient.list_hooks.__doc__ == "Every hook of the project, all pages."

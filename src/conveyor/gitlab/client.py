@@ -2,15 +2,20 @@
 
 :func:`make_gitlab` builds a ``gitlab.Gitlab`` that retries 429 (sleeping ``Retry-After``) and
 transient 5xx / connection failures. :class:`GitLabClient` wraps the handful of calls conveyor
-makes; every python-gitlab or requests failure leaves it as a :class:`conveyor.errors.GitLabError`
-subclass whose message names the project (or group) and the reason, and never the token.
+makes, each declared once with :func:`_operation` (what it is about, what it does, the role it
+needs); every python-gitlab or requests failure is mapped in one place, :meth:`GitLabClient._errors`,
+to a :class:`conveyor.errors.GitLabError` subclass whose ``subject`` is the project (or group), whose
+message names it and the reason, and never the token.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import functools
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import gitlab
 import gitlab.exceptions
@@ -28,6 +33,7 @@ DEFAULT_MAX_RETRIES = 6
 PER_PAGE = 100  # GitLab's maximum: fewest round trips when reading all pages
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 def make_gitlab(
@@ -80,11 +86,30 @@ def _reason(exc: gitlab.exceptions.GitlabError) -> str:
     return str(message)
 
 
-def _reraise(exc: BaseException) -> Callable[[], None]:
-    def run() -> None:
-        raise exc
+def _operation(
+    subject: str, action: str, role: str
+) -> Callable[
+    [Callable[Concatenate[GitLabClient, P], T]], Callable[Concatenate[GitLabClient, P], T]
+]:
+    """Declare one GitLab call: ``subject`` and ``action`` are templates over the method's
+    arguments (``"{project}"``, ``"update webhook {hook_id}"``, ``"{project}@{sha:.12}"``), ``role``
+    the GitLab role it needs (for the message of a 403). The call runs inside
+    :meth:`GitLabClient._errors`."""
 
-    return run
+    def wrap(
+        fn: Callable[Concatenate[GitLabClient, P], T],
+    ) -> Callable[Concatenate[GitLabClient, P], T]:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def call(self: GitLabClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
+            named = signature.bind(self, *args, **kwargs).arguments
+            with self._errors(subject.format(**named), action.format(**named), role):
+                return fn(self, *args, **kwargs)
+
+        return call
+
+    return wrap
 
 
 class GitLabClient:
@@ -116,14 +141,17 @@ class GitLabClient:
     def _scrub(self, text: str) -> str:
         return text.replace(self._token, "***") if self._token else text
 
-    def _call(self, subject: str, action: str, role: str, fn: Callable[[], T]) -> T:
-        """Run ``fn`` and turn its failures into conveyor errors about ``subject``."""
+    @contextmanager
+    def _errors(self, subject: str, action: str, role: str) -> Iterator[None]:
+        """Map python-gitlab / requests exceptions raised inside to conveyor errors about
+        ``subject``; conveyor errors raised inside pass through."""
         try:
-            return fn()
+            yield
         except gitlab.exceptions.GitlabAuthenticationError:
             raise GitLabAuthError(
                 f"{subject}: 401 Unauthorized — GitLab refused the token while trying to {action}",
                 status=401,
+                subject=subject,
                 hint="check the GitLab token: it may be wrong, expired or revoked",
             ) from None
         except gitlab.exceptions.GitlabError as exc:
@@ -134,6 +162,7 @@ class GitLabClient:
                     f"{subject}: 403 Forbidden — the token's user needs the {role} role "
                     f"to {action}",
                     status=403,
+                    subject=subject,
                     hint=f"give the token's user the {role} role on {subject}",
                 ) from None
             if code == 404:
@@ -141,22 +170,25 @@ class GitLabClient:
                     f"{subject}: 404 Not Found — it does not exist or the token's user "
                     f"cannot see it (while trying to {action})",
                     status=404,
+                    subject=subject,
                 ) from None
             if code == 429:
                 raise GitLabError(
                     f"{subject}: 429 Too Many Requests — still rate limited after "
                     f"{self.max_retries} retries while trying to {action}",
                     status=429,
+                    subject=subject,
                     hint="wait a minute and run again",
                 ) from None
             shown = f"HTTP {code}" if code else "error"
             raise GitLabError(
-                f"{subject}: could not {action}: {shown}: {reason}", status=code
+                f"{subject}: could not {action}: {shown}: {reason}", status=code, subject=subject
             ) from None
         except requests.RequestException as exc:
             raise GitLabError(
                 f"{subject}: could not {action}: cannot reach GitLab at {self.url} "
-                f"({type(exc).__name__}, after {self.max_retries} retries)"
+                f"({type(exc).__name__}, after {self.max_retries} retries)",
+                subject=subject,
             ) from None
 
     def _opts(self) -> dict[str, Any]:
@@ -166,29 +198,23 @@ class GitLabClient:
         return self.gl.projects.get(project, lazy=True)
 
     # ------------------------------------------------------------------ reads
+    @_operation("{self.url}", "read the current user", "any")
     def current_username(self) -> str:
-        def run() -> str:
-            data = self.gl.http_get("/user", **self._opts())
-            assert isinstance(data, dict)
-            return str(data["username"])
+        data = self.gl.http_get("/user", **self._opts())
+        assert isinstance(data, dict)
+        return str(data["username"])
 
-        return self._call(self.url, "read the current user", "any", run)
-
+    @_operation("{project}", "read the project", "Reporter")
     def get_project(self, project: int | str) -> ProjectInfo:
-        def run() -> ProjectInfo:
-            return ProjectInfo.from_api(self.gl.projects.get(project, **self._opts()).attributes)
+        return ProjectInfo.from_api(self.gl.projects.get(project, **self._opts()).attributes)
 
-        return self._call(str(project), "read the project", "Reporter", run)
-
+    @_operation("{project}", "list webhooks", "Maintainer")
     def list_hooks(self, project: int | str) -> list[dict[str, Any]]:
         """Every hook of the project, all pages."""
+        hooks = self._project(project).hooks.list(get_all=True, **self._opts())
+        return [dict(h.attributes) for h in hooks]
 
-        def run() -> list[dict[str, Any]]:
-            hooks = self._project(project).hooks.list(get_all=True, **self._opts())
-            return [dict(h.attributes) for h in hooks]
-
-        return self._call(str(project), "list webhooks", "Maintainer", run)
-
+    @_operation("group {group}", "list projects", "Reporter")
     def list_group_projects(
         self, group: int | str, *, include_subgroups: bool = True, archived: bool | None = False
     ) -> list[dict[str, Any]]:
@@ -198,113 +224,90 @@ class GitLabClient:
         query: dict[str, Any] = {"include_subgroups": include_subgroups, "with_shared": False}
         if archived is not None:
             query["archived"] = archived
+        group_api = self.gl.groups.get(group, lazy=True)
+        projects = group_api.projects.list(get_all=True, **query, **self._opts())
+        return [dict(p.attributes) for p in projects]
 
-        def run() -> list[dict[str, Any]]:
-            group_api = self.gl.groups.get(group, lazy=True)
-            projects = group_api.projects.list(get_all=True, **query, **self._opts())
-            return [dict(p.attributes) for p in projects]
-
-        return self._call(f"group {group}", "list projects", "Reporter", run)
+    @_operation("{project}@{sha:.12}", "read commit statuses", "Reporter")
+    def latest_commit_status(
+        self, project: int | str, sha: str, *, ref: str | None, name: str
+    ) -> dict[str, Any] | None:
+        """The newest status named ``name`` on ``ref`` of a commit, or ``None`` (one request)."""
+        commit = self._project(project).commits.get(sha, lazy=True)
+        params: dict[str, Any] = {"name": name, "sort": "desc", "per_page": 1}
+        if ref is not None:
+            params["ref"] = ref
+        found = commit.statuses.list(get_all=False, **params, **self._opts())
+        return dict(found[0].attributes) if found else None
 
     # ------------------------------------------------------------------ writes
+    @_operation("{project}", "create a webhook", "Maintainer")
     def create_hook(self, project: int | str, data: Mapping[str, Any]) -> dict[str, Any]:
         """Create a hook, with no transient retry: a lost answer may hide a created hook, so the
         caller looks before creating again (:func:`conveyor.gitlab.hooks.create_once`). 429 is
         still retried: GitLab answered it without creating anything."""
+        hook = self._project(project).hooks.create(
+            dict(data), retry_transient_errors=False, **self._opts()
+        )
+        return dict(hook.attributes)
 
-        def run() -> dict[str, Any]:
-            hook = self._project(project).hooks.create(
-                dict(data), retry_transient_errors=False, **self._opts()
-            )
-            return dict(hook.attributes)
-
-        return self._call(str(project), "create a webhook", "Maintainer", run)
-
+    @_operation("{project}", "test webhook {hook_id}", "Maintainer")
     def test_hook(self, project: int | str, hook_id: int, trigger: str) -> None:
         """One test delivery (``POST .../hooks/:id/test/:trigger``): the only API call that
         re-enables a hook GitLab disabled. GitLab allows 5 a minute: a 429 is reported at once,
         not slept on."""
-        subject = str(project)
-
-        def run() -> None:
-            hook = self._project(project).hooks.get(hook_id, lazy=True)
+        hook = self._project(project).hooks.get(hook_id, lazy=True)
+        try:
             hook.manager.gitlab.http_post(
                 f"{hook.manager.path}/{hook_id}/test/{trigger}",
                 obey_rate_limit=False,
                 max_retries=0,
                 retry_transient_errors=False,
             )
-
-        try:
-            run()
-        except gitlab.exceptions.GitlabHttpError as exc:
+        except gitlab.exceptions.GitlabHttpError as exc:  # what these two answers mean here
             if exc.response_code == 429:
                 raise GitLabError(
-                    f"{subject}: webhook {hook_id} is still disabled: GitLab rate-limits hook "
+                    f"{project}: webhook {hook_id} is still disabled: GitLab rate-limits hook "
                     "tests (5 a minute per project and user) and refused the test delivery "
                     "that re-enables it",
                     status=429,
+                    subject=str(project),
                     hint="run `conveyor apply` again in a minute",
                 ) from None
             if exc.response_code == 422:
                 raise GitLabError(
-                    f"{subject}: webhook {hook_id} is still disabled: its test delivery failed "
+                    f"{project}: webhook {hook_id} is still disabled: its test delivery failed "
                     f"({self._scrub(_reason(exc))})",
                     status=422,
+                    subject=str(project),
                     hint="check that the receiver answers at the hook's URL, then run "
                     "`conveyor apply` again",
                 ) from None
-            self._call(subject, f"test webhook {hook_id}", "Maintainer", _reraise(exc))
-        except requests.RequestException as exc:
-            self._call(subject, f"test webhook {hook_id}", "Maintainer", _reraise(exc))
+            raise
 
+    @_operation("{project}", "update webhook {hook_id}", "Maintainer")
     def update_hook(
         self, project: int | str, hook_id: int, data: Mapping[str, Any]
     ) -> dict[str, Any]:
         if "url" not in data:
             raise ValueError("GitLab requires url on every hook update")
+        return dict(self._project(project).hooks.update(hook_id, dict(data), **self._opts()))
 
-        def run() -> dict[str, Any]:
-            result = self._project(project).hooks.update(hook_id, dict(data), **self._opts())
-            return dict(result)
-
-        return self._call(str(project), f"update webhook {hook_id}", "Maintainer", run)
-
+    @_operation("{project}", "delete webhook {hook_id}", "Maintainer")
     def delete_hook(self, project: int | str, hook_id: int) -> bool:
         """Delete a hook. Returns False when it was already gone (404)."""
+        try:
+            self._project(project).hooks.delete(hook_id, **self._opts())
+        except gitlab.exceptions.GitlabDeleteError as exc:
+            if exc.response_code == 404:
+                return False
+            raise
+        return True
 
-        def run() -> bool:
-            try:
-                self._project(project).hooks.delete(hook_id, **self._opts())
-            except gitlab.exceptions.GitlabDeleteError as exc:
-                if exc.response_code == 404:
-                    return False
-                raise
-            return True
-
-        return self._call(str(project), f"delete webhook {hook_id}", "Maintainer", run)
-
+    @_operation("{project}@{sha:.12}", "post a commit status", "Developer")
     def create_commit_status(
         self, project: int | str, sha: str, data: Mapping[str, Any]
     ) -> dict[str, Any]:
-        def run() -> dict[str, Any]:
-            commit = self._project(project).commits.get(sha, lazy=True)
-            status = commit.statuses.create(dict(data), **self._opts())
-            return dict(status.attributes)
-
-        return self._call(f"{project}@{sha[:12]}", "post a commit status", "Developer", run)
-
-    def latest_commit_status(
-        self, project: int | str, sha: str, *, ref: str | None, name: str
-    ) -> dict[str, Any] | None:
-        """The newest status named ``name`` on ``ref`` of a commit, or ``None`` (one request)."""
-
-        def run() -> dict[str, Any] | None:
-            commit = self._project(project).commits.get(sha, lazy=True)
-            params: dict[str, Any] = {"name": name, "sort": "desc", "per_page": 1}
-            if ref is not None:
-                params["ref"] = ref
-            found = commit.statuses.list(get_all=False, **params, **self._opts())
-            return dict(found[0].attributes) if found else None
-
-        return self._call(f"{project}@{sha[:12]}", "read commit statuses", "Reporter", run)
+        commit = self._project(project).commits.get(sha, lazy=True)
+        status = commit.statuses.create(dict(data), **self._opts())
+        return dict(status.attributes)
