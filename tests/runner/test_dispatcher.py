@@ -7,7 +7,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from conveyor.config import Settings
+from conveyor.errors import ConfigError
+from conveyor.plugins.manager import build_plugin_manager, get_plugin_manager, loaded_plugins
+from conveyor.receiver.dispatch import make_dispatcher
 from conveyor.runner.dispatcher import LocalDispatcher
 from conveyor.runner.history import History
 from conveyor.runner.results import RunResult
@@ -61,3 +66,26 @@ def test_local_run_cut_off_before_any_stage_is_marked_crashed(tmp_path: Path) ->
     too_old = job_for(tmp_path, 5, None)
     assert dispatcher._earlier_run(too_old, {"since": time.time() + 60}, progress) is None
     assert progress.notes[-1] == "the earlier attempt had not started a run"
+
+
+def test_the_runner_plugin_registers_local_through_its_entry_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pm = build_plugin_manager()
+    plugins = {p.name: p for p in loaded_plugins(pm)}
+    assert plugins["runner"].distribution == "conveyor"
+    assert plugins["runner"].hooks == ("conveyor_dispatchers",)
+    assert "conveyor_dispatchers" not in plugins["docker"].hooks
+    offered = [dict(answer) for answer in pm.hook.conveyor_dispatchers()]
+    assert {"local": LocalDispatcher} in offered
+    # disabled: `auto` without Jenkins settings says so instead of failing on a missing name
+    monkeypatch.setenv("CONVEYOR_DISABLE_PLUGINS", "runner")
+    get_plugin_manager.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match="no plugin provides"):
+            make_dispatcher("auto", Settings(secret="x", state_dir=tmp_path))
+        with pytest.raises(ConfigError, match="unknown dispatch mode 'local'"):
+            make_dispatcher("local", Settings(secret="x", state_dir=tmp_path))
+    finally:
+        monkeypatch.delenv("CONVEYOR_DISABLE_PLUGINS")
+        get_plugin_manager.cache_clear()
