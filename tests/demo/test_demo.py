@@ -145,3 +145,31 @@ def test_demo_shows_the_plan_against_configured_gitlab_and_jenkins(
     assert plan["summary"]["jobs"] == {"create": 1}
     assert plan["summary"]["hooks"] == {"create": 1}
     assert gitlab_emulator.log.count_writes() == 0 and jenkins_emulator.log.count_writes() == 0
+
+
+@pytest.mark.usefixtures("jenkins_emulator")
+def test_demo_plan_reads_the_settings_like_every_command(
+    gitlab_emulator: Any, jenkins_emulator: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The demo's plan takes its settings where `conveyor plan` does (here: the config file)."""
+    from conveyor.config import setting_variables
+    from conveyor.demo.loop import show_plan
+    from conveyor.demo.repo import find_example
+    from tests.emulators.fixtures import JENKINS_API_TOKEN, JENKINS_USER
+
+    for name in setting_variables():
+        monkeypatch.delenv(name, raising=False)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'gitlab_url = "{gitlab_emulator.url}"\n'
+        f'gitlab_token = "{gitlab_emulator.tokens["maintainer"]}"\n'
+        f'jenkins_url = "{jenkins_emulator.url}"\n'
+        f'jenkins_user = "{JENKINS_USER}"\n'
+        f'jenkins_token = "{JENKINS_API_TOKEN}"\n'
+        'webhook_url = "https://conveyor.example.com"\n'
+        'secret = "demo-plan-secret"\n'
+    )
+    monkeypatch.setenv("CONVEYOR_CONFIG", str(config))
+    plan = show_plan(find_example("hello-web") / "conveyor.yml")
+    assert plan is not None and plan["summary"]["jobs"] == {"create": 1}
+    assert gitlab_emulator.log.count_writes() == 0 and jenkins_emulator.log.count_writes() == 0
