@@ -109,10 +109,10 @@ def test_probe_counts_failures(fixed_server: int) -> None:
 
 
 def test_wait_event_fails_loudly_for_an_unknown_event(tmp_path: Path) -> None:
-    from conveyor.receiver.queue import connect, database_path
+    from conveyor.receiver.queue import database_path, open_database
 
     (tmp_path / "state").mkdir()
-    connect(database_path(tmp_path / "state")).close()
+    open_database(database_path(tmp_path / "state")).close()
     demo = Demo(tmp_path, receiver_port=1, keep=False, report=lambda s: None)
     with pytest.raises(DemoFailed, match="was not processed within"):
         demo.wait_event(12345, timeout=0.3)

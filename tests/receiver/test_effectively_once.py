@@ -209,7 +209,7 @@ def test_local_run_cut_off_before_any_stage_is_marked_crashed(tmp_path: Path) ->
 def test_a_version_1_queue_gains_the_attempts_table(tmp_path: Path) -> None:
     import sqlite3
 
-    from conveyor.receiver.queue import SCHEMA_VERSION, connect, database_path
+    from conveyor.receiver.queue import SCHEMA_VERSION, database_path, open_database
 
     db = database_path(tmp_path / "state")
     db.parent.mkdir(parents=True)
@@ -223,7 +223,7 @@ def test_a_version_1_queue_gains_the_attempts_table(tmp_path: Path) -> None:
         "PRAGMA user_version=1;"
     )
     old.close()
-    conn = connect(db)
+    conn = open_database(db)
     try:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 2
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
