@@ -45,6 +45,14 @@ _ENV_NAMES = {
 }
 
 
+CONFIG_VARIABLE = "CONVEYOR_CONFIG"  # the config file's path
+
+
+def setting_variables() -> tuple[str, ...]:
+    """Every variable conveyor's settings are read from (the config file's own included)."""
+    return (*(env_name(f.name) for f in fields(Settings)), CONFIG_VARIABLE)
+
+
 def home_dir(env: Mapping[str, str] | None = None) -> Path | None:
     """The user's home for dot-directories, or None when there is no usable one.
 
@@ -124,9 +132,13 @@ class Settings:
     )
     retention_events: int = 100_000  # ... and beyond the newest this many (0: no count limit)
 
+    def missing(self, *names: str) -> list[str]:
+        """The variables of the settings among ``names`` that are unset."""
+        return [env_name(n) for n in names if getattr(self, n) in (None, "")]
+
     def require(self, *names: str) -> None:
         """Raise one ConfigError naming every variable among ``names`` that is unset."""
-        missing = [env_name(n) for n in names if getattr(self, n) in (None, "")]
+        missing = self.missing(*names)
         if missing:
             raise ConfigError(
                 "missing setting" + ("s" if len(missing) > 1 else "") + ": " + ", ".join(missing),
@@ -154,8 +166,8 @@ class Settings:
 
 
 def _config_file(env: Mapping[str, str]) -> Path | None:
-    if env.get("CONVEYOR_CONFIG"):
-        return Path(env["CONVEYOR_CONFIG"]).expanduser()
+    if env.get(CONFIG_VARIABLE):
+        return Path(env[CONFIG_VARIABLE]).expanduser()
     xdg = env.get("XDG_CONFIG_HOME")
     home = home_dir(env)
     base = Path(xdg) if xdg else (home / ".config" if home is not None else None)

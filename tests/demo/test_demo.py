@@ -109,10 +109,10 @@ def test_probe_counts_failures(fixed_server: int) -> None:
 
 
 def test_wait_event_fails_loudly_for_an_unknown_event(tmp_path: Path) -> None:
-    from conveyor.receiver.queue import connect, database_path
+    from conveyor.receiver.queue import database_path, open_database
 
     (tmp_path / "state").mkdir()
-    connect(database_path(tmp_path / "state")).close()
+    open_database(database_path(tmp_path / "state")).close()
     demo = Demo(tmp_path, receiver_port=1, keep=False, report=lambda s: None)
     with pytest.raises(DemoFailed, match="was not processed within"):
         demo.wait_event(12345, timeout=0.3)
@@ -144,4 +144,32 @@ def test_demo_shows_the_plan_against_configured_gitlab_and_jenkins(
     assert plan is not None
     assert plan["summary"]["jobs"] == {"create": 1}
     assert plan["summary"]["hooks"] == {"create": 1}
+    assert gitlab_emulator.log.count_writes() == 0 and jenkins_emulator.log.count_writes() == 0
+
+
+@pytest.mark.usefixtures("jenkins_emulator")
+def test_demo_plan_reads_the_settings_like_every_command(
+    gitlab_emulator: Any, jenkins_emulator: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The demo's plan takes its settings where `conveyor plan` does (here: the config file)."""
+    from conveyor.config import setting_variables
+    from conveyor.demo.loop import show_plan
+    from conveyor.demo.repo import find_example
+    from tests.emulators.fixtures import JENKINS_API_TOKEN, JENKINS_USER
+
+    for name in setting_variables():
+        monkeypatch.delenv(name, raising=False)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'gitlab_url = "{gitlab_emulator.url}"\n'
+        f'gitlab_token = "{gitlab_emulator.tokens["maintainer"]}"\n'
+        f'jenkins_url = "{jenkins_emulator.url}"\n'
+        f'jenkins_user = "{JENKINS_USER}"\n'
+        f'jenkins_token = "{JENKINS_API_TOKEN}"\n'
+        'webhook_url = "https://conveyor.example.com"\n'
+        'secret = "demo-plan-secret"\n'
+    )
+    monkeypatch.setenv("CONVEYOR_CONFIG", str(config))
+    plan = show_plan(find_example("hello-web") / "conveyor.yml")
+    assert plan is not None and plan["summary"]["jobs"] == {"create": 1}
     assert gitlab_emulator.log.count_writes() == 0 and jenkins_emulator.log.count_writes() == 0

@@ -41,7 +41,7 @@ def test_lost_trigger_answer_is_followed_not_sent_again(world: Any, start_receiv
 def test_a_version_1_queue_gains_the_attempts_table(tmp_path: Path) -> None:
     import sqlite3
 
-    from conveyor.receiver.queue import SCHEMA_VERSION, connect, database_path
+    from conveyor.receiver.queue import SCHEMA_VERSION, database_path, open_database
 
     db = database_path(tmp_path / "state")
     db.parent.mkdir(parents=True)
@@ -55,7 +55,7 @@ def test_a_version_1_queue_gains_the_attempts_table(tmp_path: Path) -> None:
         "PRAGMA user_version=1;"
     )
     old.close()
-    conn = connect(db)
+    conn = open_database(db)
     try:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 2
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}

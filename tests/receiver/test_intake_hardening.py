@@ -19,7 +19,7 @@ import pytest
 from conveyor.errors import QueueError
 from conveyor.receiver import queue as queue_mod
 from conveyor.receiver.app import ReceiverOptions
-from conveyor.receiver.queue import EventQueue, IntakeWriter, NewEvent, Status, connect
+from conveyor.receiver.queue import EventQueue, IntakeWriter, NewEvent, Status, open_database
 from conveyor.receiver.queue import intake as intake_mod
 from conveyor.receiver.verify import sign
 from conveyor.receiver.worker import WorkerOptions
@@ -271,7 +271,7 @@ def test_a_database_from_the_previous_version_is_migrated_and_keeps_working(
     raw.executescript(V1_SCHEMA)
     raw.close()
     # Several connections open at once, as serve does (writer, checkpointer, workers).
-    conns = [connect(db) for _ in range(3)]
+    conns = [open_database(db) for _ in range(3)]
     for conn in conns:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == queue_mod.SCHEMA_VERSION
         conn.close()

@@ -14,8 +14,8 @@ from conveyor.receiver.queue import (
     IntakeWriter,
     NewEvent,
     Status,
-    connect,
     database_path,
+    open_database,
 )
 
 
@@ -54,7 +54,7 @@ def store(db: Path, *events: NewEvent) -> list[int]:
 
 
 def test_durability_pragmas(db: Path) -> None:
-    conn = connect(db)
+    conn = open_database(db)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
@@ -179,13 +179,13 @@ def test_unusable_state_dir_is_a_queue_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     with pytest.raises(QueueError, match="state"):
-        connect(blocker / "receiver" / "events.db")
+        open_database(blocker / "receiver" / "events.db")
 
 
 def test_newer_schema_is_refused(db: Path) -> None:
-    connect(db).close()
+    open_database(db).close()
     raw = sqlite3.connect(db)
     raw.execute("PRAGMA user_version=99")
     raw.close()
     with pytest.raises(QueueError, match="schema version 99"):
-        connect(db)
+        open_database(db)

@@ -35,8 +35,8 @@ from conveyor.receiver.queue import (
     NewEvent,
     Status,
     StatusUpdate,
-    connect,
     database_path,
+    open_database,
     short_ref,
 )
 from conveyor.receiver.statuses import GitLabStatusPoster, StatusSender
@@ -439,7 +439,7 @@ def test_a_queue_from_before_gains_the_outbox_columns(tmp_path: Path) -> None:
         "PRAGMA user_version=1;"
     )
     old.close()
-    conn = connect(db)
+    conn = open_database(db)
     columns = {r["name"] for r in conn.execute("PRAGMA table_info(status_outbox)")}
     assert {"target_project", "name", "dropped", "created_at"} <= columns
     conn.close()

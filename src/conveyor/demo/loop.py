@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,34 +17,26 @@ from typing import Any
 
 import httpx
 
+from conveyor.config import Settings, load_settings, setting_variables
 from conveyor.demo import events, repo, services
 from conveyor.demo.probe import Probe, ProbeResult
+from conveyor.docker.credentials import ENV_PAIRS
 from conveyor.docker.engine import connect, docker_errors
 from conveyor.errors import ConveyorError
 from conveyor.plugins import get_plugin_manager
 from conveyor.receiver.queue import EventQueue, Status, database_path
 from conveyor.spec.load import LoadedSpec, load_spec
+from conveyor.sync import SyncContext, build_plan, required_settings
 from conveyor.tokens import project_token
 
 EXAMPLE = "hello-web"
 REGISTRY_PORT = 5555  # the example spec pushes to localhost:5555
 SERVICE_PORT = 8080  # the example spec's proxy port
 FINAL = {Status.DONE, Status.FAILED, Status.DEAD, Status.IGNORED, Status.SUPERSEDED}
-SECRET_VARS = (
-    "CONVEYOR_GITLAB_URL",
-    "CONVEYOR_GITLAB_TOKEN",
-    "CONVEYOR_JENKINS_URL",
-    "CONVEYOR_JENKINS_USER",
-    "CONVEYOR_JENKINS_TOKEN",
-    "CONVEYOR_SECRET",
-    "CONVEYOR_SECRET_PREVIOUS",
-    "CONVEYOR_SECRET_PREVIOUS_UNTIL",
-    "CONVEYOR_STATE",
-    "CONVEYOR_CONFIG",
-    "CONVEYOR_REGISTRY_USER",
-    "CONVEYOR_REGISTRY_PASSWORD",
-    "REGISTRY_USER",
-    "REGISTRY_PASSWORD",
+# The demo's receiver runs on the demo's own settings, registry and engine, never the caller's.
+NOT_INHERITED = (
+    *setting_variables(),
+    *(name for pair in ENV_PAIRS for name in pair),
     "DOCKER_HOST",
 )
 
@@ -141,7 +131,7 @@ class Demo:
             services.record(self.root, self.processes)
             d.append(f"localhost:{REGISTRY_PORT} (htpasswd user {creds.username})")
         with self.step("start the receiver (conveyor serve --dispatch local)") as d:
-            env = {k: v for k, v in os.environ.items() if k not in SECRET_VARS}
+            env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
             env.update(
                 {
                     "CONVEYOR_SECRET": secret,
@@ -220,32 +210,14 @@ class Demo:
         self.processes.clear()
 
 
-def show_plan(spec_path: Path) -> dict[str, Any] | None:
-    """``conveyor plan --json`` against the configured GitLab and Jenkins, when both are set."""
-    need = (
-        "CONVEYOR_GITLAB_URL",
-        "CONVEYOR_GITLAB_TOKEN",
-        "CONVEYOR_JENKINS_URL",
-        "CONVEYOR_JENKINS_USER",
-        "CONVEYOR_JENKINS_TOKEN",
-        "CONVEYOR_WEBHOOK_URL",
-        "CONVEYOR_SECRET",
-    )
-    if not all(os.environ.get(n) for n in need):
+def show_plan(spec_path: Path, settings: Settings | None = None) -> dict[str, Any] | None:
+    """What ``conveyor plan --json`` shows for the spec against the configured GitLab and Jenkins
+    (reads only), or None while a setting the plan needs is unset."""
+    settings = settings or load_settings()
+    specs = [load_spec(spec_path)]
+    if settings.missing(*required_settings(specs)):
         return None
-    res = subprocess.run(
-        [sys.executable, "-m", "conveyor.cli.main", "plan", "--json", str(spec_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    import json
-
-    try:
-        data: dict[str, Any] = json.loads(res.stdout)
-    except ValueError:
-        raise DemoFailed(f"conveyor plan failed: {res.stderr.strip()[-800:]}") from None
-    return data
+    return build_plan(SyncContext.create(settings, specs), specs).to_json()
 
 
 def demo_secret(root: Path) -> str:
@@ -306,9 +278,10 @@ def run_demo(
                 f"push; {probed.requests} requests, 0 failed; now '{greeting}'"
             )
         plan = None
-        if any(os.environ.get(n) for n in ("CONVEYOR_GITLAB_URL", "CONVEYOR_JENKINS_URL")):
+        settings = load_settings()
+        if settings.gitlab_url or settings.jenkins_url:
             with demo.step("conveyor plan against the configured GitLab and Jenkins") as d:
-                plan = show_plan(spec_path)
+                plan = show_plan(spec_path, settings)
                 d.append(
                     "skipped: set every CONVEYOR_* setting for plan"
                     if plan is None

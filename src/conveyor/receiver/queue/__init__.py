@@ -62,8 +62,8 @@ from conveyor.receiver.queue.store import (
     Checkpointer,
     ServerLock,
     SQLiteStore,
-    connect,
     database_path,
+    open_database,
 )
 
 if TYPE_CHECKING:  # mypy proves the SQLite store keeps the contract
@@ -91,8 +91,8 @@ __all__ = [
     "StatusHead",
     "StatusOutbox",
     "StatusUpdate",
-    "connect",
     "database_path",
+    "open_database",
     "read_frame",
     "short_ref",
     "write_frame",

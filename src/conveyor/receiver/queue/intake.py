@@ -26,7 +26,7 @@ from conveyor.errors import QueueError
 from conveyor.gitlab.status import StatusTarget
 from conveyor.receiver.queue.events import insert_event
 from conveyor.receiver.queue.records import Accepted, NewEvent, Status
-from conveyor.receiver.queue.store import connect, transaction
+from conveyor.receiver.queue.store import open_database, transaction
 
 log = logging.getLogger("conveyor.receiver")
 
@@ -54,7 +54,7 @@ class BatchStore:
     """
 
     def __init__(self, path: Path) -> None:
-        self._conn = connect(path, autocheckpoint=False)
+        self._conn = open_database(path, autocheckpoint=False)
         # The status targets of the queued events this process committed last (by id): what
         # supersede() would otherwise parse each superseded event's stored payload for.
         self._targets: dict[int, StatusTarget] = {}

@@ -1,7 +1,7 @@
 """The SQLite store under the queue: schema, migrations, connections, transactions, the server lock
 and the WAL checkpointer (see the package docstring for the durability promise).
 
-Every other module of the queue runs its SQL through :func:`connect`'s connections and
+Every other module of the queue runs its SQL through :func:`open_database`'s connections and
 :func:`transaction`; :class:`SQLiteStore` is the connection a worker- or operator-side view holds.
 """
 
@@ -197,7 +197,7 @@ class ServerLock:
             self._fd = None
 
 
-def connect(
+def open_database(
     path: Path, *, synchronous: str = "FULL", autocheckpoint: bool = True
 ) -> sqlite3.Connection:
     """Open (creating if needed) the queue database with the durability settings above.
@@ -323,7 +323,7 @@ class Checkpointer:
             self._thread.join(10)
 
     def _run(self) -> None:
-        conn = connect(self._path)
+        conn = open_database(self._path)
         try:
             while not self._stop.wait(self._interval_s):
                 try:
@@ -342,7 +342,7 @@ class SQLiteStore:
     def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
         self.path = path
         self._synchronous = synchronous
-        self._conn = connect(path, synchronous=synchronous)
+        self._conn = open_database(path, synchronous=synchronous)
 
     def close(self) -> None:
         self._conn.close()
