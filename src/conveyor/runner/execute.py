@@ -1,6 +1,6 @@
 """Run a pipeline spec locally in Docker, as the generated Jenkinsfile would run it in Jenkins.
 
-Public entry point (also the ``local`` dispatcher's target, :mod:`conveyor.runner.dispatcher`, as
+Public entry point (also the ``local`` dispatcher's, :mod:`conveyor.runner.dispatcher`, which calls
 ``run_pipeline(spec, trigger)``)::
 
     run_pipeline(
