@@ -32,11 +32,14 @@ from pathlib import Path
 
 import docker
 
-from conveyor.docker.agent import build_agent_image
 from conveyor.jenkins.jenkinsfile import STAGE_STEP, spec_document
 from conveyor.spec.load import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from scripts.agent_image import build_agent_image  # noqa: E402  (a developer tool, not in the package)
+
 SPEC = ROOT / "examples/hello-web/conveyor.yml"
 SHA = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 HOME = "/var/jenkins_home"

@@ -209,7 +209,7 @@ def git_commit(
 def agent_image(docker_client: docker.DockerClient) -> Iterator[str]:
     """The agent image built once per session from this checkout (``docker-in-docker/agent``), tagged
     ``conveyor-test-agent:<hex>``; the tag is removed at session end (layers stay cached)."""
-    from conveyor.docker.agent import build_agent_image
+    from scripts.agent_image import build_agent_image
 
     tag = f"{PREFIX}-agent:{secrets.token_hex(4)}"
     build_agent_image(docker_client, tag=tag)

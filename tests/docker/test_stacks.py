@@ -30,7 +30,7 @@ import pytest
 import yaml
 
 from conveyor.docker.deploy.docker import remove_deploy
-from conveyor.docker.dind import copy_images, run_kwargs
+from tests.docker.dind_support import copy_images, run_kwargs
 from conveyor.docker.engine import EngineAddress
 from conveyor.docker.history import DeployHistory
 from conveyor.spec.load import load_spec

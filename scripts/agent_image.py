@@ -1,9 +1,9 @@
-"""Build the agent image (``conveyor-agent:1``) from a conveyor source checkout.
+"""Build the agent image (``conveyor-agent:1``) from a conveyor source checkout (a developer tool).
 
 The image (``docker-in-docker/agent/Dockerfile``) holds the docker CLI, git and conveyor. Its build
 context is prepared here, not taken from the repository root: the Dockerfile plus wheels built with
 ``pip wheel`` from the checkout (conveyor's own wheel apart from its dependencies', so a source change
-rebuilds one small layer). Run ``python -m conveyor.docker.agent [REPO_ROOT] [--tag TAG]``.
+rebuilds one small layer). Run ``.venv/bin/python scripts/agent_image.py [REPO_ROOT] [--tag TAG]``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ SOURCE_FILES = ("pyproject.toml", "README.md")
 
 
 def find_repo_root(start: Path | None = None) -> Path:
-    """The conveyor checkout containing ``start`` (default: this module): the directory with
+    """The conveyor checkout containing ``start`` (default: this script): the directory with
     ``docker-in-docker/agent/Dockerfile`` and ``pyproject.toml``. ConfigError when there is none."""
     here = (start or Path(__file__)).resolve()
     for candidate in (here, *here.parents):
@@ -84,7 +84,7 @@ def build_agent_image(
     tag: str = AGENT_TAG,
     on_event: BuildCallback | None = None,
 ) -> BuildResult:
-    """Build the agent image from the checkout ``root`` (default: the one this module lives in)."""
+    """Build the agent image from the checkout ``root`` (default: the one this script lives in)."""
     root = root or find_repo_root()
     with tempfile.TemporaryDirectory(prefix="conveyor-agent-") as tmp:
         context = prepare_agent_context(root, Path(tmp) / "context")
@@ -94,7 +94,7 @@ def build_agent_image(
 def main(argv: list[str] | None = None) -> int:
     from conveyor.docker.engine import connect
 
-    parser = argparse.ArgumentParser(prog="python -m conveyor.docker.agent", description=__doc__)
+    parser = argparse.ArgumentParser(prog="scripts/agent_image.py", description=__doc__)
     parser.add_argument("root", nargs="?", type=Path, help="conveyor checkout (default: this one)")
     parser.add_argument("--tag", default=AGENT_TAG)
     args = parser.parse_args(argv)
