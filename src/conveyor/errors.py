@@ -23,7 +23,6 @@
     │   └── DeployError              a deploy did not converge
     │       └── HealthCheckError     the new version never became healthy (log_tail: the health log)
     ├── RunnerError                  the local runner could not run a pipeline
-    │   └── StageFailed              a stage exited non-zero (carries stage, exit code, log tail)
     └── QueueError                   the durable event queue is unusable
 
 Every boundary (python-gitlab, python-jenkins, docker SDK, sqlite3, YAML) catches its own library's
@@ -195,16 +194,6 @@ class HealthCheckError(DeployError):
 
 class RunnerError(ConveyorError):
     """The local runner could not run a pipeline."""
-
-
-class StageFailed(RunnerError):
-    """A stage exited non-zero."""
-
-    def __init__(self, stage: str, exit_code: int, log_tail: str = "") -> None:
-        super().__init__(f"stage {stage!r} failed with exit code {exit_code}")
-        self.stage = stage
-        self.stage_exit_code = exit_code
-        self.log_tail = log_tail
 
 
 class QueueError(ConveyorError):

@@ -5,16 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-# success: ran and passed | failed: ran and failed | skipped: `when` false or not selected |
-# not_run: an earlier stage failed
-STAGE_RESULTS = ("success", "failed", "skipped", "not_run")
-
 
 @dataclass(frozen=True)
 class StageResult:
     """One stage (or parallel branch) of a run."""
 
     name: str
+    # success: ran and passed | failed: ran and failed | skipped: `when` false or not selected |
+    # not_run: an earlier stage failed
     result: str
     duration: float = 0.0
     exit_code: int | None = None

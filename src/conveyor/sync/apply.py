@@ -17,7 +17,7 @@ from typing import Literal
 
 from conveyor.errors import ConveyorError
 from conveyor.gitlab.hooks import HookPlan, apply_hook_plan
-from conveyor.jenkins.jobs import FolderChange, JobChange, apply_folder, apply_job, mask
+from conveyor.jenkins.jobs import JobChange, apply_folder, apply_job, mask
 from conveyor.spec.load import LoadedSpec
 from conveyor.sync.context import SyncContext
 from conveyor.sync.model import ProjectPlan, SyncPlan
@@ -124,10 +124,6 @@ def execute(
 def apply(ctx: SyncContext, specs: Sequence[LoadedSpec], *, prune: bool = False) -> SyncPlan:
     """Read both systems, plan, and converge them to ``specs``."""
     return execute(ctx, build_plan(ctx, specs, prune=prune), kind="apply")
-
-
-def folders_created(plan: SyncPlan) -> list[FolderChange]:
-    return [f for f in plan.folders if f.action == "create"]
 
 
 def _hook_needs_job(ctx: SyncContext, p: ProjectPlan) -> bool:
