@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from conveyor.sync.apply import apply
-from conveyor.sync.destroy import destroy, plan_destroy
-from conveyor.sync.planner import build_plan
+from conveyor.sync import apply, build_destroy_plan, build_plan, execute
 from tests.sync.conftest import PROJECTS, World
 
 
@@ -16,10 +14,10 @@ def test_destroy_removes_only_what_conveyor_manages(world: World) -> None:
     )
     world.clear_logs()
     ctx = world.context()
-    plan = plan_destroy(ctx, world.specs())
+    plan = build_destroy_plan(ctx, world.specs())
     assert world.writes() == 0
     assert {p.job.action for p in plan.projects if p.job} == {"delete"}
-    report = destroy(ctx, plan)
+    report = execute(ctx, plan, kind="destroy")
     assert not report.has_errors, report.render_text()
     for project in PROJECTS:
         assert not world.jenkins.has_item(project)
@@ -28,7 +26,7 @@ def test_destroy_removes_only_what_conveyor_manages(world: World) -> None:
         assert world.gitlab.hooks(project) == []
     assert world.jenkins.has_item("demo/hand-made")  # and its folder stays
     # nothing left to do: a second destroy plans nothing
-    again = plan_destroy(world.context(), world.specs())
+    again = build_destroy_plan(world.context(), world.specs())
     assert not again.has_changes
 
 
@@ -37,10 +35,10 @@ def test_destroy_leaves_an_unmanaged_job_at_the_spec_path(world: World) -> None:
     world.jenkins.create_item_directly(
         "demo/app", "<flow-definition><description>by hand</description></flow-definition>"
     )
-    plan = plan_destroy(world.context(), world.specs())
+    plan = build_destroy_plan(world.context(), world.specs())
     change = next(p.job for p in plan.projects if p.project == "demo/app")
     assert change is not None and change.action == "conflict"
-    destroy(world.context(), plan)
+    execute(world.context(), plan, kind="destroy")
     assert world.jenkins.has_item("demo/app")
 
 

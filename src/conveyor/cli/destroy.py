@@ -9,7 +9,7 @@ import click
 
 from conveyor.cli.sync_common import prepare, show, sync_options
 from conveyor.errors import ConveyorError
-from conveyor.sync.destroy import destroy, plan_destroy
+from conveyor.sync import build_destroy_plan, execute
 
 
 @click.command()
@@ -22,7 +22,7 @@ def command(paths: tuple[Path, ...], as_json: bool, concurrency: int, yes: bool)
     plan is shown and confirmation asked; with no terminal to ask on, nothing is deleted.
     """
     ctx, specs = prepare(paths, concurrency, need_secret=False)
-    plan = plan_destroy(ctx, specs)
+    plan = build_destroy_plan(ctx, specs)
     if not plan.has_changes:
         show(plan, as_json)
         raise SystemExit(1 if plan.has_errors else 0)
@@ -36,6 +36,6 @@ def command(paths: tuple[Path, ...], as_json: bool, concurrency: int, yes: bool)
         if not click.confirm("Delete these hooks and jobs?", default=False, err=True):
             click.echo("nothing deleted", err=True)
             raise SystemExit(1)
-    report = destroy(ctx, plan)
+    report = execute(ctx, plan, kind="destroy")
     show(report, as_json)
     raise SystemExit(1 if report.has_errors else 0)

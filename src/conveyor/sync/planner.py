@@ -299,7 +299,11 @@ def build_plan(ctx: SyncContext, specs: Sequence[LoadedSpec], *, prune: bool = F
 
 
 def build_destroy_plan(ctx: SyncContext, specs: Sequence[LoadedSpec]) -> SyncPlan:
-    """Conveyor's hooks and managed jobs for ``specs``, to delete (nothing else is touched)."""
+    """Conveyor's hooks and managed jobs for ``specs``, to delete (``execute(ctx, plan,
+    kind="destroy")`` performs it). Hooks are conveyor's when their URL is the receiver endpoint or the
+    job's gitlab-plugin endpoint; jobs when their config.xml carries conveyor's marker. Anything else
+    (someone's own hooks, a job created by hand at the same path, folders, which may hold other jobs)
+    is never touched."""
     secrets = secrets_of(ctx, [(ls.spec.project, ls.spec.jenkins.job) for ls in specs])
     ctx.gitlab.current_username()
 
