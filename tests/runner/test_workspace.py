@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from conveyor.docker.mountinfo import own_container_id
 from conveyor.errors import RunnerError
 from conveyor.runner.containers import script_of
-from conveyor.runner.workspace import Placement, SharedMount, mount_for, own_container_id
+from conveyor.runner.workspace import Placement, SharedMount, mount_for
 
 CID = "10b8468bd3ebb706bbe50d1f81d201b9fe81d983794709073eaa28048799acbc"
 MOUNTINFO = f"""\

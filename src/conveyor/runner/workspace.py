@@ -7,19 +7,18 @@ the containers' mount namespaces, not on the engine's host: ``-v $WORKSPACE:...`
 directory that does not exist there (docker-workflow itself solves this with ``--volumes-from`` of its
 own container, found in ``/proc/self/mountinfo``: ``DockerClient.java:352-375``).
 
-conveyor does the same, more narrowly: it finds its own container id in ``/proc/self/mountinfo`` (the
-``.../containers/<id>/hostname`` bind the engine adds to every container), asks the engine for that
+conveyor does the same, more narrowly: it finds its own container id in ``/proc/self/mountinfo``
+(:mod:`conveyor.docker.mountinfo`), asks the engine for that
 container's mounts, and gives a stage container exactly the mount that holds the workspace (a named
 volume or the host path behind a bind), at the same path. ``--volumes-from`` would also hand over the
 Docker socket and every other mount of the agent to stages that must not have them.
 
-:func:`own_container_id` and :func:`mount_for` are pure over their inputs; :func:`find_shared_mount`
-does the I/O (reads mountinfo, inspects the container).
+:func:`mount_for` is pure over its inputs; :func:`find_placement` does the I/O (reads mountinfo,
+inspects the container).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -27,10 +26,8 @@ from typing import Any
 import docker.errors
 import requests.exceptions
 
+from conveyor.docker.mountinfo import MOUNTINFO, read_own_container_id
 from conveyor.errors import RunnerError
-
-MOUNTINFO = Path("/proc/self/mountinfo")
-_CONTAINER_FILE = re.compile(r"/containers/([0-9a-f]{64})/(?:hostname|hosts|resolv\.conf)\s")
 
 
 @dataclass(frozen=True)
@@ -48,12 +45,6 @@ class SharedMount:
         if self.read_only:
             spec += ",readonly"
         return ["--mount", spec]
-
-
-def own_container_id(mountinfo: str) -> str | None:
-    """The id of the container whose mount table this is (None outside a container)."""
-    match = _CONTAINER_FILE.search(mountinfo)
-    return match.group(1) if match else None
 
 
 def mount_for(path: str, mounts: list[dict[str, Any]]) -> SharedMount | None:
@@ -99,11 +90,7 @@ def find_placement(client: Any, mountinfo_path: Path = MOUNTINFO) -> Placement:
     treated like a host process: its paths are then not visible to the engine either, which
     :meth:`Placement.share` cannot fix, so the caller bind-mounts as on a laptop.
     """
-    try:
-        text = mountinfo_path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return Placement(None)
-    cid = own_container_id(text)
+    cid = read_own_container_id(mountinfo_path)
     if cid is None:
         return Placement(None)
     try:

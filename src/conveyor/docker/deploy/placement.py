@@ -3,7 +3,7 @@ mounts.HostPaths`.
 
 Outside a container (``conveyor run`` or ``conveyor deploy`` on a host) there is nothing to translate:
 :func:`host_paths` returns None. Inside one (a Jenkins agent, docker-workflow style), conveyor's own
-container id comes from ``/proc/self/mountinfo`` (:func:`conveyor.runner.workspace.own_container_id`)
+container id comes from ``/proc/self/mountinfo`` (:mod:`conveyor.docker.mountinfo`)
 and the deploy engine is asked for it: when that engine runs the container, its ``Mounts`` give each
 mount's source on the engine's host (``Source`` of a bind; of a named volume its ``Mountpoint``, which
 ``docker inspect`` reports as ``Source`` too); when it does not (a DinD service, a remote engine), the
@@ -19,7 +19,7 @@ import docker.errors
 
 from conveyor.docker.deploy.mounts import HostPaths
 from conveyor.docker.engine import docker_errors
-from conveyor.runner.workspace import MOUNTINFO, own_container_id
+from conveyor.docker.mountinfo import MOUNTINFO, read_own_container_id
 
 
 def roots_of(mounts: list[dict[str, Any]], mountpoint: Any = None) -> tuple[tuple[str, str], ...]:
@@ -39,11 +39,7 @@ def host_paths(
     client: Any, workdir: Path, *, engine: str = "", mountinfo_path: Path = MOUNTINFO
 ) -> HostPaths | None:
     """How bind sources of this process reach ``client``'s engine (None: outside a container)."""
-    try:
-        text = mountinfo_path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    cid = own_container_id(text)
+    cid = read_own_container_id(mountinfo_path)
     if cid is None:
         return None
     with docker_errors(f"inspect conveyor's own container {cid[:12]}"):
