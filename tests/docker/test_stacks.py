@@ -30,12 +30,12 @@ import pytest
 import yaml
 
 from conveyor.docker.deploy.docker import remove_deploy
-from tests.docker.dind_support import copy_images, run_kwargs
 from conveyor.docker.engine import EngineAddress
 from conveyor.docker.history import DeployHistory
 from conveyor.spec.load import load_spec
 from conveyor.spec.model import DindOptions, Spec
 from tests.docker.deploy_support import build_app, get, wait_body
+from tests.docker.dind_support import copy_images, run_kwargs
 from tests.docker.fixtures import PREFIX, free_port, privileged_refused, remove_prefixed
 
 ROOT = Path(__file__).resolve().parents[2]

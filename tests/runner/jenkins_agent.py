@@ -399,8 +399,8 @@ def dind_service(
     listening on tcp://0.0.0.0:2376 with --tlsverify, client certificates in a volume at
     /certs/client, on a network where it is ``docker``. ``images`` are loaded into it (it cannot
     pull here); a forwarder on the network's gateway lets its daemon reach the registry."""
-    from tests.docker.dind_support import copy_images, run_kwargs
     from conveyor.spec.model import DindOptions
+    from tests.docker.dind_support import copy_images, run_kwargs
 
     network = host.networks.create(unique("jenkins"), driver="bridge")
     gateway = _gateway(network)
