@@ -137,3 +137,57 @@ def test_cli_deploys_the_built_tag_expanded_from_git_by_default(
         assert get(f"http://127.0.0.1:{port}/version") == (200, "from-git")
     finally:
         remove_deploy(docker_client, name, volumes=True)
+
+
+DEPLOY_ONLY = """\
+apiVersion: conveyor/v1
+project: demo/deploy-only
+stages:
+  - name: ship
+    deploy:
+      name: {name}
+      image: {image}
+      ports: ["{port}:8080"]
+      health:
+        http: /healthz
+        timeout: 5s
+        interval: 200ms
+"""
+
+
+def test_a_deploy_only_spec_needs_no_jenkins_section(
+    docker_client: docker.DockerClient, unique: Callable[[str], str], tmp_path: Path
+) -> None:
+    """No ``jenkins:`` at all: validate accepts it, ``conveyor run`` deploys it, ``conveyor deploy``
+    deploys the next version over it, and the history on the engine has both."""
+    name, repo, port = unique("nojenkins"), unique("app"), free_port()
+    v1, v2 = f"{repo}:v1", f"{repo}:v2"
+    build_app(docker_client, v1, "v1")
+    build_app(docker_client, v2, "v2")
+    checkout = tmp_path / "checkout"
+    spec = checkout / "conveyor.yml"
+    checkout.mkdir()
+    spec.write_text(DEPLOY_ONLY.format(name=name, image=v1, port=port))
+    git_commit(checkout, {"README": "x\n"})
+    env = {"CONVEYOR_STATE": str(tmp_path / "state")}
+    url = f"http://127.0.0.1:{port}/version"
+    try:
+        done = _conveyor("validate", str(spec), cwd=tmp_path, env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+        done = _conveyor("run", str(spec), "--workdir", str(checkout), cwd=tmp_path, env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert get(url) == (200, "v1")
+
+        done = _conveyor("deploy", str(spec), "--image", v2, "--json", cwd=checkout, env=env)
+        assert done.returncode == 0, done.stderr
+        assert (json.loads(done.stdout)["image"], get(url)) == (v2, (200, "v2"))
+
+        done = _conveyor("history", str(spec), "--json", cwd=tmp_path, env=env)
+        assert done.returncode == 0, done.stderr
+        assert [(r["image"], r["result"]) for r in json.loads(done.stdout)] == [
+            (v2, "success"),
+            (v1, "success"),
+        ]
+    finally:
+        remove_deploy(docker_client, name, volumes=True)

@@ -125,3 +125,29 @@ def test_a_directory_without_specs_is_reported(tmp_path: Path) -> None:
 def test_a_missing_file_is_reported(tmp_path: Path) -> None:
     _, issues = check_paths([tmp_path / "nope.yml"])
     assert [i.message for i in issues] == ["file not found"]
+
+
+@pytest.mark.parametrize(
+    "jenkins",
+    ["", "jenkins:\n", "jenkins: {agent: {docker: dind}}\n"],
+    ids=["no-section", "empty-section", "section-without-job"],
+)
+def test_jenkins_job_defaults_to_the_project_path(tmp_path: Path, jenkins: str) -> None:
+    spec = write(
+        tmp_path / "app.yml",
+        "apiVersion: conveyor/v1\nproject: demo/sub/app\n"
+        + jenkins
+        + "stages:\n  - {name: ship, deploy: {image: busybox:latest, strategy: recreate}}\n",
+    ).resolve()
+    loaded = load_spec(spec)
+    assert loaded.spec.jenkins.job == "demo/sub/app"
+    assert loaded.spec.jenkins.agent.docker == ("dind" if "dind" in jenkins else "socket")
+
+
+def test_without_a_project_only_the_project_is_reported(tmp_path: Path) -> None:
+    spec = write(
+        tmp_path / "app.yml", "apiVersion: conveyor/v1\nstages:\n  - {name: a, run: [x]}\n"
+    )
+    with pytest.raises(SpecError) as info:
+        load_spec(spec)
+    assert [i.path for i in info.value.issues] == ["project"]

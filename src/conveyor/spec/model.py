@@ -189,7 +189,9 @@ class JobOptions(_Model):
 class Jenkins(_Model):
     """The Jenkins pipeline job generated for this project."""
 
-    job: NonEmpty = Field(description="Folders and job name, e.g. `demo/hello-web`.")
+    job: NonEmpty = Field(
+        description="Folders and job name, e.g. `demo/hello-web`; default: the project path."
+    )
     agent: Agent = Field(default_factory=Agent, description="Where stages run.")
     parameters: list[Parameter] = Field(
         default_factory=list, description="Build parameters (Jenkinsfile and config.xml)."
@@ -550,7 +552,10 @@ class Spec(_Model):
     ]
     description: str = ""
     triggers: Triggers = Field(default_factory=lambda: Triggers(push=PushTrigger()))
-    jenkins: Jenkins
+    jenkins: Jenkins = Field(
+        description="The Jenkins job; optional for specs used only with `conveyor run`, `deploy` "
+        "or the receiver's local dispatch (then all defaults, `job` the project path)."
+    )
     webhook: Webhook = Field(default_factory=Webhook)
     environment: dict[EnvName, str] = Field(default_factory=dict)
     secrets: dict[EnvName, NonEmpty] = Field(
@@ -562,11 +567,17 @@ class Spec(_Model):
 
     @model_validator(mode="before")
     @classmethod
-    def _default_deploy_names(cls, data: Any) -> Any:
-        """``deploy.name`` defaults to the project's last path segment, so templates need none."""
-        if not isinstance(data, dict) or not isinstance(data.get("project"), str):
+    def _defaults_from_project(cls, data: Any) -> Any:
+        """``jenkins.job`` defaults to the project path (a spec for ``conveyor run`` or ``deploy`` needs
+        no ``jenkins`` section) and ``deploy.name`` to the project's last path segment, so templates
+        need neither."""
+        if not isinstance(data, dict):
             return data
-        default = re.sub(r"[^a-z0-9_-]+", "-", data["project"].rsplit("/", 1)[-1].lower())
+        project = data.get("project")
+        data = {**data, "jenkins": _default_job(data.get("jenkins"), project)}
+        if not isinstance(project, str):
+            return data
+        default = re.sub(r"[^a-z0-9_-]+", "-", project.rsplit("/", 1)[-1].lower())
         default = default.strip("-_")[:48] or "app"
 
         def fill(stages: Any) -> Any:
@@ -625,6 +636,16 @@ class Spec(_Model):
             if stage.push is not None:
                 return stage.push.registry
         return None
+
+
+def _default_job(jenkins: Any, project: Any) -> Any:
+    """The ``jenkins`` section with ``job`` filled in from ``project`` when absent. Without a usable
+    project the spec fails on ``project`` alone; the stand-in job only keeps that the one error."""
+    if jenkins is None:
+        jenkins = {}
+    if not isinstance(jenkins, dict) or "job" in jenkins:
+        return jenkins
+    return {**jenkins, "job": project if isinstance(project, str) else "project"}
 
 
 Stage.model_rebuild()

@@ -9,11 +9,15 @@ from conveyor.spec.model import API_VERSION, Spec
 
 def spec_json_schema() -> dict[str, Any]:
     schema = Spec.model_json_schema(by_alias=True, mode="validation")
-    # deploy.name is filled in from the project when absent (see Spec._default_deploy_names).
-    deploy = schema["$defs"]["Deploy"]
-    deploy["required"] = [r for r in deploy.get("required", []) if r != "name"]
-    if not deploy["required"]:
-        del deploy["required"]
+    # filled in from the project when absent (see Spec._defaults_from_project)
+    for model, key in (
+        (schema, "jenkins"),
+        (schema["$defs"]["Jenkins"], "job"),
+        (schema["$defs"]["Deploy"], "name"),
+    ):
+        model["required"] = [r for r in model.get("required", []) if r != key]
+        if not model["required"]:
+            del model["required"]
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = f"https://conveyor.dev/schema/{API_VERSION}.json"
     schema["title"] = "conveyor pipeline spec"
