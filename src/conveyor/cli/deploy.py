@@ -1,7 +1,8 @@
 """``conveyor deploy SPEC``: run a stage's image as a service (thin over :mod:`conveyor.docker.deploy`).
 
 The image is ``--image``, else the deploy block's ``image``, else the first tag the spec builds, with
-``{sha} {branch} {tag}`` ... taken from git in ``--workdir``. The engine is ``--engine``, else
+``{sha} {branch} {tag}`` ... taken from git in ``--workdir`` (:mod:`conveyor.docker.deploy.stage`, the
+same answer the runner's deploy stages get). The engine is ``--engine``, else
 ``CONVEYOR_DEPLOY_HOST``, else the spec's ``deploy.engine``, else the host's
 (:mod:`conveyor.docker.deploy.engine`). Every deploy is recorded on that engine for ``conveyor history``
 and ``conveyor rollback``, which therefore work from any machine or agent container that reaches it.
@@ -19,58 +20,9 @@ from rich.markup import escape
 
 from conveyor.cli.options import state_dir, state_option
 from conveyor.cli.output import console, err_console, print_json
-from conveyor.docker.build import find_stage
-from conveyor.docker.deploy import DeployRequest, DeployResult, deploy, deploy_engine
-from conveyor.docker.gitfacts import git_facts
-from conveyor.docker.images import expand, placeholder_values
-from conveyor.errors import ConfigError, HealthCheckError
-from conveyor.spec.load import load_spec
-
-
-def deploy_request(
-    spec_path: Path,
-    stage_name: str | None,
-    *,
-    image: str | None,
-    workdir: Path,
-    state: Path | None,
-    engine: str | None = None,
-    need_image: bool = True,
-) -> DeployRequest:
-    """The request for the spec's deploy stage ``stage_name`` (default: the first deploy stage).
-
-    ``need_image=False`` (rollback, history: the image comes from the history) skips resolving it.
-    """
-    loaded = load_spec(spec_path)
-    stage = find_stage(loaded.spec, stage_name, "deploy")
-    assert stage.deploy is not None  # find_stage(kind="deploy") guarantees it
-    template = (image or stage.deploy.image) if need_image else ""
-    if need_image and template is None:
-        built = [s.build.tags[0] for s in loaded.spec.all_stages() if s.build is not None]
-        if not built:
-            raise ConfigError(
-                f"stage {stage.name!r} names no image and the spec builds none",
-                hint="give deploy.image in the spec or --image REF",
-            )
-        template = built[0]
-    if template and "{" in template:
-        facts = git_facts(workdir)
-        template = expand(
-            template,
-            placeholder_values(facts, project=loaded.spec.project, registry=loaded.spec.registry),
-        )
-    return DeployRequest(
-        deploy=stage.deploy,
-        image=template or "",
-        project=loaded.spec.project,
-        spec_file=str(loaded.path),
-        workdir=workdir.resolve(),
-        state_dir=state_dir(state),
-        stage=stage.name,
-        engine=deploy_engine(
-            stage.deploy, agent_docker=loaded.spec.jenkins.agent.docker, override=engine
-        ),
-    )
+from conveyor.docker.deploy import DeployResult, deploy
+from conveyor.docker.deploy.stage import request_from_file
+from conveyor.errors import HealthCheckError
 
 
 def result_json(result: DeployResult, seconds: float) -> dict[str, object]:
@@ -157,8 +109,8 @@ def command(
     A new version that never becomes healthy is removed (the old one keeps serving); the health log is
     printed and the exit status is 1.
     """
-    request = deploy_request(
-        spec, stage_name, image=image, workdir=workdir, state=state, engine=engine
+    request = request_from_file(
+        spec, stage_name, image=image, workdir=workdir, state_dir=state_dir(state), engine=engine
     )
     start = time.monotonic()
     try:

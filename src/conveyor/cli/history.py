@@ -9,9 +9,11 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from conveyor.cli.deploy import STATE_OPTION, deploy_request, engine_option
+from conveyor.cli.deploy import STATE_OPTION, engine_option
+from conveyor.cli.options import state_dir
 from conveyor.cli.output import console, print_json
 from conveyor.docker.deploy import history_of
+from conveyor.docker.deploy.stage import request_from_file
 
 
 @click.command()
@@ -30,12 +32,11 @@ def command(
     as_json: bool,
 ) -> None:
     """List the deploys and rollbacks of a spec: image, digest, time, result."""
-    request = deploy_request(
+    request = request_from_file(
         spec,
         stage_name,
-        image=None,
         workdir=Path("."),
-        state=state,
+        state_dir=state_dir(state),
         engine=engine,
         need_image=False,
     )

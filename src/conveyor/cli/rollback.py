@@ -15,12 +15,13 @@ import click
 from conveyor.cli.deploy import (
     STATE_OPTION,
     WORKDIR_HELP,
-    deploy_request,
     engine_option,
     report,
     report_health_failure,
 )
+from conveyor.cli.options import state_dir
 from conveyor.docker.deploy import rollback
+from conveyor.docker.deploy.stage import request_from_file
 from conveyor.errors import HealthCheckError
 
 
@@ -46,12 +47,11 @@ def command(
     as_json: bool,
 ) -> None:
     """Roll a deploy back to its previous successful image."""
-    request = deploy_request(
+    request = request_from_file(
         spec,
         stage_name,
-        image=None,
         workdir=workdir,
-        state=state,
+        state_dir=state_dir(state),
         engine=engine,
         need_image=False,
     )

@@ -112,6 +112,22 @@ def find_stage(spec: Spec, name: str | None, kind: str = "build") -> Stage:
     return stages[0]
 
 
+def _registry(spec: Spec, stage: Stage) -> str | None:
+    return stage.push.registry if stage.push else spec.registry
+
+
+def build_tags(
+    spec: Spec, stage: Stage, facts: GitFacts, *, build_number: str = ""
+) -> tuple[str, ...]:
+    """The image references the build stage ``stage`` tags, placeholders expanded. Pure."""
+    if stage.build is None:
+        raise ConfigError(f"stage {stage.name!r} has no build")
+    values = placeholder_values(
+        facts, project=spec.project, registry=_registry(spec, stage), build_number=build_number
+    )
+    return expand_tags(list(stage.build.tags), values)
+
+
 def plan_build(
     spec: Spec,
     stage: Stage,
@@ -125,11 +141,11 @@ def plan_build(
     if stage.build is None:
         raise ConfigError(f"stage {stage.name!r} has no build")
     build = stage.build
-    registry = stage.push.registry if stage.push else spec.registry
+    registry = _registry(spec, stage)
     values = placeholder_values(
         facts, project=spec.project, registry=registry, build_number=build_number
     )
-    tags = expand_tags(list(build.tags), values)
+    tags = build_tags(spec, stage, facts, build_number=build_number)
     labels = {**oci_labels(facts, project=spec.project, created=created)}
     labels.update({k: expand(v, values) for k, v in build.labels.items()})
     first = parse_ref(tags[0])

@@ -15,11 +15,11 @@ from typing import Any
 
 from conveyor.docker.build import BuildEvent, build_image, plan_build
 from conveyor.docker.credentials import find_auth
-from conveyor.docker.deploy import DeployRequest, deploy, deploy_engine
+from conveyor.docker.deploy import deploy
+from conveyor.docker.deploy.stage import deploy_image, stage_request
 from conveyor.docker.gitfacts import GitFacts, public_url
-from conveyor.docker.images import expand_tags, parse_ref, placeholder_values
+from conveyor.docker.images import parse_ref
 from conveyor.docker.push import PushEvent, push_tags
-from conveyor.errors import RunnerError
 from conveyor.spec.model import Spec, Stage
 
 
@@ -97,53 +97,24 @@ def build_stage(work: StageWork, stage: Stage, client: Any) -> tuple[str, ...]:
     return request.tags
 
 
-def deploy_image(work: StageWork, stage: Stage) -> str:
-    """The image a deploy stage runs: its ``image`` (expanded), else the first build stage's first tag."""
-    assert stage.deploy is not None
-    if stage.deploy.image is not None:
-        values = placeholder_values(
-            facts_of(work.env),
-            project=work.spec.project,
-            registry=work.spec.registry,
-            build_number=str(work.number),
-        )
-        return expand_tags([stage.deploy.image], values)[0]
-    for candidate in work.spec.all_stages():
-        if candidate.build is not None:
-            request = plan_build(
-                work.spec,
-                candidate,
-                facts_of(work.env),
-                work.workdir,
-                build_number=str(work.number),
-            )
-            return request.tags[0]
-    raise RunnerError(
-        f"deploy stage {stage.name!r} names no image and the spec builds none",
-        hint="set deploy.image",
-    )
-
-
 def deploy_stage(work: StageWork, stage: Stage, client: Any) -> None:
     """Deploy the stage's service and wait until it is healthy."""
     assert stage.deploy is not None
-    image = deploy_image(work, stage)
+    image = deploy_image(
+        work.spec, stage, lambda: facts_of(work.env), build_number=str(work.number)
+    )
     work.log(
         f"deploying {image} as {stage.deploy.name} ({stage.deploy.target}, {stage.deploy.strategy})"
     )
-    request = DeployRequest(
-        deploy=stage.deploy,
+    request = stage_request(
+        work.spec,
+        stage,
         image=image,
-        project=work.spec.project,
         spec_file=work.spec_file,
         workdir=work.workdir,
         state_dir=work.state_dir,
-        stage=stage.name,
-        engine=deploy_engine(
-            stage.deploy,
-            agent_docker="socket" if work.environment_engine else work.spec.jenkins.agent.docker,
-            environ=work.environ,
-        ),
+        agent_docker="socket" if work.environment_engine else None,
+        environ=work.environ,
     )
     # The deploy's own long-lived engine, never ``client`` (a DinD stage's daemon dies with the stage).
     result = deploy(request)
