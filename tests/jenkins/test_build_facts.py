@@ -19,8 +19,8 @@ from typing import Any
 
 import jenkins
 import pytest
+from pydantic import ValidationError
 
-from conveyor.errors import RenderError
 from conveyor.jenkins import groovy
 from conveyor.jenkins.jenkinsfile import job_parameters
 from conveyor.jenkins.render import render
@@ -193,5 +193,6 @@ def test_explicit_lightweight_with_the_receiver_is_refused() -> None:
         definition="scm",
         scm={"url": "https://gitlab.example.com/demo/app.git", "lightweight": True},
     )
-    with pytest.raises(RenderError, match="lightweight"):
-        render(spec_of(data))
+    with pytest.raises(ValidationError, match="lightweight") as info:
+        spec_of(data)
+    assert info.value.errors()[0]["loc"] == ("jenkins", "scm", "lightweight")

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from conveyor.errors import RenderError
 from conveyor.jenkins.config_xml import GITLAB_TRIGGER, managed_project, marker
 from conveyor.jenkins.jenkinsfile import (
     PREPARE_STAGE,
@@ -29,7 +29,7 @@ from conveyor.jenkins.jenkinsfile import (
 from conveyor.jenkins.render import render
 from conveyor.pipeline.match import patterns_to_regex
 from conveyor.runner.plan import POST_ORDER
-from conveyor.spec.load import load_spec
+from conveyor.spec.load import format_loc, load_spec
 from tests.groovy.declarative import (
     check_jenkinsfile,
     const_arg,
@@ -97,6 +97,10 @@ def hostile(*, xml_safe: bool, max_size: int = 12) -> st.SearchStrategy[str]:
 
 ANY = hostile(xml_safe=False)
 XML_SAFE = hostile(xml_safe=True)
+# image references and registry hosts are validated as such (conveyor.spec.rules): no hostile text there
+IMAGES = st.sampled_from(
+    ["conveyor-agent:1", "localhost:5000/team/agent:2.0-x", "busybox@sha256:" + "a" * 64]
+)
 
 
 @st.composite
@@ -119,7 +123,7 @@ def hostile_specs(draw: st.DrawFn) -> dict[str, Any]:
         "jenkins": {
             "job": "demo/app",
             "connection": draw(XML_SAFE),
-            "agent": {"image": draw(ANY), "args": [draw(ANY)]},
+            "agent": {"image": draw(IMAGES), "args": [draw(ANY)]},
             "parameters": [
                 {
                     "name": "S",
@@ -138,7 +142,7 @@ def hostile_specs(draw: st.DrawFn) -> dict[str, Any]:
         "stages": [
             {
                 "name": names[0],
-                "image": draw(ANY),
+                "image": draw(IMAGES),
                 "run": [draw(ANY), draw(ANY)],
                 "environment": {"LOCAL": draw(ANY)},
                 "secrets": {"STAGE_SECRET": draw(ANY)},
@@ -148,7 +152,7 @@ def hostile_specs(draw: st.DrawFn) -> dict[str, Any]:
             {
                 "name": names[1],
                 "build": {},
-                "push": {"registry": draw(ANY), "credentials": draw(ANY)},
+                "push": {"registry": "registry.example.com:5000", "credentials": draw(ANY)},
             },
             {"name": names[2], "deploy": {"name": "app", "strategy": "recreate"}},
             {"name": names[3], "run": [draw(ANY)]},
@@ -321,9 +325,11 @@ def test_characters_xml_cannot_carry_are_rejected(char: str, field: str, place: 
         "stages": [{"name": "t", "run": ["true"]}],
     }
     place(data, char)
-    with pytest.raises(RenderError) as info:
-        render(spec_of(data))
-    assert field in info.value.message and f"U+{ord(char):04X}" in info.value.message
+    # validation refuses it at the field (conveyor.spec.rules), so render never sees it
+    with pytest.raises(ValidationError) as info:
+        spec_of(data)
+    (error,) = info.value.errors()
+    assert format_loc(error["loc"]) == field and f"U+{ord(char):04X}" in error["msg"]
 
 
 def test_control_characters_are_fine_where_only_groovy_sees_them(

@@ -16,8 +16,8 @@ from typing import Any
 
 import jenkins
 import pytest
+from pydantic import ValidationError
 
-from conveyor.errors import RenderError
 from conveyor.gitlab.events import parse_event
 from conveyor.jenkins.render import render
 from conveyor.receiver.routing import Route, Router
@@ -222,9 +222,11 @@ def test_triggers_gitlab_plugin_cannot_express_are_refused(
         "jenkins": {"job": "parity"},
         "stages": [{"name": "t", "run": ["true"]}],
     }
-    with pytest.raises(RenderError, match="gitlab-plugin cannot express") as info:
-        render(spec_of(data))
+    # the model refuses it (so render never sees it), at webhook.target
+    with pytest.raises(ValidationError, match="gitlab-plugin cannot express") as info:
+        spec_of(data)
     assert message in str(info.value)
+    assert info.value.errors()[0]["loc"] == ("webhook", "target")
     # the receiver applies the same spec exactly: nothing to refuse there
     data["webhook"] = {"target": "receiver"}
     render(spec_of(data))

@@ -26,6 +26,7 @@ stages:
       name: app-prod
       target: docker
       strategy: recreate
+      image: registry.example.com/demo/app:1
 """
 
 API_SPEC = """\
@@ -41,6 +42,7 @@ stages:
       name: app-prod
       target: docker
       strategy: recreate
+      image: registry.example.com/demo/app:1
 """
 
 

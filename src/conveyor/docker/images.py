@@ -63,6 +63,11 @@ def parse_ref(reference: str) -> ImageRef:
     return ImageRef(registry=host, repository=path, tag=tag)
 
 
+def is_reference(text: str) -> bool:
+    """Is ``text`` an image reference ``docker run`` takes (``[registry/]path[:tag][@digest]``)?"""
+    return _REFERENCE.match(text) is not None
+
+
 def tag_safe(value: str) -> str:
     """``value`` as a legal tag fragment: other characters become ``-``; at most 128 characters."""
     return _TAG_BAD.sub("-", value)[:128]

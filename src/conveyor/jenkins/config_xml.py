@@ -207,17 +207,9 @@ def _definition(root: xml.Element, spec: Spec, script: str, clone_url: str | Non
 def _lightweight(spec: Spec) -> bool:
     """A lightweight checkout fetches ``refs/heads/<name>`` (GitSCMFileSystem.java:405-409) and cannot
     read the Jenkinsfile of a commit given by its SHA-1, which receiver-triggered builds pass as
-    ``CONVEYOR_REVISION``: off for those jobs (an explicit ``true`` is an error)."""
-    scm = spec.jenkins.scm
-    if spec.webhook.target != "receiver":
-        return scm.lightweight
-    if scm.lightweight and "lightweight" in scm.model_fields_set:
-        raise RenderError(
-            f"{spec.project}: jenkins.scm.lightweight cannot be true with webhook.target: receiver",
-            hint="a lightweight checkout reads a branch head, not the event's commit; remove "
-            "jenkins.scm.lightweight (or set it false), or use webhook.target: jenkins",
-        )
-    return False
+    ``CONVEYOR_REVISION``: off for those jobs (an explicit ``true`` there is refused by validation,
+    :mod:`conveyor.spec.rules`)."""
+    return spec.jenkins.scm.lightweight if spec.webhook.target != "receiver" else False
 
 
 def _bool(flag: bool) -> str:
@@ -228,16 +220,8 @@ def render_config_xml(
     spec: Spec, jenkinsfile: str, *, trigger_token: str | None = None, clone_url: str | None = None
 ) -> str:
     """The job's config.xml. ``jenkinsfile`` is inlined for ``definition: inline``; ``trigger_token``
-    (a secret) becomes the GitLab trigger's ``secretToken`` only when given."""
-    if spec.webhook.target == "jenkins":
-        problems = gitlab_trigger.inexpressible(spec.triggers)
-        if problems:
-            raise RenderError(
-                f"{spec.project}: with webhook.target: jenkins, gitlab-plugin cannot express "
-                + "; ".join(problems),
-                hint="change the triggers as named, or use webhook.target: receiver (conveyor's "
-                "receiver applies the spec's triggers exactly)",
-            )
+    (a secret) becomes the GitLab trigger's ``secretToken`` only when given. Triggers gitlab-plugin
+    cannot express with ``webhook.target: jenkins`` never get here (:mod:`conveyor.spec.rules`)."""
     # No <actions>: POST config.xml unmarshals onto the job (AbstractItem.java:938), so Jenkins keeps
     # the actions a Declarative run saved; an empty <actions/> would wipe them.
     root = xml.Element("flow-definition", attrs={"plugin": "workflow-job"})

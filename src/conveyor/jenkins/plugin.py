@@ -29,17 +29,6 @@ def conveyor_render_files(spec: Spec) -> list[File]:
 
 
 @hookimpl
-def conveyor_spec_checks(spec: Spec) -> list[str]:
-    """With ``webhook.target: jenkins``, what gitlab-plugin's trigger cannot express (the renderer
-    refuses it too; ``validate`` says it first)."""
-    from conveyor.jenkins.gitlab_trigger import inexpressible
-
-    if spec.webhook.target != "jenkins":
-        return []
-    return [f"webhook.target: jenkins: {problem}" for problem in inexpressible(spec.triggers)]
-
-
-@hookimpl
 def conveyor_dispatchers() -> Mapping[str, DispatcherFactory]:
     from conveyor.jenkins.dispatcher import JenkinsDispatcher
 

@@ -8,7 +8,9 @@ from conveyor.errors import RenderError
 from conveyor.jenkins import xml
 from conveyor.jenkins.config_xml import render_config_xml
 from conveyor.jenkins.jenkinsfile import render_jenkinsfile
+from conveyor.spec.load import format_loc
 from conveyor.spec.model import Spec
+from conveyor.spec.rules import xml_fields
 
 
 @dataclass(frozen=True)
@@ -60,22 +62,7 @@ def render(
 
 def _xml_field(spec: Spec, char: str) -> str | None:
     """The spec field holding ``char`` among those written to config.xml (secrets are never named)."""
-    candidates: list[tuple[str, str | None]] = [
-        ("jenkins.description", spec.jenkins.description),
-        ("description", spec.description),
-        ("jenkins.connection", spec.jenkins.connection),
-        ("jenkins.scm.url", spec.jenkins.scm.url),
-        ("jenkins.scm.credentials", spec.jenkins.scm.credentials),
-        ("jenkins.scm.branch", spec.jenkins.scm.branch),
-        ("jenkins.scm.script_path", spec.jenkins.scm.script_path),
-    ]
-    for i, p in enumerate(spec.jenkins.parameters):
-        base = f"jenkins.parameters[{i}]"
-        candidates.append((f"{base}.description", p.description))
-        if isinstance(p.default, str):
-            candidates.append((f"{base}.default", p.default))
-        candidates.extend((f"{base}.choices[{j}]", c) for j, c in enumerate(p.choices or []))
-    for name, value in candidates:
-        if value is not None and char in value:
-            return name
+    for loc, value in xml_fields(spec):
+        if char in value:
+            return format_loc(loc)
     return None

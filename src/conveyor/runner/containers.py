@@ -24,24 +24,12 @@ from dataclasses import dataclass
 from conveyor.errors import RunnerError
 from conveyor.spec.model import Agent, Stage
 
+# passed by value on the command line; no secret has such a name (validation)
+from conveyor.spec.rules import CLI_VARIABLES as CLI_VARIABLES
+
 WORKSPACE = "/workspace"
 DOCKER_SOCKET = "/var/run/docker.sock"
 SOCKET_MOUNT = f"{DOCKER_SOCKET}:{DOCKER_SOCKET}"
-
-# Variables the docker CLI itself reads: a container value for them goes on the command line
-# (``-e NAME=VALUE``) so the CLI keeps talking to the engine it was told to.
-CLI_VARIABLES = frozenset(
-    {
-        "DOCKER_HOST",
-        "DOCKER_CONFIG",
-        "DOCKER_CONTEXT",
-        "DOCKER_CERT_PATH",
-        "DOCKER_TLS_VERIFY",
-        "DOCKER_API_VERSION",
-        "HOME",
-        "PATH",
-    }
-)
 
 
 @dataclass(frozen=True)

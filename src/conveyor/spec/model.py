@@ -14,7 +14,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from conveyor.pipeline.context import TRIGGER_PARAMETERS
 from conveyor.spec import kubernetes as _kubernetes
@@ -619,6 +627,28 @@ class Spec(_Model):
                         f"stage {stage.name!r}: when.parameter {name!r} compares a {param.type} "
                         f"parameter with {wanted!r}"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _rules(self) -> Spec:
+        """The rules across fields (:mod:`conveyor.spec.rules`), each located at its data path."""
+        from conveyor.spec.rules import problems
+
+        found = problems(self)
+        if found:
+            raise ValidationError.from_exception_data(
+                "Spec",
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError(
+                            "spec_rule", "{message}", {"message": p.message, "at_key": p.key}
+                        ),
+                        loc=p.loc,
+                        input=None,
+                    )
+                    for p in found
+                ],
+            )
         return self
 
     def all_stages(self) -> list[Stage]:

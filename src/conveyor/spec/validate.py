@@ -134,6 +134,8 @@ def issues_from_validation(
     for err in exc.errors(include_url=False):
         loc = _data_loc(tuple(err["loc"]), data)
         message, at_key = _message(err, loc)
+        if err["type"] == "spec_rule":  # conveyor.spec.rules: may point at the key
+            at_key = bool(err.get("ctx", {}).get("at_key")) and loc == tuple(err["loc"])
         if err["type"] == "missing":
             anchor: Loc = loc[:-1]
             grouped.setdefault(((*anchor, str(loc[-1]) if loc else ""), False), []).append(message)
@@ -151,8 +153,9 @@ def issues_from_validation(
 
 
 def structural_issues(data: dict[str, Any], position: PositionOf) -> list[SpecIssue]:
-    """Checks that need positions the model cannot give: duplicate stage names, undeclared
-    ``when.parameter`` names, stages needing an engine under ``docker: none``."""
+    """Checks made on the raw data, so they are reported even when the model fails elsewhere:
+    duplicate stage names, undeclared ``when.parameter`` names. (The rules across fields are
+    :mod:`conveyor.spec.rules`, run by the model with their data paths.)"""
     issues: list[SpecIssue] = []
     stages = data.get("stages")
     if not isinstance(stages, list):
@@ -218,51 +221,4 @@ def structural_issues(data: dict[str, Any], position: PositionOf) -> list[SpecIs
                 check_params(stage["parallel"], (*base, i, "parallel"))
 
     check_params(stages, ("stages",))
-    issues.extend(_engine_issues(data, stages, position))
-    return issues
-
-
-# What a stage key needs a Docker engine for (``docker: none`` has none: issue 11 item 9).
-_NEEDS_ENGINE = {
-    "image": "its own image",
-    "cache": "cache volumes",
-    "build": "an image build",
-    "deploy": "a deploy",
-}
-
-
-def _engine_issues(
-    data: dict[str, Any], stages: list[Any], position: PositionOf
-) -> list[SpecIssue]:
-    """``jenkins.agent.docker: none`` with a stage that needs an engine: one issue per stage key."""
-    jenkins = data.get("jenkins")
-    agent = jenkins.get("agent") if isinstance(jenkins, dict) else None
-    if not isinstance(agent, dict) or agent.get("docker") != "none":
-        return []
-    issues: list[SpecIssue] = []
-
-    def visit(items: list[Any], base: Loc) -> None:
-        for i, stage in enumerate(items):
-            if not isinstance(stage, dict):
-                continue
-            for key, what in _NEEDS_ENGINE.items():
-                if stage.get(key) in (None, []):
-                    continue
-                loc = (*base, i, key)
-                p = position(loc, key=True)
-                issues.append(
-                    SpecIssue(
-                        p.file,
-                        p.line,
-                        p.column,
-                        _fmt(loc),
-                        f"stage {stage.get('name')!r} needs a Docker engine for {what}, but "
-                        "jenkins.agent.docker is 'none' (set it to socket or dind, or drop "
-                        f"`{key}`)",
-                    )
-                )
-            if isinstance(stage.get("parallel"), list):
-                visit(stage["parallel"], (*base, i, "parallel"))
-
-    visit(stages, ("stages",))
     return issues
