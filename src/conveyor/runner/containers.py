@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 from conveyor.errors import RunnerError
 from conveyor.spec.model import Agent, Stage
-
-# passed by value on the command line; no secret has such a name (validation)
-from conveyor.spec.rules import CLI_VARIABLES as CLI_VARIABLES
+from conveyor.spec.rules import (
+    CLI_VARIABLES as CLI_VARIABLES,  # passed by value (no secret has one)
+)
 
 WORKSPACE = "/workspace"
 DOCKER_SOCKET = "/var/run/docker.sock"
