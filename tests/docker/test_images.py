@@ -175,7 +175,7 @@ def test_rich_build_progress_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> N
     from rich.console import Console
 
     import conveyor.cli.build as cli_build
-    from conveyor.docker.build import BuildEvent
+    from conveyor.docker.build import BuildEvent, progress_line
 
     screen = io.StringIO()
     monkeypatch.setattr(
@@ -192,10 +192,7 @@ def test_rich_build_progress_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> N
     assert "cache: pulled reg/app:main" in text
     assert "step 2/2 cached" in text
     assert "2/2" in text
-    assert (
-        cli_build.plain_build_line(BuildEvent("step", 3, 9, "COPY . /app"))
-        == "Step 3/9 : COPY . /app"
-    )
+    assert progress_line(BuildEvent("step", 3, 9, "COPY . /app")) == "Step 3/9 : COPY . /app"
 
 
 def test_git_facts_in_a_detached_jenkins_checkout_use_the_build_variables(tmp_path: Path) -> None:
@@ -209,3 +206,12 @@ def test_git_facts_in_a_detached_jenkins_checkout_use_the_build_variables(tmp_pa
     facts = git_facts(repo, environ=tag_push)
     assert (facts.branch, facts.tag) == ("", "v2.0.1")
     assert git_facts(repo, environ={}).branch == ""
+
+
+def test_push_progress_is_one_plain_line_per_status_change() -> None:
+    """One rendering of push progress for the runner's stage log and ``conveyor push`` in a pipe."""
+    from conveyor.docker.push import PushEvent, progress_line
+
+    assert progress_line(PushEvent("note", "", "", "logged in")) == "conveyor: logged in"
+    assert progress_line(PushEvent("layer", "r/a:1", "abc", "Pushing", 5, 10)) is None
+    assert progress_line(PushEvent("layer", "r/a:1", "abc", "Pushed")) == "r/a:1 abc: Pushed"

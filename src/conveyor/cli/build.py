@@ -17,22 +17,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from conveyor.cli.options import checkout_options
 from conveyor.cli.output import console, err_console, print_json
-from conveyor.docker.build import BuildEvent, BuildResult, build_image, find_stage, plan_build
+from conveyor.docker.build import (
+    BuildEvent,
+    BuildResult,
+    build_image,
+    find_stage,
+    plan_build,
+    progress_line,
+)
 from conveyor.docker.engine import connect
 from conveyor.docker.gitfacts import git_facts
 from conveyor.errors import BuildError
 from conveyor.spec.load import load_spec
-
-
-def plain_build_line(event: BuildEvent) -> str:
-    """One line of plain progress for ``event`` (what a log file or Jenkins console shows)."""
-    if event.kind == "step":
-        return f"Step {event.step}/{event.total} : {event.text}"
-    if event.kind == "cached":
-        return "  ---> Using cache"
-    if event.kind == "note":
-        return f"conveyor: {event.text}"
-    return f"  {event.text}"
 
 
 @contextmanager
@@ -45,7 +41,7 @@ def build_progress(as_json: bool) -> Iterator[Callable[[BuildEvent], None]]:
     if not err_console.is_terminal:
 
         def plain(event: BuildEvent) -> None:
-            print(plain_build_line(event), file=sys.stderr, flush=True)
+            print(progress_line(event), file=sys.stderr, flush=True)
 
         yield plain
         return

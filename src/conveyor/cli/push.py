@@ -21,17 +21,8 @@ from conveyor.cli.output import console, err_console, print_json
 from conveyor.docker.build import find_stage, plan_build
 from conveyor.docker.engine import connect
 from conveyor.docker.gitfacts import git_facts
-from conveyor.docker.push import PushEvent, push_tags
+from conveyor.docker.push import PushEvent, progress_line, push_tags
 from conveyor.spec.load import load_spec
-
-
-def plain_push_line(event: PushEvent) -> str | None:
-    """A plain progress line for ``event``; byte-level "Pushing" updates are left out."""
-    if event.kind == "note":
-        return f"conveyor: {event.status}"
-    if event.status == "Pushing":
-        return None
-    return f"{event.layer}: {event.status}" if event.layer else event.status
 
 
 @contextmanager
@@ -42,7 +33,7 @@ def push_progress(as_json: bool) -> Iterator[Callable[[PushEvent], None]]:
     if not err_console.is_terminal:
 
         def plain(event: PushEvent) -> None:
-            line = plain_push_line(event)
+            line = progress_line(event)
             if line is not None:
                 print(line, file=sys.stderr, flush=True)
 

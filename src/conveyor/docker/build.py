@@ -68,6 +68,18 @@ class BuildEvent:
 BuildCallback = Callable[[BuildEvent], None]
 
 
+def progress_line(event: BuildEvent) -> str:
+    """``event`` as one plain line: what a log, a Jenkins console or a pipe shows (the runner's stage
+    log and ``conveyor build`` without a terminal print these)."""
+    if event.kind == "step":
+        return f"Step {event.step}/{event.total} : {event.text}"
+    if event.kind == "cached":
+        return "  ---> Using cache"
+    if event.kind == "note":
+        return f"conveyor: {event.text}"
+    return f"  {event.text}"
+
+
 @dataclass(frozen=True)
 class BuildRequest:
     """Everything one build needs, placeholders already expanded."""

@@ -38,6 +38,16 @@ class PushEvent:
 PushCallback = Callable[[PushEvent], None]
 
 
+def progress_line(event: PushEvent) -> str | None:
+    """``event`` as one plain line (the runner's stage log, ``conveyor push`` without a terminal);
+    None for the byte counts of a layer being pushed."""
+    if event.kind == "note":
+        return f"conveyor: {event.status}"
+    if event.status == "Pushing":
+        return None
+    return f"{event.tag} {event.layer}: {event.status}" if event.layer else event.status
+
+
 @dataclass(frozen=True)
 class PushedTag:
     reference: str

@@ -11,16 +11,20 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from conveyor.docker.build import BuildEvent, build_image, plan_build
+from conveyor.docker.build import build_image, plan_build
+from conveyor.docker.build import progress_line as build_line
 from conveyor.docker.credentials import find_auth
 from conveyor.docker.deploy import deploy
 from conveyor.docker.deploy.stage import deploy_image, stage_request
 from conveyor.docker.gitfacts import GitFacts, public_url
 from conveyor.docker.images import parse_ref
-from conveyor.docker.push import PushEvent, push_tags
+from conveyor.docker.push import progress_line as push_line
+from conveyor.docker.push import push_tags
 from conveyor.spec.model import Spec, Stage
+
+E = TypeVar("E")
 
 
 @dataclass(frozen=True)
@@ -51,24 +55,13 @@ def facts_of(env: Mapping[str, str]) -> GitFacts:
     )
 
 
-def _build_event(log: Callable[[str], None]) -> Callable[[BuildEvent], None]:
-    def on_event(event: BuildEvent) -> None:
-        if event.kind == "step":
-            log(f"Step {event.step}/{event.total} : {event.text}")
-        elif event.kind == "cached":
-            log(" ---> Using cache")
-        else:
-            log(event.text)
+def _lines(log: Callable[[str], None], line: Callable[[E], str | None]) -> Callable[[E], None]:
+    """Progress events as plain lines of the stage log (the library's one rendering of them)."""
 
-    return on_event
-
-
-def _push_event(log: Callable[[str], None]) -> Callable[[PushEvent], None]:
-    def on_event(event: PushEvent) -> None:
-        if event.kind == "note":
-            log(event.status)
-        elif event.status in ("Pushed", "Layer already exists"):
-            log(f"{event.tag} {event.layer}: {event.status}")
+    def on_event(event: E) -> None:
+        text = line(event)
+        if text is not None:
+            log(text)
 
     return on_event
 
@@ -79,7 +72,7 @@ def build_stage(work: StageWork, stage: Stage, client: Any) -> tuple[str, ...]:
         work.spec, stage, facts_of(work.env), work.workdir, build_number=str(work.number)
     )
     work.log(f"building {', '.join(request.tags)}")
-    result = build_image(client, request, _build_event(work.log))
+    result = build_image(client, request, _lines(work.log, build_line))
     work.log(
         f"built {result.image_id[:19]} ({result.steps_cached}/{result.steps} steps cached) "
         f"in {result.duration:.1f}s"
@@ -90,7 +83,11 @@ def build_stage(work: StageWork, stage: Stage, client: Any) -> tuple[str, ...]:
         if lookup.note:
             work.log(lookup.note)
         pushed = push_tags(
-            client, request.tags, registry=host, auth=lookup.auth, on_event=_push_event(work.log)
+            client,
+            request.tags,
+            registry=host,
+            auth=lookup.auth,
+            on_event=_lines(work.log, push_line),
         )
         for tag in pushed.pushed:
             work.log(f"pushed {tag.reference}@{tag.digest}")
