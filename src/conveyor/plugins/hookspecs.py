@@ -68,7 +68,7 @@ def conveyor_deploy_targets() -> Mapping[str, Any]:  # type: ignore[empty-body]
     """Deploy targets by name (``docker``, ``compose``, ``swarm``...) -> a deployer object.
 
     The docker plugin provides the built-in ones. A deployer has a ``target`` name and
-    ``deploy(client, request, image, previous_image) -> DeployResult`` (the ``Deployer`` protocol of
+    ``deploy(client, request, image) -> Deployed`` (the ``Deployer`` protocol of
     :mod:`conveyor.docker.deploy`); history, locking and rollback are shared by every target.
     """
 

@@ -2,8 +2,9 @@
 as a Swarm service (``swarm``), record every deploy, and roll back to the last good version.
 
 A deployer (one per target, registered through the ``conveyor_deploy_targets`` plugin hook, see
-:func:`builtin_targets`) has ``target`` and ``deploy(client, request, image, previous_image) ->
-DeployResult`` and raises DeployError / HealthCheckError when the new version does not converge.
+:func:`builtin_targets`) has ``target`` and ``deploy(client, request, image) -> Deployed`` (its strategy,
+endpoints, message and details; the shared fields of the :class:`DeployResult` are filled here, once)
+and raises DeployError / HealthCheckError when the new version does not converge.
 :func:`deploy` and :func:`rollback` wrap any deployer the same way, on the request's engine
 (``request.engine``, chosen by :func:`conveyor.docker.deploy.engine.deploy_engine`: never a DinD stage's
 nested daemon): one deploy per name at a time (a lock on that engine), a ``running`` history record
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import docker
@@ -29,7 +31,7 @@ import docker.errors
 
 from conveyor.docker.credentials import find_auth
 from conveyor.docker.deploy.engine import deploy_engine
-from conveyor.docker.deploy.model import DeployRequest, DeployResult, ImageRef
+from conveyor.docker.deploy.model import Deployed, DeployRequest, DeployResult, ImageRef
 from conveyor.docker.deploy.placement import host_paths
 from conveyor.docker.engine import EngineAddress, docker_errors
 from conveyor.docker.history import DeployHistory
@@ -39,6 +41,7 @@ from conveyor.errors import ConveyorError, DeployError
 __all__ = [
     "DeployRequest",
     "DeployResult",
+    "Deployed",
     "Deployer",
     "EngineAddress",
     "ImageRef",
@@ -59,8 +62,7 @@ class Deployer(Protocol):
         client: docker.DockerClient,
         request: DeployRequest,
         image: ImageRef,
-        previous_image: str | None,
-    ) -> DeployResult: ...
+    ) -> Deployed: ...
 
 
 def builtin_targets() -> Mapping[str, Any]:
@@ -153,10 +155,11 @@ def _run_locked(
     )
     request = replace(request, record=record)
     resolved: ImageRef | None = None
+    started = datetime.now(UTC)
     try:
         resolved = resolve_image(client, image_id or image_ref)
         resolved = replace(resolved, ref=image_ref)
-        result = deployer.deploy(client, request, resolved, previous.image if previous else None)
+        done = deployer.deploy(client, request, resolved)
     except ConveyorError as exc:
         history.finish(
             record,
@@ -169,6 +172,21 @@ def _run_locked(
     except BaseException as exc:
         history.finish(record, "failure", f"interrupted: {type(exc).__name__}: {exc}")
         raise
+    result = DeployResult(
+        name=request.name,
+        target=deployer.target,
+        strategy=done.strategy,
+        action=request.action,
+        image=resolved.ref,
+        image_id=resolved.image_id,
+        digest=resolved.digest,
+        previous_image=previous.image if previous else None,
+        started=started,
+        finished=datetime.now(UTC),
+        endpoints=done.endpoints,
+        message=done.message,
+        details=done.details,
+    )
     history.finish(
         record, "success", result.message, image_id=result.image_id, digest=result.digest
     )

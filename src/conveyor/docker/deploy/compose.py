@@ -25,7 +25,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +34,8 @@ from docker.models.containers import Container
 
 from conveyor.docker.deploy.model import (
     LABEL_PREFIX,
+    Deployed,
     DeployRequest,
-    DeployResult,
     ImageRef,
     resolve_env,
 )
@@ -265,9 +264,7 @@ class ComposeDeployer:
         client: docker.DockerClient,
         request: DeployRequest,
         image: ImageRef,
-        previous_image: str | None,
-    ) -> DeployResult:
-        started = datetime.now(UTC)
+    ) -> Deployed:
         deploy = request.deploy
         mounts = parse_volumes(
             deploy.volumes,
@@ -299,17 +296,8 @@ class ComposeDeployer:
             raise
         store.write_file(COMPOSE_FILE, text.encode())
         app = project_containers(client, request.name, APP_SERVICE)
-        return DeployResult(
-            name=request.name,
-            target=self.target,
+        return Deployed(
             strategy="recreate",
-            action=request.action,
-            image=image.ref,
-            image_id=image.image_id,
-            digest=image.digest,
-            previous_image=previous_image,
-            started=started,
-            finished=datetime.now(UTC),
             endpoints=tuple(
                 f"127.0.0.1:{parse_port(p).host}" for p in deploy.ports if parse_port(p).host
             ),

@@ -16,7 +16,6 @@ Named volumes (``<name>_<volume>``) are never removed by a deploy or rollback.
 from __future__ import annotations
 
 import contextlib
-from datetime import UTC, datetime
 from typing import Any
 
 import docker
@@ -27,8 +26,8 @@ from docker.models.containers import Container
 from conveyor.docker.deploy.health import container_ip, network_probe, wait_healthy
 from conveyor.docker.deploy.model import (
     LABEL_PREFIX,
+    Deployed,
     DeployRequest,
-    DeployResult,
     ImageRef,
     resolve_env,
 )
@@ -172,9 +171,7 @@ class DockerDeployer:
         client: docker.DockerClient,
         request: DeployRequest,
         image: ImageRef,
-        previous_image: str | None,
-    ) -> DeployResult:
-        started = datetime.now(UTC)
+    ) -> Deployed:
         deploy = request.deploy
         ports = parse_ports(deploy.ports)
         mounts = parse_volumes(
@@ -242,17 +239,8 @@ class DockerDeployer:
         message = f"{new.name} serving {image.ref}"
         if not drained:
             message += f" (old container still had requests after {request.drain_timeout:.0f}s)"
-        return DeployResult(
-            name=request.name,
-            target=self.target,
+        return Deployed(
             strategy=deploy.strategy,
-            action=request.action,
-            image=image.ref,
-            image_id=image.image_id,
-            digest=image.digest,
-            previous_image=previous_image,
-            started=started,
-            finished=datetime.now(UTC),
             endpoints=endpoints,
             message=message,
             details={"container": str(new.name), "color": color, "health_log": health_log},

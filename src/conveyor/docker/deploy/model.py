@@ -73,6 +73,18 @@ class ImageRef:
 
 
 @dataclass(frozen=True)
+class Deployed:
+    """What a deployer reports of a deploy that converged: its own part of the :class:`DeployResult`
+    (the rest -- name, target, action, image, digest, previous image, times -- is filled once, by
+    :mod:`conveyor.docker.deploy`, for every target)."""
+
+    strategy: str
+    endpoints: tuple[str, ...] = ()  # host:port addresses serving the new version
+    message: str = ""
+    details: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class DeployResult:
     """What a successful deploy did."""
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import docker
@@ -29,7 +28,7 @@ import docker.errors
 import docker.types
 from docker.models.services import Service
 
-from conveyor.docker.deploy.model import DeployRequest, DeployResult, ImageRef, resolve_env
+from conveyor.docker.deploy.model import Deployed, DeployRequest, ImageRef, resolve_env
 from conveyor.docker.deploy.mounts import check_bind_sources, parse_ports, parse_volumes
 from conveyor.docker.engine import docker_errors
 from conveyor.errors import DeployError, HealthCheckError
@@ -228,9 +227,7 @@ class SwarmDeployer:
         client: docker.DockerClient,
         request: DeployRequest,
         image: ImageRef,
-        previous_image: str | None,
-    ) -> DeployResult:
-        started = datetime.now(UTC)
+    ) -> Deployed:
         deploy = request.deploy
         with docker_errors("check the swarm"):
             swarm_state = client.info().get("Swarm", {}).get("LocalNodeState")
@@ -260,17 +257,8 @@ class SwarmDeployer:
             with docker_errors(f"update service {request.name}"):
                 service.update(**kwargs)
             wait_converged(client, service, image.ref, deploy.replicas, timeout, before)
-        return DeployResult(
-            name=request.name,
-            target=self.target,
+        return Deployed(
             strategy="rolling",
-            action=request.action,
-            image=image.ref,
-            image_id=image.image_id,
-            digest=image.digest,
-            previous_image=previous_image,
-            started=started,
-            finished=datetime.now(UTC),
             endpoints=task_endpoints(service),
             message=f"swarm service {request.name}: {deploy.replicas} task(s) running {image.ref}",
             details={"service": request.name, "tasks": _task_report(service)},
