@@ -91,7 +91,7 @@ def migrate(location: Location) -> tuple[int, int]:
         return db.found_version, PG_VERSION
     import sqlite3
 
-    from conveyor.receiver.queue.store import SCHEMA_VERSION, connect
+    from conveyor.receiver.queue.store import SCHEMA_VERSION, open_database
 
     found = 0
     if location.exists():
@@ -100,7 +100,7 @@ def migrate(location: Location) -> tuple[int, int]:
             found = int(raw.execute("PRAGMA user_version").fetchone()[0])
         finally:
             raw.close()
-    connect(location).close()
+    open_database(location).close()
     return found, SCHEMA_VERSION
 
 
