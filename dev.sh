@@ -5,7 +5,7 @@
 #   ./dev.sh demo [ARGS]   set up, then run the end-to-end demo (`conveyor demo`)
 #   ./dev.sh test [ARGS]   set up, then run lint, type checks and the whole test suite
 #   ./dev.sh setup         set up only
-#   ./dev.sh down          remove what the demo started (`conveyor demo --down`)
+#   ./dev.sh down          remove what the demo started (`conveyor demo --down`), stop the tests' PostgreSQL
 set -euo pipefail
 cd "$(dirname "$0")"
 root=$PWD
@@ -26,6 +26,8 @@ setup() {
     rm -f "$venv"/.installed-* && touch "$stamp"
   fi
   scripts/base-images.sh
+  # the tests' PostgreSQL (a throwaway cluster of this checkout, see scripts/postgres.sh)
+  scripts/postgres.sh start >/dev/null
 }
 
 cmd=${1:-}
@@ -46,6 +48,7 @@ case "$cmd" in
     setup
     exec "$venv/bin/conveyor" demo "$@" ;;
   down)
+    scripts/postgres.sh stop
     exec "$venv/bin/conveyor" demo --down "$@" ;;
   *)
     sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'

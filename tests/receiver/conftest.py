@@ -18,6 +18,7 @@ from conveyor.config import Settings
 from conveyor.receiver.app import Receiver, ReceiverOptions, create_app
 from conveyor.receiver.dispatch import Dispatcher, NoneDispatcher
 from conveyor.receiver.queue import EventQueue, database_path
+from conveyor.receiver.queue.location import Location, PgLocation
 from conveyor.receiver.routing import Router
 from conveyor.receiver.worker import WorkerOptions
 from conveyor.spec.load import load_specs
@@ -47,6 +48,22 @@ class Running:
             if time.monotonic() > deadline:
                 raise AssertionError("condition not reached in time")
             time.sleep(0.02)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Location]:
+    """The queue suite runs against both stores: a SQLite file in a fresh state dir, or a
+    fresh database on the tests' PostgreSQL cluster (``scripts/postgres.sh``)."""
+    if request.param == "sqlite":
+        yield database_path(tmp_path / "state")
+        return
+    from tests.receiver import pg
+
+    url = pg.create_database()
+    try:
+        yield PgLocation(url)
+    finally:
+        pg.drop_database(url)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""The SQLite queue: leases, deploy locks, supersede, release, replay, dedupe in one batch."""
+"""The queue, on both stores (the ``store`` fixture: sqlite | postgresql): leases, deploy locks,
+supersede, release, replay, dedupe in one batch; then what is particular to each store."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ import pytest
 
 from conveyor.errors import QueueError
 from conveyor.receiver.queue import (
-    EventQueue,
     IntakeWriter,
     NewEvent,
     Status,
     database_path,
     open_database,
 )
+from conveyor.receiver.queue.location import Location, open_queue
 
 
 def new(
@@ -45,7 +46,7 @@ def db(tmp_path: Path) -> Path:
     return database_path(tmp_path / "state")
 
 
-def store(db: Path, *events: NewEvent) -> list[int]:
+def put(db: Location, *events: NewEvent) -> list[int]:
     writer = IntakeWriter(db)
     try:
         return [writer.submit(e).result(10).event_id for e in events]
@@ -62,8 +63,8 @@ def test_durability_pragmas(db: Path) -> None:
         conn.close()
 
 
-def test_duplicates_within_one_batch_and_across_batches(db: Path) -> None:
-    writer = IntakeWriter(db)
+def test_duplicates_within_one_batch_and_across_batches(store: Location) -> None:
+    writer = IntakeWriter(store)
     try:
         futures = [writer.submit(new("k")) for _ in range(5)] + [
             writer.submit(new(None)) for _ in range(2)
@@ -75,16 +76,19 @@ def test_duplicates_within_one_batch_and_across_batches(db: Path) -> None:
     assert [r.duplicate for r in results] == [False, True, True, True, True, False, False]
     assert len({r.event_id for r in results[:5]}) == 1
     assert again.duplicate and again.event_id == results[0].event_id
-    queue = EventQueue(db)
+    queue = open_queue(store)
     assert len(queue.list_events()) == 3
     queue.close()
 
 
-def test_deploy_targets_never_overlap(db: Path) -> None:
-    first, second, third = store(
-        db, new("a", targets=("prod",)), new("b", targets=("prod", "x")), new("c", targets=("y",))
+def test_deploy_targets_never_overlap(store: Location) -> None:
+    first, second, third = put(
+        store,
+        new("a", targets=("prod",)),
+        new("b", targets=("prod", "x")),
+        new("c", targets=("y",)),
     )
-    queue = EventQueue(db)
+    queue = open_queue(store)
     one = queue.claim("w1", lease_s=60)
     assert one is not None and one.record.id == first
     other = queue.claim("w2", lease_s=60)
@@ -96,14 +100,13 @@ def test_deploy_targets_never_overlap(db: Path) -> None:
     queue.close()
 
 
-def test_expired_lease_is_reclaimed_and_the_old_owner_cannot_finish(db: Path) -> None:
-    [event_id] = store(db, new("a", targets=("prod",)))
-    queue = EventQueue(db)
-    lost = queue.claim("crashed", lease_s=0.05)
+def test_expired_lease_is_reclaimed_and_the_old_owner_cannot_finish(store: Location) -> None:
+    [event_id] = put(store, new("a", targets=("prod",)))
+    queue = open_queue(store)
+    lost = queue.claim("crashed", lease_s=5)
     assert lost is not None
     assert queue.claim("w2", lease_s=60) is None
-    time.sleep(0.1)
-    again = queue.claim("w2", lease_s=60)
+    again = queue.claim("w2", lease_s=60, now=time.time() + 6)  # the lease has expired
     assert again is not None and again.record.id == event_id and again.record.attempts == 2
     assert not queue.finish(lost, succeeded=True, result_url=None, detail="late", status=None)
     assert not queue.heartbeat(lost, lease_s=60)
@@ -113,9 +116,9 @@ def test_expired_lease_is_reclaimed_and_the_old_owner_cannot_finish(db: Path) ->
     queue.close()
 
 
-def test_release_keeps_resume_state_and_does_not_count(db: Path) -> None:
-    [event_id] = store(db, new("a"))
-    queue = EventQueue(db)
+def test_release_keeps_resume_state_and_does_not_count(store: Location) -> None:
+    [event_id] = put(store, new("a"))
+    queue = open_queue(store)
     claim = queue.claim("w", lease_s=60)
     assert claim is not None
     assert queue.progress(claim, dispatch_state={"queue_id": 7}, result_url="http://j/1/")
@@ -130,9 +133,9 @@ def test_release_keeps_resume_state_and_does_not_count(db: Path) -> None:
     queue.close()
 
 
-def test_retry_later_waits_for_backoff(db: Path) -> None:
-    store(db, new("a"))
-    queue = EventQueue(db)
+def test_retry_later_waits_for_backoff(store: Location) -> None:
+    put(store, new("a"))
+    queue = open_queue(store)
     claim = queue.claim("w", lease_s=60)
     assert claim is not None
     assert queue.retry_later(claim, error="down", delay_s=60)
@@ -141,13 +144,13 @@ def test_retry_later_waits_for_backoff(db: Path) -> None:
     queue.close()
 
 
-def test_supersede_only_touches_queued_events_of_the_same_lane(db: Path) -> None:
-    [running_id] = store(db, new("a", lane="L"))
-    queue = EventQueue(db)
+def test_supersede_only_touches_queued_events_of_the_same_lane(store: Location) -> None:
+    [running_id] = put(store, new("a", lane="L"))
+    queue = open_queue(store)
     claim = queue.claim("w", lease_s=60)
     assert claim is not None and claim.record.id == running_id
-    queued_id, other_lane = store(db, new("b", lane="L"), new("x", lane="M"))
-    [newest] = store(db, new("c", lane="L"))
+    queued_id, other_lane = put(store, new("b", lane="L"), new("x", lane="M"))
+    [newest] = put(store, new("c", lane="L"))
     states = {r.id: r.status for r in queue.list_events()}
     assert states == {
         running_id: Status.RUNNING,
@@ -158,9 +161,9 @@ def test_supersede_only_touches_queued_events_of_the_same_lane(db: Path) -> None
     queue.close()
 
 
-def test_replay(db: Path) -> None:
-    done_id, ignored_id = store(db, new("a"), new("b", status=Status.IGNORED))
-    queue = EventQueue(db)
+def test_replay(store: Location) -> None:
+    done_id, ignored_id = put(store, new("a"), new("b", status=Status.IGNORED))
+    queue = open_queue(store)
     claim = queue.claim("w", lease_s=60)
     assert claim is not None
     queue.finish(claim, succeeded=True, result_url=None, detail="ok", status=None)

@@ -14,19 +14,27 @@ import click
 
 from conveyor.cli.options import state_dir, state_option
 from conveyor.errors import QueueError
-from conveyor.receiver.queue import EventQueue, Status, database_path
+from conveyor.receiver.queue import QueueStore, Status
+from conveyor.receiver.queue.location import QUEUE_URL_ENV, PgLocation, resolve
+from conveyor.receiver.queue.location import open_queue as open_store
 
 _STATE = state_option("the receiver's event queue")
+QUEUE = click.option(
+    "--queue",
+    "queue_url",
+    metavar="URL",
+    help=f"The receivers' postgresql:// queue (default: ${QUEUE_URL_ENV}, else SQLite in --state).",
+)
 
 
-def open_queue(state: Path | None) -> EventQueue:
-    path = database_path(state_dir(state))
-    if not path.exists():
+def open_queue(state: Path | None, queue_url: str | None = None) -> QueueStore:
+    location = resolve(queue_url, state_dir(state))
+    if not isinstance(location, PgLocation) and not location.exists():
         raise QueueError(
-            f"no event queue at {path}",
+            f"no event queue at {location}",
             hint="run `conveyor serve` first, or point --state / CONVEYOR_STATE at its state dir",
         )
-    return EventQueue(path)
+    return open_store(location)
 
 
 def _when(ts: float | None) -> str:
@@ -42,14 +50,17 @@ def command() -> None:
 
 @command.command("list")
 @_STATE
+@QUEUE
 @click.option(
     "--status", "status", type=click.Choice([s.value for s in Status]), help="Only this status."
 )
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100000))
 @click.option("--json", "as_json", is_flag=True, help="One JSON array of event summaries.")
-def list_events(state: Path | None, status: str | None, limit: int, as_json: bool) -> None:
+def list_events(
+    state: Path | None, queue_url: str | None, status: str | None, limit: int, as_json: bool
+) -> None:
     """List events, newest first."""
-    queue = open_queue(state)
+    queue = open_queue(state, queue_url)
     try:
         records = queue.list_events(Status(status) if status else None, limit=limit)
     finally:
@@ -73,13 +84,14 @@ def list_events(state: Path | None, status: str | None, limit: int, as_json: boo
 
 @command.command("show")
 @_STATE
+@QUEUE
 @click.argument("event_id", type=int)
 @click.option(
     "--json", "as_json", is_flag=True, help="Summary, attempts, statuses and payload as JSON."
 )
-def show_event(state: Path | None, event_id: int, as_json: bool) -> None:
+def show_event(state: Path | None, queue_url: str | None, event_id: int, as_json: bool) -> None:
     """Show one event: its state, each attempt, commit statuses and payload."""
-    queue = open_queue(state)
+    queue = open_queue(state, queue_url)
     try:
         record = queue.get(event_id)
         if record is None:
@@ -117,11 +129,12 @@ def show_event(state: Path | None, event_id: int, as_json: bool) -> None:
 
 @command.command("replay")
 @_STATE
+@QUEUE
 @click.argument("event_id", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print the new event's summary as JSON.")
-def replay_event(state: Path | None, event_id: int, as_json: bool) -> None:
+def replay_event(state: Path | None, queue_url: str | None, event_id: int, as_json: bool) -> None:
     """Queue a stored event again (a running `conveyor serve` picks it up)."""
-    queue = open_queue(state)
+    queue = open_queue(state, queue_url)
     try:
         new_id = queue.replay(event_id)
         record = queue.get(new_id)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from conveyor.cli.events import QUEUE
 from conveyor.cli.options import state_option
 from conveyor.config import load_settings
 from conveyor.receiver.retention import RetentionPolicy, prune
@@ -19,6 +20,7 @@ from conveyor.receiver.retention import RetentionPolicy, prune
 
 @click.command("prune")
 @state_option("the receiver's event queue")
+@QUEUE
 @click.option(
     "--days",
     type=click.FloatRange(0),
@@ -32,7 +34,12 @@ from conveyor.receiver.retention import RetentionPolicy, prune
 @click.option("--dry-run", is_flag=True, help="Count what would go; delete nothing.")
 @click.option("--json", "as_json", is_flag=True, help="The report as JSON.")
 def command(
-    state: Path | None, days: float | None, keep: int | None, dry_run: bool, as_json: bool
+    state: Path | None,
+    queue_url: str | None,
+    days: float | None,
+    keep: int | None,
+    dry_run: bool,
+    as_json: bool,
 ) -> None:
     """Delete finished events past the retention policy."""
     from conveyor.cli.events import open_queue
@@ -42,7 +49,7 @@ def command(
         settings.retention_days if days is None else days,
         settings.retention_events if keep is None else keep,
     )
-    queue = open_queue(state)
+    queue = open_queue(state, queue_url)
     try:
         report = prune(queue, policy, dry_run=dry_run)
     finally:

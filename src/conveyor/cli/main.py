@@ -31,6 +31,7 @@ VERBS = (
     "runs",
     "serve",
     "events",
+    "queue",
     "demo",
     "plugins",
 )

@@ -33,7 +33,7 @@ from conveyor.receiver.app import (
 from conveyor.receiver.dispatch import make_dispatcher
 from conveyor.receiver.logs import setup_logging
 from conveyor.receiver.protocol import configured
-from conveyor.receiver.queue import database_path
+from conveyor.receiver.queue.location import QUEUE_URL_ENV, resolve, state_of
 from conveyor.receiver.retention import RetentionPolicy
 from conveyor.receiver.routing import ProjectIds, Router
 from conveyor.receiver.verify import decode_signing_key
@@ -71,6 +71,7 @@ def build_receiver(
     env: Mapping[str, str] | None = None,
     retention_days: float | None = None,
     retention_events: int | None = None,
+    queue: str | None = None,
 ) -> Receiver:
     """Everything ``serve`` needs, checked before a port is opened (raises ConveyorError)."""
     env = os.environ if env is None else env
@@ -79,8 +80,9 @@ def build_receiver(
     # --state moves the whole state (queue and local run history), not the queue alone
     settings = dataclasses.replace(settings, state_dir=state_dir(state, settings))
     loaded = load_specs(list(paths))
-    db = database_path(state_dir(state, settings))
-    router = Router((item.spec for item in loaded), ProjectIds(db.parent / "project-ids.json"))
+    db = resolve(queue, state_dir(state, settings), env)
+    ids = ProjectIds(state_of(db, state_dir(state, settings)) / "project-ids.json")
+    router = Router((item.spec for item in loaded), ids)
     dispatcher = make_dispatcher(dispatch, settings)
     keys = signing_keys(env)
     if require_signature and not keys:
@@ -160,6 +162,13 @@ def run_server(receiver: Receiver, *, host: str, port: int, limits: Limits | Non
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @state_option("the event queue and the local run history")
+@click.option(
+    "--queue",
+    "queue",
+    metavar="URL",
+    help=f"A postgresql:// URL: share the queue with other receivers and workers (default: "
+    f"${QUEUE_URL_ENV}, else SQLite in the state directory).",
+)
 @click.option(
     "--dispatch",
     default="auto",
@@ -242,6 +251,7 @@ def command(
     host: str,
     port: int,
     state: Path | None,
+    queue: str | None,
     dispatch: str,
     workers: int,
     max_body: int,
@@ -269,6 +279,7 @@ def command(
         grace=grace,
         retention_days=retention_days,
         retention_events=retention_events,
+        queue=queue,
     )
     limits = Limits(
         header_timeout_s=header_timeout,

@@ -41,7 +41,6 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -68,13 +67,19 @@ from conveyor.receiver.metrics import Metrics
 from conveyor.receiver.queue import (
     Accepted,
     Checkpointer,
-    EventQueue,
     IntakeWriter,
     NewEvent,
-    ServerLock,
+    QueueStore,
     Status,
     StatusUpdate,
     short_ref,
+)
+from conveyor.receiver.queue.location import (
+    Location,
+    NoCheckpoints,
+    checkpointer,
+    open_queue,
+    server_lock,
 )
 from conveyor.receiver.retention import Pruner, RetentionPolicy
 from conveyor.receiver.routing import Ignore, Router
@@ -116,7 +121,7 @@ class Receiver:
         self,
         settings: Settings,
         router: Router,
-        db_path: Path,
+        db_path: Location,
         dispatcher: Dispatcher,
         *,
         options: ReceiverOptions | None = None,
@@ -138,16 +143,16 @@ class Receiver:
         self.statuses: StatusSender | None = None
         self.pool: WorkerPool | None = None
         self.intake: IntakeWriter | None = None
-        self._reader: EventQueue | None = None
-        self._lock = ServerLock(db_path)
-        self._checkpointer: Checkpointer | None = None
+        self._reader: QueueStore | None = None
+        self._lock = server_lock(db_path)
+        self._checkpointer: Checkpointer | NoCheckpoints | None = None
         self._pruner: Pruner | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
         self._lock.acquire()
-        recovery = EventQueue(self.db_path)
+        recovery = open_queue(self.db_path)
         try:
             recovered = recovery.recover_orphans()
         finally:
@@ -183,11 +188,11 @@ class Receiver:
 
         level = logging.getLevelName(log.getEffectiveLevel()).lower()
         self.intake = IntakeWriter(self.db_path, on_commit=committed, log_level=level)
-        self._checkpointer = Checkpointer(self.db_path)
+        self._checkpointer = checkpointer(self.db_path)
         self._checkpointer.start()
         self._pruner = Pruner(self.db_path, self.options.retention)
         self._pruner.start()
-        self._reader = EventQueue(self.db_path, synchronous="NORMAL")
+        self._reader = open_queue(self.db_path, synchronous="NORMAL")
         if self.options.run_workers:
             pool.start()
         if statuses is not None:

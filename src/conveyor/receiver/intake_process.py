@@ -21,7 +21,8 @@ from typing import IO
 
 from conveyor.errors import QueueError
 from conveyor.receiver.logs import setup_logging
-from conveyor.receiver.queue import Accepted, BatchStore, NewEvent, read_frame, write_frame
+from conveyor.receiver.queue import Accepted, IntakeStore, NewEvent, read_frame, write_frame
+from conveyor.receiver.queue.location import from_child_arg, open_intake
 
 log = logging.getLogger("conveyor.receiver")
 
@@ -46,7 +47,7 @@ def _flush_logs() -> None:
             handler.flush_lines()
 
 
-def serve(store: BatchStore, inbox: IO[bytes], outbox: IO[bytes]) -> None:
+def serve(store: IntakeStore, inbox: IO[bytes], outbox: IO[bytes]) -> None:
     while True:
         try:
             message = read_frame(inbox)
@@ -80,9 +81,7 @@ def serve(store: BatchStore, inbox: IO[bytes], outbox: IO[bytes]) -> None:
 
 
 def main() -> None:
-    from pathlib import Path
-
-    path, level = Path(sys.argv[1]), sys.argv[2]
+    location, level = from_child_arg(sys.argv[1]), sys.argv[2]
     # The same JSON lines on the same stderr, written once a batch (a line buffer writes each).
     stream = io.TextIOWrapper(
         io.FileIO(sys.stderr.fileno(), "w", closefd=False),
@@ -94,7 +93,7 @@ def main() -> None:
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     inbox, outbox = sys.stdin.buffer, sys.stdout.buffer
     try:
-        store = BatchStore(path)
+        store = open_intake(location)
     except QueueError as exc:
         write_frame(outbox, ("error", exc.message))
         return

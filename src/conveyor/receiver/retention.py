@@ -21,10 +21,10 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from conveyor.errors import QueueError
-from conveyor.receiver.queue import EventQueue
+from conveyor.receiver.queue import QueueStore
+from conveyor.receiver.queue.location import Location, open_queue
 
 log = logging.getLogger("conveyor.receiver.retention")
 
@@ -78,7 +78,7 @@ class PruneReport:
 
 
 def prune(
-    queue: EventQueue,
+    queue: QueueStore,
     policy: RetentionPolicy,
     *,
     dry_run: bool = False,
@@ -117,7 +117,7 @@ class Pruner:
 
     def __init__(
         self,
-        path: Path,
+        path: Location,
         policy: RetentionPolicy,
         *,
         interval_s: float = 60.0,
@@ -145,7 +145,7 @@ class Pruner:
 
     def _run(self) -> None:
         try:
-            queue = EventQueue(self._path, synchronous="NORMAL")
+            queue = open_queue(self._path, synchronous="NORMAL")
         except QueueError:
             log.exception("the pruner cannot open the queue")
             return

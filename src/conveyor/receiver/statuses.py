@@ -40,7 +40,6 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from conveyor.errors import GitLabError, GitLabTransitionError
 from conveyor.gitlab.client import GitLabClient
@@ -53,7 +52,8 @@ from conveyor.gitlab.status import (
     truncate,
 )
 from conveyor.receiver.metrics import Metrics
-from conveyor.receiver.queue import EventQueue, OutboxItem, StatusHead
+from conveyor.receiver.queue import OutboxItem, QueueStore, StatusHead
+from conveyor.receiver.queue.location import Location, open_queue
 
 log = logging.getLogger("conveyor.receiver.statuses")
 
@@ -147,7 +147,7 @@ class StatusSender:
 
     def __init__(
         self,
-        db_path: Path,
+        db_path: Location,
         poster: GitLabStatusPoster,
         metrics: Metrics,
         *,
@@ -180,7 +180,7 @@ class StatusSender:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        queue = EventQueue(self._db_path, synchronous="NORMAL")
+        queue = open_queue(self._db_path, synchronous="NORMAL")
         pruned_at = float("-inf")
         try:
             while True:
@@ -202,7 +202,7 @@ class StatusSender:
 
     # ------------------------------------------------------------------ one pass
 
-    def drain(self, queue: EventQueue) -> bool:
+    def drain(self, queue: QueueStore) -> bool:
         """One pass over the outbox; True if anything was posted."""
         now = time.time()
         groups: dict[tuple[str, str, str, str], list[OutboxItem]] = {}
@@ -220,7 +220,7 @@ class StatusSender:
 
     def _one(
         self,
-        queue: EventQueue,
+        queue: QueueStore,
         item: OutboxItem,
         head: StatusHead | None,
         later: Sequence[OutboxItem],
@@ -278,7 +278,7 @@ class StatusSender:
         return "failed", head
 
     def _refused(
-        self, queue: EventQueue, item: OutboxItem, exc: GitLabTransitionError
+        self, queue: QueueStore, item: OutboxItem, exc: GitLabTransitionError
     ) -> StatusHead:
         """GitLab refused a move: learn the state its status is really in."""
         wanted = item.state
@@ -300,7 +300,7 @@ class StatusSender:
             )
         return head
 
-    def _failed(self, queue: EventQueue, item: OutboxItem, exc: GitLabError, now: float) -> str:
+    def _failed(self, queue: QueueStore, item: OutboxItem, exc: GitLabError, now: float) -> str:
         permanent = exc.status in PERMANENT
         age = now - (item.created_at or now)
         expired = age + self._delay(item) > self._retry_for_s

@@ -20,14 +20,14 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from conveyor.errors import ConveyorError, QueueError
 from conveyor.gitlab.events import PayloadError, parse_event
 from conveyor.receiver.dispatch import Dispatcher, DispatchJob, Interrupted, Outcome
 from conveyor.receiver.metrics import Metrics
-from conveyor.receiver.queue import Claim, EventQueue, StatusUpdate
+from conveyor.receiver.queue import Claim, QueueStore, StatusUpdate
+from conveyor.receiver.queue.location import Location, open_queue
 from conveyor.receiver.routing import Router
 
 log = logging.getLogger("conveyor.receiver.worker")
@@ -54,7 +54,7 @@ class _Progress:
     """A dispatcher's line back to the queue. Thread-safe: a dispatcher may report from the
     thread doing the work (the local runner's) while the worker thread ticks."""
 
-    def __init__(self, pool: WorkerPool, queue: EventQueue, claim: Claim) -> None:
+    def __init__(self, pool: WorkerPool, queue: QueueStore, claim: Claim) -> None:
         self._pool = pool
         self._queue = queue
         self._claim = claim
@@ -96,7 +96,7 @@ class WorkerPool:
 
     def __init__(
         self,
-        db_path: Path,
+        db_path: Location,
         router: Router,
         dispatcher: Dispatcher,
         metrics: Metrics,
@@ -159,7 +159,7 @@ class WorkerPool:
 
     def _run(self, owner: str) -> None:
         try:
-            queue = EventQueue(self.db_path, synchronous="NORMAL")
+            queue = open_queue(self.db_path, synchronous="NORMAL")
         except QueueError:
             log.exception("worker cannot open the queue", extra={"worker": owner})
             return
@@ -185,7 +185,7 @@ class WorkerPool:
             return None
         return StatusUpdate(state=state, description=description, target_url=url)
 
-    def _process(self, queue: EventQueue, claim: Claim) -> None:
+    def _process(self, queue: QueueStore, claim: Claim) -> None:
         rec = claim.record
         extra = {"event_id": rec.id, "project": rec.project, "attempt": rec.attempts}
         self.metrics.observe(
@@ -254,7 +254,7 @@ class WorkerPool:
         )
 
     def _failed_attempt(
-        self, queue: EventQueue, claim: Claim, error: str, extra: dict[str, Any]
+        self, queue: QueueStore, claim: Claim, error: str, extra: dict[str, Any]
     ) -> None:
         attempt = claim.record.attempts
         if attempt >= self.options.max_attempts:

@@ -66,9 +66,13 @@ from conveyor.receiver.queue.store import (
     open_database,
 )
 
-if TYPE_CHECKING:  # mypy proves the SQLite store keeps the contract
+if TYPE_CHECKING:  # mypy proves both stores keep the contract
+    from conveyor.receiver.queue.postgres import PgBatchStore, PgQueue
+
     _queue_store: type[QueueStore] = EventQueue
     _intake_store: type[IntakeStore] = BatchStore
+    _pg_queue_store: type[QueueStore] = PgQueue
+    _pg_intake_store: type[IntakeStore] = PgBatchStore
 
 __all__ = [
     "FINAL",

@@ -25,6 +25,7 @@ from typing import IO, Any
 from conveyor.errors import QueueError
 from conveyor.gitlab.status import StatusTarget
 from conveyor.receiver.queue.events import insert_event
+from conveyor.receiver.queue.location import Location, child_arg, child_env
 from conveyor.receiver.queue.records import Accepted, NewEvent, Status
 from conveyor.receiver.queue.store import open_database, transaction
 
@@ -115,7 +116,7 @@ class IntakeWriter:
 
     def __init__(
         self,
-        path: Path,
+        path: Location,
         *,
         max_batch: int = 512,
         store_timeout_s: float = 30.0,
@@ -142,9 +143,13 @@ class IntakeWriter:
         return self._proc.pid if self._proc is not None else None
 
     def _spawn(self) -> None:
-        cmd = [sys.executable, "-m", "conveyor.receiver.intake_process", str(self._path)]
+        cmd = [sys.executable, "-m", "conveyor.receiver.intake_process", child_arg(self._path)]
         self._proc = subprocess.Popen(
-            [*cmd, self._log_level], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0
+            [*cmd, self._log_level],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,
+            env=child_env(self._path),
         )
         reply = self._exchange(None)
         if reply is None or reply[0] != "ready":

@@ -1,0 +1,159 @@
+"""What is particular to the PostgreSQL store: concurrent migrations, claims and lanes across
+connections (as across hosts), the URL's password kept out of every message."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+import pytest
+
+from conveyor.errors import QueueError
+from conveyor.receiver.queue import NewEvent, Status
+from conveyor.receiver.queue.location import PgLocation, migrate, resolve
+from conveyor.receiver.queue.postgres import SCHEMA_VERSION, Database, PgBatchStore, PgQueue
+from tests.receiver import pg
+
+
+@pytest.fixture
+def url() -> Iterator[str]:
+    created = pg.create_database()
+    try:
+        yield created
+    finally:
+        pg.drop_database(created)
+
+
+def new(key: str, *, lane: str | None = None, targets: tuple[str, ...] = ()) -> NewEvent:
+    return NewEvent(
+        event_header="Push Hook",
+        body=b"{}",
+        status=Status.QUEUED,
+        received_at=time.time(),
+        idempotency_key=key,
+        project="demo/app",
+        ref="refs/heads/main",
+        sha="a" * 40,
+        lane=lane,
+        deploy_targets=targets,
+    )
+
+
+def test_receivers_starting_at_once_migrate_once(url: str) -> None:
+    barrier = threading.Barrier(6)
+
+    def start() -> tuple[int, int]:
+        barrier.wait()
+        return migrate(PgLocation(url))
+
+    with ThreadPoolExecutor(6) as pool:
+        found = sorted(f.result() for f in [pool.submit(start) for _ in range(6)])
+    assert found == [(0, SCHEMA_VERSION)] + [(SCHEMA_VERSION, SCHEMA_VERSION)] * 5
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM conveyor_schema").fetchone() == (1,)
+
+
+def test_a_newer_schema_is_refused(url: str) -> None:
+    migrate(PgLocation(url))
+    with psycopg.connect(url) as conn:
+        conn.execute("INSERT INTO conveyor_schema VALUES (99)")
+    with pytest.raises(QueueError, match="schema version 99"):
+        Database(url)
+
+
+def test_the_password_never_shows(url: str) -> None:
+    secret = url.split(":")[2].split("@")[0]
+    wrong = url.replace(secret, "Wr0ngPassw0rd-xyz")
+    with pytest.raises(QueueError) as refused:
+        Database(wrong, timeout_s=2)
+    assert "Wr0ngPassw0rd-xyz" not in str(refused.value) and "127.0.0.1" in str(refused.value)
+    location = resolve(url, pg.ROOT)
+    assert secret not in str(location) and secret not in repr(location)
+    down = "postgresql://conveyor:S3cretDown@127.0.0.1:1/queue"
+    with pytest.raises(QueueError) as unreachable:
+        Database(down, timeout_s=1)
+    assert "S3cretDown" not in str(unreachable.value)
+    assert "127.0.0.1:1/queue" in str(unreachable.value)
+
+
+def test_concurrent_claimers_take_each_event_once_and_a_target_once(url: str) -> None:
+    intake = PgBatchStore(url)
+    events = [new(f"k{i}", targets=("prod",) if i % 10 == 0 else ()) for i in range(200)]
+    outcomes, error = intake.commit(events)
+    assert error is None
+    intake.close()
+    claimed: list[int] = []
+    holding_prod: list[int] = []
+    lock = threading.Lock()
+    queue = PgQueue(url)
+
+    def work(n: int) -> None:
+        while True:
+            claim = queue.claim(f"w{n}", lease_s=60)
+            if claim is None:
+                with lock:
+                    if len(claimed) == len(events):
+                        return
+                time.sleep(0.01)
+                continue
+            prod = "prod" in claim.record.deploy_targets
+            with lock:
+                claimed.append(claim.record.id)
+                if prod:
+                    holding_prod.append(claim.record.id)
+                    assert len(holding_prod) == 1, "two events hold one deploy target"
+            if prod:
+                time.sleep(0.01)
+                with lock:
+                    holding_prod.remove(claim.record.id)
+            assert queue.finish(claim, succeeded=True, result_url=None, detail=None, status=None)
+
+    with ThreadPoolExecutor(6) as pool:
+        for f in [pool.submit(work, n) for n in range(6)]:
+            f.result(120)
+    assert sorted(claimed) == sorted(o.event_id for o in outcomes if not isinstance(o, str))
+    assert queue.counts()[Status.DONE] == len(events)
+    queue.close()
+
+
+def test_two_intakes_on_one_lane_leave_only_the_newest_queued(url: str) -> None:
+    intakes = [PgBatchStore(url), PgBatchStore(url)]
+    barrier = threading.Barrier(2)
+
+    def send(n: int) -> None:
+        for i in range(60):
+            barrier.wait()  # both commit at once, every time
+            _, error = intakes[n].commit([new(f"{n}-{i}", lane="L")])
+            assert error is None
+
+    with ThreadPoolExecutor(2) as pool:
+        for f in [pool.submit(send, n) for n in range(2)]:
+            f.result(60)
+    queue = PgQueue(url)
+    records = queue.list_events(limit=300)
+    assert [r.status for r in records].count(Status.QUEUED) == 1
+    assert records[0].status is Status.QUEUED  # the newest one
+    queue.close()
+    for intake in intakes:
+        intake.close()
+
+
+def test_a_value_the_database_refuses_fails_only_its_event(url: str) -> None:
+    intake = PgBatchStore(url)
+    bad = NewEvent(
+        event_header="Push Hook",
+        body=b"{}",
+        status=Status.IGNORED,
+        received_at=time.time(),
+        idempotency_key="nul\x00key",
+        project="demo/app",
+        reason="test",
+    )
+    outcomes, error = intake.commit([new("a"), bad, new("b")])
+    intake.close()
+    assert error is None
+    assert isinstance(outcomes[1], str) and "NUL" in outcomes[1]
+    assert not isinstance(outcomes[0], str) and not isinstance(outcomes[2], str)
