@@ -20,6 +20,10 @@ Measurements, each for both servers:
 * conveyor only, hostile: 4 unauthenticated senders looping 5 MB bodies (``hostile.py``) while
   valid deliveries arrive at 100/s (``loadgen.py rate``); the same without them beside it.
 
+* ``--baseline SRC``: a third server, ``conveyor serve`` run from another checkout's ``src``
+  (e.g. ``git archive main src | tar -x -C /tmp/main``), measured the same way in the same run:
+  the code before a change beside it, on the same (possibly busy) machine.
+
 After every conveyor run the stored rows are counted against the 2xx answers. ``wrk`` and
 ``webhook`` are installed with apt-get when missing (as root). Prints JSON lines, then Markdown.
 """
@@ -98,7 +102,7 @@ class Server:
     state: Path
 
     def rows(self) -> int:
-        if self.kind != "conveyor":
+        if self.kind == "webhook":
             return 0
         conn = sqlite3.connect(self.state / "receiver" / "events.db")
         try:
@@ -115,14 +119,20 @@ class Server:
             self.proc.wait()
 
 
+BASELINE_SRC: Path | None = None  # --baseline
+
+
 def start(kind: str, tmp: Path) -> Server:
     port = free_port()
     state = tmp / f"{kind}-{port}"
     state.mkdir()
     log = (state / "server.log").open("wb")
-    if kind == "conveyor":
+    if kind in ("conveyor", "baseline"):
         (state / "none.toml").write_text("")
         env = {**os.environ, "CONVEYOR_SECRET": SECRET, "CONVEYOR_CONFIG": str(state / "none.toml")}
+        if kind == "baseline":
+            assert BASELINE_SRC is not None
+            env["PYTHONPATH"] = str(BASELINE_SRC)
         cmd = [sys.executable, "-m", "conveyor.cli.main", "serve", str(SPEC), "--dispatch", "none"]
         cmd += ["--port", str(port), "--state", str(state)]
     else:
@@ -233,7 +243,7 @@ def throughput(kind: str, tmp: Path, args: argparse.Namespace, body_file: Path) 
         "cpu_us_per_request": round(cpu / max(res["requests"], 1) * 1e6),
         "loadavg_1m": round(os.getloadavg()[0], 2),
     }
-    if kind == "conveyor":
+    if kind != "webhook":
         out["stored"] = stored
         # wrk abandons the requests in flight when its time is up: they may be stored unanswered.
         out["stored_covers_2xx"] = acked <= stored <= acked + args.connections
@@ -252,8 +262,8 @@ def fixed_rate(kind: str, tmp: Path, args: argparse.Namespace) -> dict[str, Any]
     return {"server": kind, **res, "loadavg_1m": round(os.getloadavg()[0], 2)}
 
 
-def hostile(tmp: Path, args: argparse.Namespace, senders: int) -> dict[str, Any]:
-    server = start("conveyor", tmp)
+def hostile(tmp: Path, args: argparse.Namespace, senders: int, kind: str) -> dict[str, Any]:
+    server = start(kind, tmp)
     attack = None
     try:
         loadgen(server.port, "throughput", "--count", "500", "--connections", "8")
@@ -274,7 +284,7 @@ def hostile(tmp: Path, args: argparse.Namespace, senders: int) -> dict[str, Any]
         if attack is not None and attack.poll() is None:
             attack.kill()
         server.stop()
-    return {"server": "conveyor", "hostile_senders": senders, **res}
+    return {"server": kind, "hostile_senders": senders, **res}
 
 
 def main() -> None:
@@ -285,7 +295,13 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--skip-hostile", action="store_true")
+    parser.add_argument(
+        "--baseline", type=Path, help="another checkout's src/: its conveyor is measured too"
+    )
     args = parser.parse_args()
+    global BASELINE_SRC
+    BASELINE_SRC = args.baseline.resolve() if args.baseline else None
+    kinds = ("webhook", "conveyor", *(("baseline",) if BASELINE_SRC else ()))
     ensure_tools()
     webhook_version = subprocess.run(["webhook", "-version"], capture_output=True, text=True)
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
@@ -300,7 +316,7 @@ def main() -> None:
         body_file = tmp / "push.json"
         body_file.write_bytes(payload(1))
         for rnd in range(args.rounds):
-            order = ("webhook", "conveyor") if rnd % 2 == 0 else ("conveyor", "webhook")
+            order = kinds if rnd % 2 == 0 else kinds[::-1]
             for kind in order:
                 runs.append({"round": rnd + 1, **throughput(kind, tmp, args, body_file)})
                 print(json.dumps(runs[-1]), flush=True)
@@ -309,8 +325,9 @@ def main() -> None:
                 print(json.dumps(runs[-1]), flush=True)
         if not args.skip_hostile:
             for senders in (0, 4):
-                runs.append(hostile(tmp, args, senders))
-                print(json.dumps(runs[-1]), flush=True)
+                for kind in kinds[1:]:
+                    runs.append(hostile(tmp, args, senders, kind))
+                    print(json.dumps(runs[-1]), flush=True)
     report(runs, body_file_size=len(payload(1)))
     print(f"# load average after: {os.getloadavg()}")
 
@@ -337,7 +354,7 @@ def report(runs: list[dict[str, Any]], body_file_size: int) -> None:
     for r in runs:
         if "hostile_senders" in r:
             print(
-                f"hostile senders {r['hostile_senders']}: valid 2xx {r['accepted']}/{r['sent']},"
+                f"{r['server']}, hostile senders {r['hostile_senders']}: valid 2xx {r['accepted']}/{r['sent']},"
                 f" p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms;"
                 f" hostile answers {r.get('statuses', {})}"
             )
@@ -345,12 +362,13 @@ def report(runs: list[dict[str, Any]], body_file_size: int) -> None:
     def median(kind: str, key: str) -> float:
         return statistics.median(float(r[key]) for r in tput if r["server"] == kind)
 
-    ratio = median("conveyor", "per_s") / median("webhook", "per_s")
-    cpu_ratio = median("webhook", "cpu_us_per_request") / median("conveyor", "cpu_us_per_request")
-    print(
-        f"\nconveyor/webhook throughput (medians): {ratio:.2f}x;"
-        f" by CPU per request (webhook/conveyor): {cpu_ratio:.2f}x"
-    )
+    for kind in sorted({r["server"] for r in tput} - {"webhook"}):
+        ratio = median(kind, "per_s") / median("webhook", "per_s")
+        cpu_ratio = median("webhook", "cpu_us_per_request") / median(kind, "cpu_us_per_request")
+        print(
+            f"\n{kind}/webhook throughput (medians): {ratio:.2f}x;"
+            f" by CPU per request (webhook/{kind}): {cpu_ratio:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -170,24 +170,26 @@ class Receiver:
                 self.metrics,
                 retry_for_s=self.settings.status_retry_hours * 3600.0,
             )
+        statuses = self.statuses
+
+        def committed() -> None:
+            if self.pool is not None:
+                self.pool.wake()
+            if statuses is not None:
+                statuses.wake()
+
+        level = logging.getLevelName(log.getEffectiveLevel()).lower()
+        self.intake = IntakeWriter(self.db_path, on_commit=committed, log_level=level)
         self.pool = WorkerPool(
             self.db_path,
             self.router,
             self.dispatcher,
             self.metrics,
             self.worker_options,
-            on_status=self.statuses.wake if self.statuses else None,
+            on_status=statuses.wake if statuses else None,
+            writer=self.intake,
         )
         pool = self.pool
-        statuses = self.statuses
-
-        def committed() -> None:
-            pool.wake()
-            if statuses is not None:
-                statuses.wake()
-
-        level = logging.getLevelName(log.getEffectiveLevel()).lower()
-        self.intake = IntakeWriter(self.db_path, on_commit=committed, log_level=level)
         self._checkpointer = checkpointer(self.db_path)
         self._checkpointer.start()
         self._pruner = Pruner(self.db_path, self.options.retention)
@@ -208,13 +210,14 @@ class Receiver:
         )
 
     def stop(self) -> None:
-        """Flush the intake, let workers finish or release their claims, flush statuses."""
-        if self.intake is not None:
-            self.intake.close(timeout_s=10)
+        """Let workers finish or release their claims (their writes go through the intake
+        writer, so it stops last), flush statuses, then flush the intake."""
         if self.pool is not None:
             self.pool.stop()
         if self.statuses is not None:
             self.statuses.stop()
+        if self.intake is not None:
+            self.intake.close(timeout_s=10)
         if self._pruner is not None:
             self._pruner.stop()
         if self._checkpointer is not None:

@@ -4,8 +4,10 @@ Started by :class:`conveyor.receiver.queue.IntakeWriter`, never by hand. It open
 (``synchronous=FULL``, no auto-checkpoints), answers ``("ready",)`` (or ``("error", why)``), then
 serves messages from stdin until it ends (framing: :func:`conveyor.receiver.queue.write_frame`):
 
-* ``("batch", [NewEvent, ...])`` -> ``("batch", [Accepted | error message, ...], storage_error)``:
-  one transaction for the batch (group commit), committed before the reply;
+* ``("batch", [NewEvent, ...], [Op, ...])`` ->
+  ``("batch", [Accepted | error message, ...], storage_error, [("ok", result) | ("error", why)])``:
+  one transaction for the batch (group commit) and the workers' writes sent with it
+  (``BatchStore.run``), committed before the reply;
 * ``("probe",)`` -> ``("probe", None | error message)``.
 
 It logs ``event stored`` for every new event (stderr is the server's), so that the server's
@@ -17,11 +19,19 @@ from __future__ import annotations
 import io
 import logging
 import sys
-from typing import IO
+from typing import IO, Any
 
 from conveyor.errors import QueueError
 from conveyor.receiver.logs import setup_logging
-from conveyor.receiver.queue import Accepted, IntakeStore, NewEvent, read_frame, write_frame
+from conveyor.receiver.queue import (
+    Accepted,
+    BatchStore,
+    IntakeStore,
+    NewEvent,
+    Op,
+    read_frame,
+    write_frame,
+)
 from conveyor.receiver.queue.location import from_child_arg, open_intake
 
 log = logging.getLogger("conveyor.receiver")
@@ -62,8 +72,14 @@ def serve(store: IntakeStore, inbox: IO[bytes], outbox: IO[bytes]) -> None:
                 write_frame(outbox, ("probe", None))
             continue
         events: list[NewEvent] = message[1]
-        outcomes, storage_error = store.commit(events)
-        write_frame(outbox, ("batch", outcomes, storage_error))
+        ops: list[Op] = message[2] if len(message) > 2 else []
+        results: list[tuple[str, Any]]
+        if isinstance(store, BatchStore):
+            outcomes, storage_error, results = store.run(events, ops)
+        else:  # only the SQLite store takes the workers' writes (see WriterQueue)
+            outcomes, storage_error = store.commit(events)
+            results = [("error", "event queue: this store takes no worker writes")] * len(ops)
+        write_frame(outbox, ("batch", outcomes, storage_error, results))
         for event, outcome in zip(events, outcomes, strict=True):
             if isinstance(outcome, Accepted) and not outcome.duplicate:
                 log.info(

@@ -20,13 +20,14 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from conveyor.errors import ConveyorError, QueueError
 from conveyor.gitlab.events import PayloadError, parse_event
 from conveyor.receiver.dispatch import Dispatcher, DispatchJob, Interrupted, Outcome
 from conveyor.receiver.metrics import Metrics
-from conveyor.receiver.queue import Claim, QueueStore, StatusUpdate
+from conveyor.receiver.queue import Claim, IntakeWriter, QueueStore, StatusUpdate, WriterQueue
 from conveyor.receiver.queue.location import Location, open_queue
 from conveyor.receiver.routing import Router
 
@@ -103,8 +104,12 @@ class WorkerPool:
         options: WorkerOptions,
         *,
         on_status: Callable[[], None] | None = None,
+        writer: IntakeWriter | None = None,
     ) -> None:
         self.db_path = db_path
+        # With the server's intake writer, claims and outcomes are written by the intake
+        # process (WriterQueue): the only writer on the hot path. Without, each worker writes.
+        self._writer = writer
         self.router = router
         self.dispatcher = dispatcher
         self.metrics = metrics
@@ -159,7 +164,13 @@ class WorkerPool:
 
     def _run(self, owner: str) -> None:
         try:
-            queue = open_queue(self.db_path, synchronous="NORMAL")
+            # SQLite: claims and outcomes go through the intake process, the one writer
+            # (WriterQueue). PostgreSQL takes many writers (row locks, SKIP LOCKED): direct.
+            queue: QueueStore = (
+                WriterQueue(self.db_path, self._writer)
+                if self._writer is not None and isinstance(self.db_path, Path)
+                else open_queue(self.db_path, synchronous="NORMAL")
+            )
         except QueueError:
             log.exception("worker cannot open the queue", extra={"worker": owner})
             return
@@ -176,7 +187,13 @@ class WorkerPool:
                             self._wake.wait(self.options.poll_s)
                         self._pending_wakes = 0
                     continue
-                self._process(queue, claim)
+                try:
+                    self._process(queue, claim)
+                except QueueError as exc:  # the claim's lease expires; it is tried again
+                    log.error(
+                        "cannot record the outcome",
+                        extra={"worker": owner, "event_id": claim.record.id, "error": exc.message},
+                    )
         finally:
             queue.close()
 

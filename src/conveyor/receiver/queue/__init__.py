@@ -43,7 +43,15 @@ from typing import TYPE_CHECKING
 
 from conveyor.receiver.queue.contract import IntakeStore, QueueStore
 from conveyor.receiver.queue.events import TARGETS_KEPT, EventQueue
-from conveyor.receiver.queue.intake import BatchStore, IntakeWriter, read_frame, write_frame
+from conveyor.receiver.queue.intake import (
+    WORKER_OPS,
+    BatchStore,
+    IntakeWriter,
+    Op,
+    WriterQueue,
+    read_frame,
+    write_frame,
+)
 from conveyor.receiver.queue.outbox import StatusOutbox
 from conveyor.receiver.queue.records import (
     FINAL,
@@ -78,6 +86,7 @@ __all__ = [
     "FINAL",
     "SCHEMA_VERSION",
     "TARGETS_KEPT",
+    "WORKER_OPS",
     "Accepted",
     "BatchStore",
     "Checkpointer",
@@ -87,6 +96,7 @@ __all__ = [
     "IntakeStore",
     "IntakeWriter",
     "NewEvent",
+    "Op",
     "OutboxItem",
     "QueueStore",
     "SQLiteStore",
@@ -95,6 +105,7 @@ __all__ = [
     "StatusHead",
     "StatusOutbox",
     "StatusUpdate",
+    "WriterQueue",
     "database_path",
     "open_database",
     "read_frame",

@@ -28,7 +28,6 @@ from conveyor.receiver.queue.records import (
     event_record,
     short_ref,
 )
-from conveyor.receiver.queue.store import transaction
 
 TARGETS_KEPT = 4096
 
@@ -157,7 +156,7 @@ class EventQueue(StatusOutbox):
     def replay(self, event_id: int, *, now: float | None = None) -> int:
         """Queue a copy of a stored event (its routing as stored); returns the new id."""
         now = time.time() if now is None else now
-        with transaction(self._conn, f"replay event {event_id}") as conn:
+        with self._transaction(f"replay event {event_id}") as conn:
             row = conn.execute("SELECT * FROM events WHERE id = ?", (event_id,)).fetchone()
             if row is None:
                 raise QueueError(f"no event with id {event_id}", hint="see `conveyor events list`")
@@ -197,7 +196,7 @@ class EventQueue(StatusOutbox):
         Runnable: queued and due, or running with an expired lease (a crashed worker's).
         """
         now = time.time() if now is None else now
-        with transaction(self._conn, "claim an event") as conn:
+        with self._transaction("claim an event") as conn:
             candidates = conn.execute(
                 "SELECT id, deploy_targets FROM events WHERE"
                 " (status = 'queued' AND next_attempt_at <= ?)"
@@ -244,7 +243,7 @@ class EventQueue(StatusOutbox):
         already started is followed, not triggered again.
         """
         now = time.time()
-        with transaction(self._conn, "recover interrupted events") as conn:
+        with self._transaction("recover interrupted events") as conn:
             cur = conn.execute(
                 "UPDATE events SET status = 'queued', lease_owner = NULL, lease_expires = NULL,"
                 " last_error = 'interrupted: the server stopped while running it',"
@@ -262,7 +261,7 @@ class EventQueue(StatusOutbox):
     def heartbeat(self, claim: Claim, *, lease_s: float) -> bool:
         """Extend the lease; False if the claim was lost (expired and taken by another)."""
         now = time.time()
-        with transaction(self._conn, "extend a lease") as conn:
+        with self._transaction("extend a lease") as conn:
             cur = conn.execute(
                 "UPDATE events SET lease_expires = ?, updated_at = ?"
                 " WHERE id = ? AND status = 'running' AND lease_owner = ?",
@@ -286,7 +285,7 @@ class EventQueue(StatusOutbox):
         outcome: tuple[str, str | None],
     ) -> bool:
         rec = claim.record
-        with transaction(self._conn, what) as conn:
+        with self._transaction(what) as conn:
             cur = conn.execute(
                 sql + " WHERE id = ? AND status = 'running' AND lease_owner = ?",
                 (*args, rec.id, claim.owner),
@@ -319,30 +318,24 @@ class EventQueue(StatusOutbox):
         """
         rec = claim.record
         state = json.dumps(dispatch_state, sort_keys=True) if dispatch_state is not None else None
-        if durable:
-            self._conn.execute("PRAGMA synchronous=FULL")
-        try:
-            with transaction(self._conn, "record progress") as conn:
-                now = time.time()
-                cur = conn.execute(
-                    "UPDATE events SET result_url = COALESCE(?, result_url),"
-                    " dispatch_state = COALESCE(?, dispatch_state), updated_at = ?"
-                    " WHERE id = ? AND status = 'running' AND lease_owner = ?",
-                    (result_url, state, now, rec.id, claim.owner),
+        with self._durable(durable), self._transaction("record progress") as conn:
+            now = time.time()
+            cur = conn.execute(
+                "UPDATE events SET result_url = COALESCE(?, result_url),"
+                " dispatch_state = COALESCE(?, dispatch_state), updated_at = ?"
+                " WHERE id = ? AND status = 'running' AND lease_owner = ?",
+                (result_url, state, now, rec.id, claim.owner),
+            )
+            if cur.rowcount == 0:
+                return False
+            if note is not None:
+                conn.execute(
+                    "UPDATE event_attempts SET note = COALESCE(note || '; ', '') || ?"
+                    " WHERE event_id = ? AND owner = ? AND ended_at IS NULL",
+                    (note, rec.id, claim.owner),
                 )
-                if cur.rowcount == 0:
-                    return False
-                if note is not None:
-                    conn.execute(
-                        "UPDATE event_attempts SET note = COALESCE(note || '; ', '') || ?"
-                        " WHERE event_id = ? AND owner = ? AND ended_at IS NULL",
-                        (note, rec.id, claim.owner),
-                    )
-                if status is not None:
-                    add_status(conn, rec.id, rec.project, rec.sha, short_ref(rec.ref), status)
-        finally:
-            if durable:
-                self._conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            if status is not None:
+                add_status(conn, rec.id, rec.project, rec.sha, short_ref(rec.ref), status)
         return True
 
     def attempts_for(self, event_id: int) -> list[dict[str, Any]]:
@@ -488,7 +481,7 @@ class EventQueue(StatusOutbox):
         if not ids:
             return 0
         marks = ",".join("?" * len(ids))
-        with transaction(self._conn, "prune events") as conn:
+        with self._transaction("prune events") as conn:
             gone = [
                 int(r[0])
                 for r in conn.execute(

@@ -18,21 +18,44 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import suppress
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from conveyor.errors import QueueError
 from conveyor.gitlab.status import StatusTarget
-from conveyor.receiver.queue.events import insert_event
+from conveyor.receiver.queue.events import EventQueue, insert_event
 from conveyor.receiver.queue.location import Location, child_arg, child_env
-from conveyor.receiver.queue.records import Accepted, NewEvent, Status
+from conveyor.receiver.queue.records import Accepted, Claim, NewEvent, Status, StatusUpdate
 from conveyor.receiver.queue.store import open_database, transaction
 
 log = logging.getLogger("conveyor.receiver")
 
+# The workers' writes the intake process runs for them (methods of EventQueue), inside its
+# batches: with them the intake process is the only writer on the hot path. Each is conditional
+# on the claim's lease, so running one again after a lost reply changes nothing twice.
+WORKER_OPS = frozenset(
+    {"claim", "heartbeat", "progress", "finish", "retry_later", "dead_letter", "release"}
+)
+
+
+@dataclass(frozen=True)
+class Op:
+    """One worker's write (an :class:`EventQueue` method and its arguments)."""
+
+    name: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+OpResult = tuple[str, Any]  # ("ok", the method's result) or ("error", message)
+
 _Waiter = Future[Accepted] | tuple[asyncio.AbstractEventLoop, "asyncio.Future[Accepted]"]
-_Entry = tuple[NewEvent, _Waiter] | Future[float] | None  # an event, a probe, or stop
+_Call = tuple[Op, "Future[Any]"]
+# an event, a worker's write, a probe, or stop
+_Entry = tuple[NewEvent, _Waiter] | _Call | Future[float] | None
 _Outcome = Accepted | QueueError
 
 
@@ -51,7 +74,9 @@ class BatchStore:
 
     A storage error fails the whole batch; any other error fails only the deliveries that
     raise it: the batch is retried one event per transaction to find them. Nothing a
-    delivery carries gets past :meth:`commit`.
+    delivery carries gets past :meth:`commit`. The workers' writes sent with a batch
+    (:meth:`run`) run in its transaction, each in a savepoint of its own, so one failing
+    undoes only itself; they are committed (``synchronous=FULL``) before the reply too.
     """
 
     def __init__(self, path: Path) -> None:
@@ -59,6 +84,7 @@ class BatchStore:
         # The status targets of the queued events this process committed last (by id): what
         # supersede() would otherwise parse each superseded event's stored payload for.
         self._targets: dict[int, StatusTarget] = {}
+        self._queue = EventQueue(path, conn=self._conn)
 
     def close(self) -> None:
         self._conn.close()
@@ -69,33 +95,59 @@ class BatchStore:
         except sqlite3.Error as exc:
             raise QueueError(f"event queue: {exc}") from None
 
-    def _store(self, batch: Sequence[NewEvent]) -> list[Accepted]:
+    def _store(
+        self, batch: Sequence[NewEvent], ops: Sequence[Op] = ()
+    ) -> tuple[list[Accepted], list[OpResult]]:
         try:
             with transaction(self._conn, "store events"):
-                return [insert_event(self._conn, event, self._targets) for event in batch]
+                accepted = [insert_event(self._conn, event, self._targets) for event in batch]
+                return accepted, [self._apply(op) for op in ops]
         except BaseException:
             self._targets.clear()  # ids of a rolled-back batch may be given out again
             raise
 
+    def _apply(self, op: Op) -> OpResult:
+        if op.name not in WORKER_OPS:
+            return ("error", f"event queue: no such operation {op.name!r}")
+        try:
+            return ("ok", getattr(self._queue, op.name)(*op.args, **op.kwargs))
+        except QueueError as exc:
+            return ("error", exc.message)
+        except Exception as exc:
+            log.error("queue operation failed", extra={"error": f"{op.name}: {exc}"[:300]})
+            return ("error", f"event queue: cannot {op.name} ({type(exc).__name__})")
+
     def commit(self, batch: Sequence[NewEvent]) -> tuple[list[Accepted | str], str | None]:
         """Each event's outcome (an :class:`Accepted` or an error message), and the storage
         error that failed the batch, if one did."""
+        outcomes, storage_error, _ = self.run(batch, ())
+        return outcomes, storage_error
+
+    def run(
+        self, batch: Sequence[NewEvent], ops: Sequence[Op]
+    ) -> tuple[list[Accepted | str], str | None, list[OpResult]]:
+        """:meth:`commit` for ``batch``, and each of ``ops``'s results, in one transaction."""
         try:
-            return list(self._store(batch)), None
+            accepted, results = self._store(batch, ops)
+            return list(accepted), None, results
         except QueueError as exc:
-            return [exc.message] * len(batch), exc.message
+            return [exc.message] * len(batch), exc.message, [("error", exc.message)] * len(ops)
         except Exception:
             pass
         outcomes: list[Accepted | str] = []
         for event in batch:
             try:
-                outcomes.extend(self._store([event]))
+                outcomes.extend(self._store([event])[0])
             except QueueError as exc:
                 outcomes.append(exc.message)
             except Exception as exc:
                 log.error("event not stored", extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
                 outcomes.append(f"event queue: cannot store the event ({type(exc).__name__})")
-        return outcomes, None
+        try:
+            results = self._store([], ops)[1] if ops else []
+        except QueueError as exc:
+            results = [("error", exc.message)] * len(ops)
+        return outcomes, None, results
 
 
 class IntakeWriter:
@@ -108,6 +160,11 @@ class IntakeWriter:
     answers them all when it replies; the answers of one batch reach an event loop in a single
     wake-up. The commits run outside this process's GIL, so acknowledging never competes with
     them for it. ``on_commit`` is called after each batch that queued new work.
+
+    :meth:`call` (blocking, for worker threads) sends a worker's write (:data:`WORKER_OPS`) with
+    the next batch and returns its result once committed: :class:`WriterQueue` routes a
+    worker's claims, leases and outcomes this way, so no other connection takes SQLite's write
+    lock while deliveries are waiting for theirs.
 
     If the intake process dies, its batch fails (503: GitLab resends) and the next batch
     starts a new one. :meth:`probe` is a round trip through the same inbox and process, so a
@@ -210,6 +267,21 @@ class IntakeWriter:
         self._inbox.put((event, future))
         return future
 
+    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Run ``EventQueue.<name>(*args, **kwargs)`` in the intake process, with the next batch;
+        its result once committed (QueueError if it failed, or did not commit in time)."""
+        refusal = self._refusal()
+        if refusal is not None:
+            raise refusal
+        future: Future[Any] = Future()
+        self._inbox.put((Op(name, args, kwargs), future))
+        try:
+            return future.result(self._store_timeout_s)
+        except FutureTimeout:
+            raise QueueError(
+                f"event queue: {name} not committed within {self._store_timeout_s:g} s"
+            ) from None
+
     async def store(self, event: NewEvent) -> Accepted:
         """Commit ``event``; returns once it is durable (QueueError if not, or not in time)."""
         refusal = self._refusal()
@@ -274,6 +346,7 @@ class IntakeWriter:
             if first is None:
                 break
             batch: list[tuple[NewEvent, _Waiter]] = []
+            calls: list[_Call] = []
             probes: list[Future[float]] = []
             item: _Entry = first
             while True:
@@ -282,17 +355,19 @@ class IntakeWriter:
                     break
                 if isinstance(item, Future):
                     probes.append(item)
+                elif isinstance(item[0], Op):
+                    calls.append(item)
                 else:
                     batch.append(item)
-                if len(batch) >= self._max_batch:
+                if len(batch) + len(calls) >= self._max_batch:
                     break
                 try:
                     item = self._inbox.get_nowait()
                 except stdlib_queue.Empty:
                     break
             try:
-                if batch:
-                    self._commit(batch)
+                if batch or calls:
+                    self._commit(batch, calls)
                 for probe in probes:
                     self._answer_probe(probe)
             except Exception:
@@ -310,16 +385,25 @@ class IntakeWriter:
         with suppress(InvalidStateError):
             probe.set_result(time.time())
 
-    def _commit(self, batch: list[tuple[NewEvent, _Waiter]]) -> None:
+    def _commit(self, batch: list[tuple[NewEvent, _Waiter]], calls: list[_Call]) -> None:
         outcomes: list[_Outcome]
+        results: list[OpResult]
         try:
-            reply = self._call(("batch", [event for event, _ in batch]))
+            reply = self._call(("batch", [event for event, _ in batch], [op for op, _ in calls]))
             outcomes = [o if isinstance(o, Accepted) else QueueError(o) for o in reply[1]]
             self.storage_error = reply[2]
+            results = reply[3]
         except QueueError as exc:
             self.storage_error = exc.message
             outcomes = [exc] * len(batch)
+            results = [("error", exc.message)] * len(calls)
         self._answer(batch, outcomes)
+        for (_, future), (kind, value) in zip(calls, results, strict=True):
+            with suppress(InvalidStateError):
+                if kind == "ok":
+                    future.set_result(value)
+                else:
+                    future.set_exception(QueueError(value))
         queued_new = any(
             isinstance(o, Accepted) and not o.duplicate and o.status is Status.QUEUED
             for o in outcomes
@@ -374,3 +458,83 @@ def _read_exactly(pipe: IO[bytes], size: int) -> bytes:
         chunks.append(chunk)
         size -= len(chunk)
     return b"".join(chunks)
+
+
+class WriterQueue(EventQueue):
+    """A worker's queue: reads on its own connection, writes through the intake writer.
+
+    Claims, leases and outcomes run in the intake process with the next batch (see
+    :data:`WORKER_OPS`), so the process that must commit deliveries before their 2xx never
+    waits for SQLite's write lock held by a worker (which, in the server's process, may itself
+    be waiting for the GIL). A write whose reply was lost (the intake process died) is sent
+    once more: each is conditional on the lease, so the second finds it done (False) rather
+    than doing it twice.
+    """
+
+    def __init__(self, path: Path, writer: IntakeWriter) -> None:
+        super().__init__(path, synchronous="NORMAL")
+        self._writer = writer
+
+    def _write(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self._writer.call(name, *args, **kwargs)
+        except QueueError:
+            if name == "claim":
+                raise
+            return self._writer.call(name, *args, **kwargs)
+
+    def claim(self, owner: str, *, lease_s: float, now: float | None = None) -> Claim | None:
+        return cast(Claim | None, self._write("claim", owner, lease_s=lease_s, now=now))
+
+    def heartbeat(self, claim: Claim, *, lease_s: float) -> bool:
+        return bool(self._write("heartbeat", claim, lease_s=lease_s))
+
+    def progress(
+        self,
+        claim: Claim,
+        *,
+        result_url: str | None = None,
+        dispatch_state: dict[str, Any] | None = None,
+        status: StatusUpdate | None = None,
+        note: str | None = None,
+        durable: bool = False,  # the intake's commits always are
+    ) -> bool:
+        return bool(
+            self._write(
+                "progress",
+                claim,
+                result_url=result_url,
+                dispatch_state=dispatch_state,
+                status=status,
+                note=note,
+            )
+        )
+
+    def finish(
+        self,
+        claim: Claim,
+        *,
+        succeeded: bool,
+        result_url: str | None,
+        detail: str | None,
+        status: StatusUpdate | None,
+    ) -> bool:
+        return bool(
+            self._write(
+                "finish",
+                claim,
+                succeeded=succeeded,
+                result_url=result_url,
+                detail=detail,
+                status=status,
+            )
+        )
+
+    def retry_later(self, claim: Claim, *, error: str, delay_s: float) -> bool:
+        return bool(self._write("retry_later", claim, error=error, delay_s=delay_s))
+
+    def dead_letter(self, claim: Claim, *, error: str, status: StatusUpdate | None) -> bool:
+        return bool(self._write("dead_letter", claim, error=error, status=status))
+
+    def release(self, claim: Claim) -> bool:
+        return bool(self._write("release", claim))

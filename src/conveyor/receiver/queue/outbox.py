@@ -13,7 +13,7 @@ from typing import Any
 from conveyor.gitlab.events import PayloadError, parse_event
 from conveyor.gitlab.status import StatusTarget, status_name, status_target
 from conveyor.receiver.queue.records import OutboxItem, StatusHead, StatusUpdate
-from conveyor.receiver.queue.store import SQLiteStore, transaction
+from conveyor.receiver.queue.store import SQLiteStore
 
 
 def _target_of(
@@ -130,12 +130,12 @@ class StatusOutbox(SQLiteStore):
 
     def learn_status_head(self, key: tuple[str, str, str, str], head: StatusHead) -> None:
         """Record what GitLab says a status is in (e.g. after a refused move)."""
-        with transaction(self._conn, "record a commit status's state") as conn:
+        with self._transaction("record a commit status's state") as conn:
             self._set_head(conn, key, head)
 
     def status_sent(self, item: OutboxItem, *, head: StatusHead | None = None) -> None:
         """``item`` is posted (or already true on GitLab); ``head`` is the status's state now."""
-        with transaction(self._conn, "record a sent status") as conn:
+        with self._transaction("record a sent status") as conn:
             conn.execute(
                 "UPDATE status_outbox SET sent_at = ?, attempts = attempts + 1 WHERE id = ?",
                 (time.time(), item.id),
@@ -144,7 +144,7 @@ class StatusOutbox(SQLiteStore):
 
     def prune_status_heads(self, *, older_than_s: float) -> int:
         """Forget finished statuses not touched for ``older_than_s`` (active ones are kept)."""
-        with transaction(self._conn, "prune commit status heads") as conn:
+        with self._transaction("prune commit status heads") as conn:
             cur = conn.execute(
                 "DELETE FROM status_heads WHERE updated_at < ?"
                 " AND state NOT IN ('pending', 'running')",
@@ -154,11 +154,11 @@ class StatusOutbox(SQLiteStore):
 
     def status_dropped(self, item: OutboxItem, reason: str) -> None:
         """``item`` will not be posted: a later status supersedes it, or it would be illegal."""
-        with transaction(self._conn, "record a dropped status") as conn:
+        with self._transaction("record a dropped status") as conn:
             conn.execute("UPDATE status_outbox SET dropped = ? WHERE id = ?", (reason, item.id))
 
     def status_failed(self, item: OutboxItem, *, error: str, delay_s: float, give_up: bool) -> None:
-        with transaction(self._conn, "record a failed status") as conn:
+        with self._transaction("record a failed status") as conn:
             conn.execute(
                 "UPDATE status_outbox SET attempts = attempts + 1, last_error = ?, next_at = ?,"
                 " gave_up = ? WHERE id = ?",

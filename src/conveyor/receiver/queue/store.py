@@ -12,7 +12,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -301,6 +301,22 @@ def transaction(conn: sqlite3.Connection, what: str) -> Iterator[sqlite3.Connect
             raise QueueError(f"event queue: cannot {what}: {exc}") from None
 
 
+@contextmanager
+def savepoint(conn: sqlite3.Connection, what: str) -> Iterator[sqlite3.Connection]:
+    """One operation inside an open transaction: undone alone if it fails."""
+    conn.execute("SAVEPOINT op")
+    try:
+        yield conn
+    except BaseException as exc:
+        conn.execute("ROLLBACK TO op")
+        conn.execute("RELEASE op")
+        if isinstance(exc, sqlite3.Error):
+            raise QueueError(f"event queue: cannot {what}: {exc}") from None
+        raise
+    else:
+        conn.execute("RELEASE op")
+
+
 class Checkpointer:
     """Copies the WAL back into the database every ``interval_s`` (PASSIVE: never blocks writers).
 
@@ -337,18 +353,44 @@ class Checkpointer:
 
 
 class SQLiteStore:
-    """One connection to the queue, for one thread (the base of :class:`EventQueue`)."""
+    """One connection to the queue, for one thread (the base of :class:`EventQueue`).
 
-    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+    Every write runs in :meth:`_transaction`; the intake process's view (``conn`` given: the
+    intake's own connection) makes each one a savepoint of the batch's transaction instead.
+    """
+
+    def __init__(
+        self, path: Path, *, synchronous: str = "FULL", conn: sqlite3.Connection | None = None
+    ) -> None:
         self.path = path
         self._synchronous = synchronous
-        self._conn = open_database(path, synchronous=synchronous)
+        self._in_batch = conn is not None
+        self._conn = conn if conn is not None else open_database(path, synchronous=synchronous)
 
     def close(self) -> None:
-        self._conn.close()
+        if not self._in_batch:
+            self._conn.close()
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
         try:
             return self._conn.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
             raise QueueError(f"event queue {self.path}: {exc}") from None
+
+    def _transaction(self, what: str) -> AbstractContextManager[sqlite3.Connection]:
+        if self._in_batch:
+            return savepoint(self._conn, what)
+        return transaction(self._conn, what)
+
+    @contextmanager
+    def _durable(self, durable: bool) -> Iterator[None]:
+        """Commit what runs inside with ``synchronous=FULL`` when ``durable`` (an fsync; the
+        intake's batches always are)."""
+        if not durable or self._in_batch or self._synchronous == "FULL":
+            yield
+            return
+        self._conn.execute("PRAGMA synchronous=FULL")
+        try:
+            yield
+        finally:
+            self._conn.execute(f"PRAGMA synchronous={self._synchronous}")
