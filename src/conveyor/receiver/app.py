@@ -610,11 +610,11 @@ async def _deliver(receiver: Receiver, scope: Scope, receive: Receive, hold: _Ho
         return _Answer(
             200, {"id": accepted.event_id, "status": accepted.status.value, "duplicate": True}
         )
-    receiver.metrics.inc("conveyor_webhooks_accepted_total", outcome=new.status.value)
+    receiver.metrics.inc("conveyor_webhooks_accepted_total", outcome=accepted.status.value)
     # The "event stored" line is written by the intake process, which committed it.
-    answer: dict[str, Any] = {"id": accepted.event_id, "status": new.status.value}
-    if new.reason:
-        answer["reason"] = new.reason
+    answer: dict[str, Any] = {"id": accepted.event_id, "status": accepted.status.value}
+    if accepted.reason:
+        answer["reason"] = accepted.reason
     return _Answer(202, answer)
 
 
@@ -665,6 +665,7 @@ def _route(
         deploy_targets=decision.deploy_targets,
         pending_status=pending,
         status_target=target,
+        merged=event.merged,
         **common,
     )
 

@@ -89,8 +89,8 @@ def serve(store: IntakeStore, inbox: IO[bytes], outbox: IO[bytes]) -> None:
                         "project": event.project,
                         "kind": event.kind,
                         "ref": event.ref,
-                        "status": event.status.value,
-                        "reason": event.reason,
+                        "status": outcome.status.value,
+                        "reason": outcome.reason,
                     },
                 )
         _flush_logs()

@@ -12,6 +12,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from conveyor.errors import QueueError
@@ -32,11 +33,52 @@ from conveyor.receiver.queue.records import (
 TARGETS_KEPT = 4096
 
 
+def commit_built_by(conn: sqlite3.Connection, event: NewEvent) -> tuple[int, str] | None:
+    """The earlier event (id, kind) that builds the same commit of the same branch as ``event``
+    when one is a merge request's merge and the other the push GitLab sends for it, else None.
+
+    Merging an MR moves the target branch through Gitaly's ``UserMergeBranch``, which runs the
+    receive hooks (gitaly internal/gitaly/service/operations/update_with_hooks.go,
+    ``updateReferenceWithHooks``); GitLab's post-receive then runs ``Git::BranchPushService``,
+    which "executes the project's webhooks" (gitlabhq app/services/git/branch_push_service.rb):
+    a Push Hook whose ``after`` is the MR hook's ``merge_commit_sha`` (gitlab.md: "MR merge
+    action: the merged result is merge_commit_sha on the target branch"). A spec triggering on
+    both would build that commit twice; the first of the two to arrive builds it. An ignored
+    event does not count; a superseded one does (a newer commit of the branch is built instead).
+    """
+    if event.status is not Status.QUEUED or not (event.project and event.ref and event.sha):
+        return None
+    if event.merged:
+        other = "push"
+    elif event.kind == "push":
+        other = "merge_request"
+    else:
+        return None
+    row = conn.execute(
+        "SELECT id, kind FROM events WHERE project = ? AND ref = ? AND sha = ? AND kind = ?"
+        " AND status != 'ignored' ORDER BY id LIMIT 1",
+        (event.project, event.ref, event.sha, other),
+    ).fetchone()
+    return (int(row["id"]), str(row["kind"])) if row is not None else None
+
+
 def insert_event(
     conn: sqlite3.Connection, event: NewEvent, targets: dict[int, StatusTarget] | None = None
 ) -> Accepted:
-    """Insert ``event`` unless the project already has one with its Idempotency-Key or webhook-id."""
+    """Insert ``event`` unless the project already has one with its Idempotency-Key or webhook-id.
+
+    A merge request's merge and the push GitLab sends for it are stored both, the second as
+    ignored (:func:`commit_built_by`): the merge commit is built once."""
     now = time.time()
+    built = commit_built_by(conn, event)
+    if built is not None:
+        other = "push" if built[1] == "push" else "merge request merge"
+        event = replace(
+            event,
+            status=Status.IGNORED,
+            reason=f"commit {(event.sha or '')[:12]} is built by event {built[0]} (its {other})",
+            pending_status=None,
+        )
     row = conn.execute(
         "INSERT INTO events (idempotency_key, delivery_uuid, webhook_id, event_header, kind,"
         " project, ref, sha, lane, deploy_targets, status, reason, received_at, updated_at, body)"
@@ -79,7 +121,7 @@ def insert_event(
             add_status(
                 conn, event_id, event.project, event.sha, event.status_ref, event.pending_status
             )
-    return Accepted(event_id=event_id, duplicate=False, status=event.status)
+    return Accepted(event_id=event_id, duplicate=False, status=event.status, reason=event.reason)
 
 
 def supersede(

@@ -66,6 +66,9 @@ class NewEvent:
     # Where its statuses go, from the parsed event: a later event that supersedes this one
     # posts "canceled" there without re-reading the stored payload (see BatchStore).
     status_target: StatusTarget | None = None
+    # A merge request's merge: ``sha`` is the merge commit on the target branch (``ref``), which
+    # GitLab's Push Hook for that branch builds too (see events.commit_built_by).
+    merged: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ class Accepted:
     event_id: int
     duplicate: bool
     status: Status
+    reason: str | None = None  # why it was stored ignored, when the store decided it
 
 
 @dataclass(frozen=True)
