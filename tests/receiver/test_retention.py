@@ -198,3 +198,25 @@ def test_serve_prunes_in_the_background(serve: Any, tmp_path: Path) -> None:
     serve("--dispatch", "none", "--retention-days", "7")
     serving.wait(lambda: ids[-1] not in remaining(db))
     assert len(remaining(db)) == 1
+
+
+def test_a_superseded_event_that_never_reported_a_status_is_pruned(db: Path) -> None:
+    """With commit statuses off (no GitLab settings) a queued event has no "pending" status; when
+    a newer one supersedes it, no "canceled" is queued either (nothing would ever send it, and an
+    unsent status keeps its event from being pruned for ever)."""
+    lane = dict(lane="demo/app\x00push\x00main")
+    ids = store(
+        db,
+        [
+            NewEvent(**{**event(1, NOW - 40 * DAY, Status.QUEUED).__dict__, **lane}),
+            NewEvent(**{**event(2, NOW, Status.QUEUED).__dict__, **lane}),
+        ],
+    )
+    queue = EventQueue(db)
+    try:
+        assert queue.get(ids[0]).status is Status.SUPERSEDED  # type: ignore[union-attr]
+        assert queue.statuses_for(ids[0]) == []
+        result = prune(queue, RetentionPolicy(max_age_s=30 * DAY, max_events=None), now=NOW)
+        assert queue.get(ids[0]) is None, result
+    finally:
+        queue.close()

@@ -137,17 +137,21 @@ def supersede(
         (f"superseded by event {event_id}", now, now, lane, event_id),
     ).fetchall()
     for row in older:
+        target = targets.pop(row["id"], None) if targets is not None else None
+        reported = conn.execute(
+            "SELECT 1 FROM status_outbox WHERE event_id = ? LIMIT 1", (row["id"],)
+        ).fetchone()
+        if reported is None:
+            # It never queued a status (commit statuses are off): there is nothing to cancel,
+            # and a "canceled" nobody sends would keep the event from being pruned.
+            continue
         add_status(
             conn,
             row["id"],
             row["project"],
             row["sha"],
             short_ref(row["ref"]),
-            StatusUpdate(
-                "canceled",
-                f"superseded by a newer event ({event_id})",
-                target=targets.pop(row["id"], None) if targets is not None else None,
-            ),
+            StatusUpdate("canceled", f"superseded by a newer event ({event_id})", target=target),
         )
 
 
