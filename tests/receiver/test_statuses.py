@@ -428,7 +428,7 @@ def test_a_queue_from_before_gains_the_outbox_columns(tmp_path: Path) -> None:
     old.executescript(
         # (version 1's events had these columns too; the version 2 migration indexes them)
         "CREATE TABLE events (id INTEGER PRIMARY KEY, event_header TEXT, kind TEXT, body BLOB,"
-        " project TEXT, idempotency_key TEXT);"
+        " project TEXT, idempotency_key TEXT, sha TEXT);"
         "CREATE TABLE status_outbox (id INTEGER PRIMARY KEY, event_id INTEGER NOT NULL,"
         " project TEXT NOT NULL, sha TEXT NOT NULL, ref TEXT, state TEXT NOT NULL,"
         " target_url TEXT, description TEXT, attempts INTEGER NOT NULL DEFAULT 0,"

@@ -18,7 +18,8 @@ from typing import Any
 
 from conveyor.errors import QueueError
 
-SCHEMA_VERSION = 3  # 2: event_attempts, outbox_event; 3: dedupe per project, webhook_id
+# 2: event_attempts, outbox_event; 3: dedupe per project, webhook_id; 4: events_commit
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -51,6 +52,7 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_status ON events(status, next_attempt_at);
 CREATE INDEX IF NOT EXISTS events_lane ON events(lane, status);
+CREATE INDEX IF NOT EXISTS events_commit ON events(sha, kind);
 CREATE TABLE IF NOT EXISTS deploy_locks (
     target         TEXT PRIMARY KEY,
     event_id       INTEGER NOT NULL,
@@ -154,6 +156,11 @@ _UPGRADES = {
     # delivery), and a verified signature's ``webhook-id`` dedupes too (a replay with a new key).
     3: "ALTER TABLE events ADD COLUMN webhook_id TEXT;\nDROP INDEX IF EXISTS events_idempotency;\n"
     + _DEDUPE,
+    # A merge's Push Hook finds the merge request event that builds its commit (events.py,
+    # commit_built_by) without scanning every event.
+    4: _schema_part(
+        "CREATE INDEX IF NOT EXISTS events_commit", "CREATE INDEX IF NOT EXISTS events_commit"
+    ),
 }
 
 
