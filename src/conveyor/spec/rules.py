@@ -278,8 +278,16 @@ def _deploy(spec: Spec, loc: Loc, stage: Stage) -> list[Problem]:
     found: list[Problem] = []
     # No image and no build is allowed: ``conveyor deploy --image REF`` supplies one (``conveyor run``
     # refuses such a stage when it reaches it: conveyor.docker.deploy.stage.deploy_image).
-    if deploy.image is not None:
+    if deploy.image is not None and "{" in deploy.image:
         _reference(spec, (*base, "image"), deploy.image, spec.registry, "deploy.image", found)
+    elif deploy.image is not None and not is_reference(deploy.image):
+        found.append(
+            Problem(
+                (*base, "image"),
+                f"deploy.image {deploy.image!r} is not an image reference: use "
+                "[REGISTRY/]NAME[:TAG][@DIGEST]",
+            )
+        )
     seen: set[tuple[str, str]] = set()
     for j, text in enumerate(deploy.ports):
         body, _, protocol = text.partition("/")
