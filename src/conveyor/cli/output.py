@@ -47,14 +47,15 @@ class Reportable(Protocol):
     def text_lines(self, *, verbose: bool = False) -> list[str]: ...
 
 
-def emit(result: Reportable, as_json: bool, *, verbose: bool = False) -> None:
-    """Print ``result`` as one JSON document, or as its text lines, on stdout; exit with its code."""
+def emit(result: Reportable, as_json: bool, *, verbose: bool = False, final: bool = True) -> None:
+    """Print ``result`` as one JSON document, or as its text lines, on stdout; then, when it is the
+    ``final`` word (not a preview before a question), exit with its code if that is not 0."""
     if as_json:
         print_json(result.to_json())
     else:
         for line in result.text_lines(verbose=verbose):
             click.echo(line)
-    if result.exit_code:
+    if final and result.exit_code:
         raise SystemExit(result.exit_code)
 
 
