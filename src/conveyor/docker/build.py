@@ -33,7 +33,7 @@ import docker
 import requests.exceptions
 
 from conveyor.docker.credentials import find_auth
-from conveyor.docker.engine import connect, docker_errors
+from conveyor.docker.engine import docker_errors, local_client
 from conveyor.docker.gitfacts import GitFacts, git_facts
 from conveyor.docker.images import (
     expand,
@@ -237,12 +237,8 @@ def build_on_engine(
 ) -> BuildResult:
     """:func:`build_image` on the local engine (``DOCKER_HOST`` or the socket), reached first;
     ``progress`` is entered for the build only and yields its event callback."""
-    client = connect()
-    try:
-        with progress or nullcontext() as on_event:
-            return build_image(client, request, on_event)
-    finally:
-        client.close()
+    with local_client() as client, progress or nullcontext() as on_event:
+        return build_image(client, request, on_event)
 
 
 def _note(on_event: BuildCallback | None, text: str) -> None:

@@ -16,7 +16,7 @@ import docker
 import requests.exceptions
 
 from conveyor.docker.credentials import RegistryAuth, find_auth
-from conveyor.docker.engine import connect
+from conveyor.docker.engine import local_client
 from conveyor.docker.images import parse_ref
 from conveyor.errors import RegistryError
 
@@ -232,9 +232,5 @@ def push_on_engine(
 ) -> PushResult:
     """:func:`push_tags` from the local engine (``DOCKER_HOST`` or the socket), reached first;
     ``progress`` is entered for the push only and yields its event callback."""
-    client = connect()
-    try:
-        with progress or nullcontext() as on_event:
-            return push_tags(client, tags, registry=registry, on_event=on_event)
-    finally:
-        client.close()
+    with local_client() as client, progress or nullcontext() as on_event:
+        return push_tags(client, tags, registry=registry, on_event=on_event)
