@@ -169,32 +169,6 @@ def test_find_auth_creds_store_and_half_set_env(tmp_path: Path) -> None:
         find_auth("reg.example.com", {"CONVEYOR_REGISTRY_USER": "u"})
 
 
-def test_rich_build_progress_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    import io
-
-    from rich.console import Console
-
-    import conveyor.cli.build as cli_build
-    from conveyor.docker.build import BuildEvent, progress_line
-
-    screen = io.StringIO()
-    monkeypatch.setattr(
-        cli_build,
-        "err_console",
-        Console(file=screen, force_terminal=True, color_system=None, width=120),
-    )
-    with cli_build.build_progress(as_json=False) as on_event:
-        on_event(BuildEvent("note", 0, 0, "cache: pulled reg/app:main"))
-        on_event(BuildEvent("step", 1, 2, "FROM busybox:latest"))
-        on_event(BuildEvent("step", 2, 2, "RUN make"))
-        on_event(BuildEvent("cached", 2, 2, "RUN make"))
-    text = screen.getvalue()
-    assert "cache: pulled reg/app:main" in text
-    assert "step 2/2 cached" in text
-    assert "2/2" in text
-    assert progress_line(BuildEvent("step", 3, 9, "COPY . /app")) == "Step 3/9 : COPY . /app"
-
-
 def test_git_facts_in_a_detached_jenkins_checkout_use_the_build_variables(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     sha = git_commit(repo, {"a.txt": "1"})

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conveyor.cli.init_group import init_group
 from conveyor.errors import ConfigError
+from conveyor.scaffold_group import scaffold_group
 from conveyor.spec.load import load_specs
 from conveyor.sync.apply import apply
 from conveyor.sync.context import SyncContext
@@ -23,7 +23,7 @@ def test_init_group_then_apply(world: World, tmp_path: Path) -> None:
     custom = world.specs_dir.joinpath("demo/app.yml").read_text()
     kept.write_text(custom)
 
-    written = init_group(world.settings(), "demo", "python-service", out)
+    written = scaffold_group(world.settings(), "demo", "python-service", out).written
     specs = sorted(p.relative_to(out).as_posix() for p in written if p.parent.name != "templates")
     assert specs == ["demo/backend/api.yml", "demo/backend/deep/worker.yml", "demo/hello-web.yml"]
     assert kept.read_text() == custom  # existing spec left as it is
@@ -31,7 +31,8 @@ def test_init_group_then_apply(world: World, tmp_path: Path) -> None:
     assert not (out / "other").exists()  # another group
     assert not (out / "partner").exists()  # shared with demo, not demo's
 
-    assert init_group(world.settings(), "demo", "python-service", out) == []  # nothing new
+    again = scaffold_group(world.settings(), "demo", "python-service", out)
+    assert again.written == ()  # nothing new
 
     loaded = load_specs([out])
     assert sorted(s.spec.project for s in loaded) == [
@@ -49,7 +50,7 @@ def test_init_group_then_apply(world: World, tmp_path: Path) -> None:
 def test_init_group_needs_gitlab_settings_first(world: World, tmp_path: Path) -> None:
     settings = world.settings(CONVEYOR_GITLAB_TOKEN="", CONVEYOR_GITLAB_URL="")
     try:
-        init_group(settings, "demo", "python-service", tmp_path)
+        scaffold_group(settings, "demo", "python-service", tmp_path)
     except ConfigError as exc:
         assert "CONVEYOR_GITLAB_URL" in str(exc) and "CONVEYOR_GITLAB_TOKEN" in str(exc)
     else:

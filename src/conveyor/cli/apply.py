@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from conveyor.cli.sync_common import prepare, show, sync_options
+from conveyor.cli.output import emit
+from conveyor.cli.sync_common import prepare, sync_options
 from conveyor.sync import apply
 
 
@@ -30,5 +31,4 @@ def command(
     """
     ctx, specs = prepare(paths, concurrency)
     report = apply(ctx, specs, prune=prune)
-    show(report, as_json, verbose=verbose)
-    raise SystemExit(1 if report.has_errors else 0)
+    emit(report, as_json, verbose=verbose)

@@ -7,13 +7,13 @@ running and retrying events always stay, and so does the newest event. Safe whil
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from conveyor.cli.events import QUEUE
 from conveyor.cli.options import state_option
+from conveyor.cli.output import emit
 from conveyor.config import load_settings
 from conveyor.receiver.retention import RetentionPolicy, prune
 
@@ -54,13 +54,4 @@ def command(
         report = prune(queue, policy, dry_run=dry_run)
     finally:
         queue.close()
-    if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2))
-        return
-    if dry_run:
-        size = f" ({report.payload_bytes:,} bytes of payload)" if report.payload_bytes else ""
-        click.echo(
-            f"would delete {report.events:,} finished events{size} (policy: {report.policy})"
-        )
-    else:
-        click.echo(f"deleted {report.events:,} finished events (policy: {report.policy})")
+    emit(report, as_json)

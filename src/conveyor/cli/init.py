@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from conveyor.cli.output import console, print_json
+from conveyor.cli.output import console, emit, print_json
 from conveyor.errors import ConveyorError
 from conveyor.scaffold import available_templates, default_spec_path, scaffold_spec
 
@@ -73,18 +73,10 @@ def command(
     if group:
         if project:
             raise click.UsageError("give either PROJECT or --group, not both")
-        from conveyor.cli.init_group import init_group
         from conveyor.config import load_settings
+        from conveyor.scaffold_group import scaffold_group
 
-        settings = load_settings()
-        results = init_group(settings, group, template, output or Path("pipelines"))
-        written = [str(p) for p in results]
-        if as_json:
-            print_json({"group": group, "written": written})
-        else:
-            for name in written:
-                console.print(f"wrote {name}")
-            console.print(f"{len(written)} spec(s) written for group {group}")
+        emit(scaffold_group(load_settings(), group, template, output or Path("pipelines")), as_json)
         return
     if not project:
         raise click.UsageError("PROJECT is required (or --group GROUP)")

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from conveyor.cli.sync_common import prepare, show, sync_options
+from conveyor.cli.output import emit
+from conveyor.cli.sync_common import prepare, sync_options
 from conveyor.sync import build_plan
 
 
@@ -29,5 +30,4 @@ def command(
     """
     ctx, specs = prepare(paths, concurrency)
     plan = build_plan(ctx, specs, prune=prune)
-    show(plan, as_json, verbose=verbose)
-    raise SystemExit(1 if plan.has_errors else 0)
+    emit(plan, as_json, verbose=verbose)

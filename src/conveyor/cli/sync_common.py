@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from conveyor.cli.output import print_json
+from conveyor.cli.output import emit
 from conveyor.config import load_settings
 from conveyor.spec.load import LoadedSpec, load_specs
 from conveyor.sync import DEFAULT_CONCURRENCY, SyncContext, SyncPlan
@@ -43,7 +43,5 @@ def prepare(
 
 
 def show(plan: SyncPlan, as_json: bool, *, verbose: bool = False) -> None:
-    if as_json:
-        print_json(plan.to_json())
-    else:
-        click.echo(plan.render_text(verbose=verbose))
+    """The plan or report, without exiting (``destroy`` shows its plan before asking)."""
+    emit(plan, as_json, verbose=verbose, final=False)

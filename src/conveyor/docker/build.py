@@ -18,10 +18,12 @@ of its output.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -31,8 +33,8 @@ import docker
 import requests.exceptions
 
 from conveyor.docker.credentials import find_auth
-from conveyor.docker.engine import docker_errors
-from conveyor.docker.gitfacts import GitFacts
+from conveyor.docker.engine import docker_errors, local_client
+from conveyor.docker.gitfacts import GitFacts, git_facts
 from conveyor.docker.images import (
     expand,
     expand_tags,
@@ -42,6 +44,7 @@ from conveyor.docker.images import (
     tag_safe,
 )
 from conveyor.errors import BuildError, ConfigError, DockerError
+from conveyor.spec.load import load_spec
 from conveyor.spec.model import Spec, Stage
 
 TAIL_LINES = 40
@@ -106,6 +109,25 @@ class BuildResult:
     steps: int
     steps_cached: int
     cache_from: tuple[str, ...]  # the cache images that were used as sources
+
+    exit_code = 0  # a failed build raises BuildError
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "image_id": self.image_id,
+            "tags": list(self.tags),
+            "duration": round(self.duration, 3),
+            "steps": self.steps,
+            "steps_cached": self.steps_cached,
+            "cache_from": list(self.cache_from),
+        }
+
+    def text_lines(self, *, verbose: bool = False) -> list[str]:
+        head = (
+            f"built {self.image_id[7:19]} in {self.duration:.1f} s "
+            f"({self.steps_cached}/{self.steps} steps cached)"
+        )
+        return [head, *(f"  {tag}" for tag in self.tags)]
 
 
 def find_stage(spec: Spec, name: str | None, kind: str = "build") -> Stage:
@@ -179,6 +201,44 @@ def plan_build(
         cache_pull=tuple(pulls) if registry else (),
         registry=registry,
     )
+
+
+def load_build_stage(spec_path: Path, stage_name: str | None) -> tuple[Spec, Stage]:
+    """The spec at ``spec_path`` and its build stage ``stage_name`` (default: the first)."""
+    spec = load_spec(spec_path).spec
+    return spec, find_stage(spec, stage_name, "build")
+
+
+def plan_checkout_build(
+    spec: Spec,
+    stage: Stage,
+    workdir: Path,
+    *,
+    sha: str | None = None,
+    branch: str | None = None,
+    tag: str | None = None,
+    build_number: str = "",
+) -> BuildRequest:
+    """:func:`plan_build` for the git checkout ``workdir``: sha/branch/tag from git unless given,
+    ``$BUILD_NUMBER`` unless ``build_number`` is."""
+    facts = git_facts(workdir, sha=sha, branch=branch, tag=tag)
+    return plan_build(
+        spec,
+        stage,
+        facts,
+        workdir.resolve(),
+        build_number=build_number or os.environ.get("BUILD_NUMBER", ""),
+    )
+
+
+def build_on_engine(
+    request: BuildRequest,
+    progress: AbstractContextManager[BuildCallback | None] | None = None,
+) -> BuildResult:
+    """:func:`build_image` on the local engine (``DOCKER_HOST`` or the socket), reached first;
+    ``progress`` is entered for the build only and yields its event callback."""
+    with local_client() as client, progress or nullcontext() as on_event:
+        return build_image(client, request, on_event)
 
 
 def _note(on_event: BuildCallback | None, text: str) -> None:
@@ -332,7 +392,10 @@ __all__ = [
     "BuildResult",
     "DockerError",
     "build_image",
+    "build_on_engine",
     "find_stage",
+    "load_build_stage",
     "plan_build",
+    "plan_checkout_build",
     "prepare_cache",
 ]

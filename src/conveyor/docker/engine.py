@@ -125,6 +125,16 @@ def connect(base_url: str | None = None, *, timeout: int = 120) -> docker.Docker
 
 
 @contextmanager
+def local_client(*, timeout: int = 120) -> Iterator[docker.DockerClient]:
+    """:func:`connect` to the local engine (``DOCKER_HOST`` or the socket), closed on leaving."""
+    client = connect(timeout=timeout)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@contextmanager
 def docker_errors(action: str) -> Iterator[None]:
     """Map docker SDK / transport exceptions raised inside to DockerError("<action>: <reason>")."""
     try:

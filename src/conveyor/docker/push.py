@@ -8,6 +8,7 @@ every tag, reporting per-layer progress as :class:`PushEvent` and the digest the
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -15,6 +16,7 @@ import docker
 import requests.exceptions
 
 from conveyor.docker.credentials import RegistryAuth, find_auth
+from conveyor.docker.engine import local_client
 from conveyor.docker.images import parse_ref
 from conveyor.errors import RegistryError
 
@@ -60,6 +62,20 @@ class PushResult:
     registry: str
     pushed: tuple[PushedTag, ...]
     credentials: str  # where the credentials came from ("" when anonymous); never the secret
+
+    exit_code = 0  # a failed push raises RegistryError
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "registry": self.registry,
+            "credentials": self.credentials,
+            "pushed": [
+                {"reference": p.reference, "digest": p.digest, "size": p.size} for p in self.pushed
+            ],
+        }
+
+    def text_lines(self, *, verbose: bool = False) -> list[str]:
+        return [f"pushed {p.reference}@{p.digest}" for p in self.pushed]
 
 
 def _scrub(text: str, auth: RegistryAuth | None) -> str:
@@ -206,3 +222,15 @@ def push_tags(
             )
     pushed = tuple(_push_one(client, tag, auth, on_event) for tag in tags)
     return PushResult(host, pushed, auth.origin if auth else "")
+
+
+def push_on_engine(
+    tags: Sequence[str],
+    *,
+    registry: str | None = None,
+    progress: AbstractContextManager[PushCallback | None] | None = None,
+) -> PushResult:
+    """:func:`push_tags` from the local engine (``DOCKER_HOST`` or the socket), reached first;
+    ``progress`` is entered for the push only and yields its event callback."""
+    with local_client() as client, progress or nullcontext() as on_event:
+        return push_tags(client, tags, registry=registry, on_event=on_event)

@@ -76,6 +76,14 @@ class PruneReport:
             "policy": self.policy,
         }
 
+    exit_code = 0
+
+    def text_lines(self, *, verbose: bool = False) -> list[str]:
+        if not self.dry_run:
+            return [f"deleted {self.events:,} finished events (policy: {self.policy})"]
+        size = f" ({self.payload_bytes:,} bytes of payload)" if self.payload_bytes else ""
+        return [f"would delete {self.events:,} finished events{size} (policy: {self.policy})"]
+
 
 def prune(
     queue: QueueStore,

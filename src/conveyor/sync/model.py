@@ -115,6 +115,11 @@ class SyncPlan:
         return bool(self.failed or self.folder_errors)
 
     @property
+    def exit_code(self) -> int:
+        """1 when a project or the folders failed (they are named in the report), else 0."""
+        return 1 if self.has_errors else 0
+
+    @property
     def has_changes(self) -> bool:
         return bool(
             [f for f in self.folders if f.action == "create"]
@@ -163,6 +168,9 @@ class SyncPlan:
         }
 
     def render_text(self, *, verbose: bool = False) -> str:
+        return "\n".join(self.text_lines(verbose=verbose))
+
+    def text_lines(self, *, verbose: bool = False) -> list[str]:
         """Human summary. Unchanged items are listed only with ``verbose``."""
         done = self.kind != "plan"
         verb = {
@@ -225,7 +233,7 @@ class SyncPlan:
         if not self.has_changes and not self.has_errors:
             lines.append("no changes: Jenkins and GitLab match the specs")
         lines.append(summary)
-        return "\n".join(lines)
+        return lines
 
 
 def _fmt(counter: dict[str, int]) -> str:

@@ -7,6 +7,7 @@ them all.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from conveyor.config import Settings
@@ -15,8 +16,27 @@ from conveyor.gitlab.groups import list_group_projects
 from conveyor.scaffold import default_spec_path, get_template, scaffold_spec
 
 
-def init_group(settings: Settings, group: str, template: str, out_dir: Path) -> list[Path]:
-    """Write a spec for every active project of ``group`` under ``out_dir``; return the files written.
+@dataclass(frozen=True)
+class GroupScaffold:
+    """The specs (and template copies) written for one group; those that existed are not listed."""
+
+    group: str
+    written: tuple[Path, ...]
+
+    exit_code = 0
+
+    def to_json(self) -> dict[str, object]:
+        return {"group": self.group, "written": [str(p) for p in self.written]}
+
+    def text_lines(self, *, verbose: bool = False) -> list[str]:
+        return [
+            *(f"wrote {p}" for p in self.written),
+            f"{len(self.written)} spec(s) written for group {self.group}",
+        ]
+
+
+def scaffold_group(settings: Settings, group: str, template: str, out_dir: Path) -> GroupScaffold:
+    """Write a spec for every active project of ``group`` under ``out_dir``.
 
     Needs CONVEYOR_GITLAB_URL and CONVEYOR_GITLAB_TOKEN (checked before any request). The template
     is checked first too, so a typo fails before GitLab is asked anything.
@@ -32,4 +52,4 @@ def init_group(settings: Settings, group: str, template: str, out_dir: Path) -> 
             path, template, default_spec_path(path, out_dir), templates_dir=templates_dir
         )
         written.extend(result.written)
-    return written
+    return GroupScaffold(group, tuple(written))
