@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from conveyor.cli.sync_common import prepare, show, sync_options
+from conveyor.cli.output import emit
+from conveyor.cli.sync_common import prepare, sync_options
 from conveyor.errors import ConveyorError
 from conveyor.sync import build_destroy_plan, execute
 
@@ -24,10 +25,10 @@ def command(paths: tuple[Path, ...], as_json: bool, concurrency: int, yes: bool)
     ctx, specs = prepare(paths, concurrency, need_secret=False)
     plan = build_destroy_plan(ctx, specs)
     if not plan.has_changes:
-        show(plan, as_json)
-        raise SystemExit(1 if plan.has_errors else 0)
+        emit(plan, as_json)
+        return
     if not yes:
-        show(plan, as_json=False)
+        emit(plan, as_json=False, final=False)
         if not sys.stdin.isatty():
             raise ConveyorError(
                 "refusing to delete without confirmation: no terminal to ask on",
@@ -36,6 +37,4 @@ def command(paths: tuple[Path, ...], as_json: bool, concurrency: int, yes: bool)
         if not click.confirm("Delete these hooks and jobs?", default=False, err=True):
             click.echo("nothing deleted", err=True)
             raise SystemExit(1)
-    report = execute(ctx, plan, kind="destroy")
-    show(report, as_json)
-    raise SystemExit(1 if report.has_errors else 0)
+    emit(execute(ctx, plan, kind="destroy"), as_json)

@@ -1,5 +1,6 @@
 """What ``plan``, ``apply`` and ``destroy`` share: their options, loading specs and settings in the
-right order (specs, then every setting, before any request), and printing a plan."""
+right order (specs, then every setting, before any request). Each prints its plan or report
+with :func:`conveyor.cli.output.emit`."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ from typing import Any, TypeVar
 
 import click
 
-from conveyor.cli.output import emit
 from conveyor.config import load_settings
 from conveyor.spec.load import LoadedSpec, load_specs
-from conveyor.sync import DEFAULT_CONCURRENCY, SyncContext, SyncPlan
+from conveyor.sync import DEFAULT_CONCURRENCY, SyncContext
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,8 +40,3 @@ def prepare(
         load_settings(), specs, concurrency=concurrency, need_secret=need_secret
     )
     return ctx, specs
-
-
-def show(plan: SyncPlan, as_json: bool, *, verbose: bool = False) -> None:
-    """The plan or report, without exiting (``destroy`` shows its plan before asking)."""
-    emit(plan, as_json, verbose=verbose, final=False)
