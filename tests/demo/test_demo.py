@@ -102,7 +102,9 @@ def test_probe_counts_failures(fixed_server: int) -> None:
     probe = Probe(f"http://127.0.0.1:{fixed_server}/boom", rate=100).start()
     import time
 
-    time.sleep(0.3)
+    deadline = time.monotonic() + 60  # a count, not a timing: a loaded machine only takes longer
+    while probe.sent < 10 and time.monotonic() < deadline:
+        time.sleep(0.05)
     result = probe.stop()
     assert result.requests > 5 and result.failures == result.requests
     assert result.failure_kinds == {"HTTP 500": result.requests}

@@ -64,6 +64,11 @@ class Probe:
                 self._stop.wait(max(0.0, next_at - time.monotonic()))
         self._ended = time.monotonic()
 
+    @property
+    def sent(self) -> int:
+        """Requests sent so far."""
+        return self._count
+
     def stop(self) -> ProbeResult:
         self._stop.set()
         self._thread.join()
