@@ -132,6 +132,12 @@ class KubernetesEmulator(EmulatorServer):
                 and km.selector_matches(selector, o["metadata"].get("labels") or {})
             ]
 
+    def managers_of(self, plural: str, namespace: str, name: str) -> list[dict[str, Any]]:
+        """The object's managedFields entries as a GET shows them."""
+        with self.lock:
+            kind = km.KINDS[plural]
+            return list(self._out(kind, (plural, namespace, name))["metadata"]["managedFields"])
+
     def serve(self, namespace: str, service: str) -> str:
         """One request to a Service: answered by a Ready pod its selector matches (the pod's image
         is returned); NoEndpoints when there is none."""
