@@ -84,7 +84,7 @@ def request_for(image: str, tmp_path: Path, **deploy: Any) -> DeployRequest:
         "replicas": 2,
         "ports": ["80:8000"],
         "health": {"http": "/healthz", "interval": "1s", "timeout": "20s"},
-        "kubernetes": {"namespace": "shop", "progress_deadline": 4},
+        "kubernetes": {"namespace": "shop", "progress_deadline": 8},
     }
     block.update(deploy)
     return DeployRequest(
