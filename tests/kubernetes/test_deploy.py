@@ -115,11 +115,11 @@ def test_a_field_owned_by_another_manager_is_reported_by_name_and_force_takes_it
 ) -> None:
     request = request_for(web_images["good1"], tmp_path)
     target.deploy(request, poll=0.1)
-    scaled = [
+    scaled = next(
         m
         for m in render_manifests(request.deploy, project="demo/web", image=web_images["good1"])
         if m.kind == "Deployment"
-    ][0]
+    )
     body = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

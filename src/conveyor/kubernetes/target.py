@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import difflib
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +32,9 @@ from conveyor.errors import DeployError, HealthCheckError
 from conveyor.kubernetes.client import KubeClient
 from conveyor.kubernetes.config import connect
 from conveyor.kubernetes.manifests import (
+    INSTANCE,
+    MANAGED,
+    MANAGED_BY,
     VERSION,
     Manifest,
     ownership_selector,
@@ -100,37 +102,54 @@ def _diff(ref: str, live: dict[str, Any] | None, would: dict[str, Any]) -> str:
     return "".join(difflib.unified_diff(before, after, f"live/{ref}", f"merged/{ref}"))
 
 
+Owned = dict[str, list[dict[str, Any]]]  # kind -> conveyor's objects in one namespace
+
+
+def list_owned(client: KubeClient, namespace: str, name: str | None = None) -> Owned:
+    """Conveyor's objects in ``namespace`` (of deploy ``name``, or of every deploy), by kind."""
+    selector = ownership_selector(name) if name else f"{MANAGED}={MANAGED_BY}"
+    return {kind: client.list(kind, namespace, selector) for kind in PRUNED_KINDS}
+
+
 def _prunable(
-    client: KubeClient, request: DeployRequest, rendered: Iterable[Manifest]
+    client: KubeClient,
+    request: DeployRequest,
+    rendered: list[Manifest],
+    owned: Owned | None = None,
 ) -> list[tuple[str, str, str]]:
     """(kind, namespace, name) of conveyor's objects for this deploy that are no longer rendered."""
     wanted = {(m.kind, m.namespace, m.name) for m in rendered}
-    namespace = next(iter(rendered)).namespace
+    namespace = rendered[0].namespace
+    owned = owned if owned is not None else list_owned(client, namespace, request.name)
     out = []
     for kind in PRUNED_KINDS:
-        for obj in client.list(kind, namespace, ownership_selector(request.name)):
+        for obj in owned.get(kind, []):
+            labels = obj["metadata"].get("labels") or {}
+            if labels.get(INSTANCE) != request.name or labels.get(MANAGED) != MANAGED_BY:
+                continue
             key = (kind, namespace, obj["metadata"]["name"])
             if key not in wanted:
                 out.append(key)
     return out
 
 
-def plan(request: DeployRequest, client: KubeClient, *, concurrency: int = 8) -> KubePlan:
-    """What :func:`deploy` would change: each object's dry-run diff, and the prunes."""
+def plan(request: DeployRequest, client: KubeClient, *, owned: Owned | None = None) -> KubePlan:
+    """What :func:`deploy` would change: each object's dry-run diff (``kubectl diff
+    --server-side``: the live object against the dry-run apply's answer), and the prunes.
+    ``owned`` (from :func:`list_owned`) saves the listing when many deploys share a namespace."""
     rendered = manifests_for(request)
-
-    def one(manifest: Manifest) -> Change:
+    changes = []
+    for manifest in rendered:
         live = client.get(manifest.kind, manifest.namespace, manifest.name)
         would = client.apply(manifest, dry_run=True)
         if live is None:
-            return Change("create", manifest.ref, _diff(manifest.ref, None, would))
+            changes.append(Change("create", manifest.ref, _diff(manifest.ref, None, would)))
+            continue
         text = _diff(manifest.ref, live, would)
-        return Change("update" if text else "unchanged", manifest.ref, text)
-
-    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(rendered)))) as pool:
-        changes = list(pool.map(one, rendered))
+        changes.append(Change("update" if text else "unchanged", manifest.ref, text))
     changes += [
-        Change("delete", f"{k} {ns}/{n}") for k, ns, n in _prunable(client, request, rendered)
+        Change("delete", f"{k} {ns}/{n}")
+        for k, ns, n in _prunable(client, request, rendered, owned)
     ]
     return KubePlan(client.name, tuple(changes))
 
