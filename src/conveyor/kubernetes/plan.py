@@ -130,3 +130,28 @@ def render_text(plans: Sequence[StagePlan], *, verbose: bool = False) -> str:
             lines.extend("      " + line for line in change.diff.splitlines())
     lines.append(f"  {writes} Kubernetes change(s)")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class WithKubernetes:
+    """A sync plan and the Kubernetes deploys' plans as one report (``conveyor plan``): the JSON
+    gains a ``kubernetes`` list, the text a Kubernetes section; the exit code is the sync plan's."""
+
+    sync: Any  # conveyor.sync's plan (a cli.output.Reportable)
+    kubernetes: tuple[StagePlan, ...]
+
+    @property
+    def exit_code(self) -> int:
+        return int(self.sync.exit_code)
+
+    def to_json(self) -> Any:
+        data = self.sync.to_json()
+        if self.kubernetes:
+            data = {**data, "kubernetes": to_json(self.kubernetes)}
+        return data
+
+    def text_lines(self, *, verbose: bool = False) -> list[str]:
+        lines: list[str] = list(self.sync.text_lines(verbose=verbose))
+        if self.kubernetes:
+            lines.extend(render_text(self.kubernetes, verbose=verbose).splitlines())
+        return lines
