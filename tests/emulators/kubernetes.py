@@ -305,7 +305,11 @@ class KubernetesEmulator(EmulatorServer):
 
     def _body(self, request: Request) -> dict[str, Any]:
         try:
-            body = yaml.safe_load(request.body.decode("utf-8")) if request.body else {}
+            text = request.body.decode("utf-8") if request.body else "{}"
+            try:
+                body = json.loads(text)  # JSON is YAML; the client sends JSON
+            except ValueError:
+                body = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise km.bad_request(f"error decoding the request body: {exc}") from None
         if not isinstance(body, dict):

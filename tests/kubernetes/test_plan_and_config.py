@@ -43,7 +43,7 @@ def test_plan_creates_then_nothing_then_shows_the_diff(
         request_for("registry.example.com/web:2", tmp_path, env={"MODE": "fast"}), client
     )
     assert [c.action for c in changed.changes] == ["update", "update"]  # the version label too
-    assert "+    app.kubernetes.io/version: '2'" in changed.changes[1].diff
+    assert '+    app.kubernetes.io/version: "2"' in changed.changes[1].diff
     diff = changed.changes[0].diff
     assert "-        image: registry.example.com/web:1" in diff
     assert "+        image: registry.example.com/web:2" in diff and "+          value: fast" in diff

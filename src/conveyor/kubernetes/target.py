@@ -90,9 +90,9 @@ def manifests_for(request: DeployRequest, image: str | None = None) -> list[Mani
 def _comparable(obj: dict[str, Any] | None) -> dict[str, Any]:
     if not obj:
         return {}
-    out = {k: v for k, v in obj.items() if k != "status"}
     meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in _VOLATILE_META}
-    out["metadata"] = meta
+    out = {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "metadata": meta}
+    out.update({k: v for k, v in obj.items() if k not in ("status", *out)})
     return out
 
 
@@ -106,9 +106,17 @@ Owned = dict[str, list[dict[str, Any]]]  # kind -> conveyor's objects in one nam
 
 
 def list_owned(client: KubeClient, namespace: str, name: str | None = None) -> Owned:
-    """Conveyor's objects in ``namespace`` (of deploy ``name``, or of every deploy), by kind."""
-    selector = ownership_selector(name) if name else f"{MANAGED}={MANAGED_BY}"
-    return {kind: client.list(kind, namespace, selector) for kind in PRUNED_KINDS}
+    """Conveyor's objects in ``namespace`` of deploy ``name`` by kind; with no ``name`` every
+    object of those kinds (a plan's live objects and prune candidates in one listing)."""
+    selector = ownership_selector(name) if name else ""
+    owned: Owned = {}
+    for kind in PRUNED_KINDS:
+        items = client.list(kind, namespace, selector)
+        for item in items:  # list items carry no apiVersion/kind
+            item.setdefault("apiVersion", "apps/v1" if kind == "Deployment" else "v1")
+            item.setdefault("kind", kind)
+        owned[kind] = items
+    return owned
 
 
 def _prunable(
@@ -136,16 +144,24 @@ def _prunable(
 def plan(request: DeployRequest, client: KubeClient, *, owned: Owned | None = None) -> KubePlan:
     """What :func:`deploy` would change: each object's dry-run diff (``kubectl diff
     --server-side``: the live object against the dry-run apply's answer), and the prunes.
-    ``owned`` (from :func:`list_owned`) saves the listing when many deploys share a namespace."""
+    ``owned`` (every object of the namespace, from :func:`list_owned` without a name) replaces the
+    GET of each object and the prune listing when many deploys share a namespace."""
     rendered = manifests_for(request)
     changes = []
+    index = {
+        (kind, obj["metadata"]["name"]): obj for kind, objs in (owned or {}).items() for obj in objs
+    }
     for manifest in rendered:
-        live = client.get(manifest.kind, manifest.namespace, manifest.name)
+        live = (
+            index.get((manifest.kind, manifest.name))
+            if owned is not None
+            else client.get(manifest.kind, manifest.namespace, manifest.name)
+        )
         would = client.apply(manifest, dry_run=True)
         if live is None:
             changes.append(Change("create", manifest.ref, _diff(manifest.ref, None, would)))
             continue
-        text = _diff(manifest.ref, live, would)
+        text = "" if _comparable(live) == _comparable(would) else _diff(manifest.ref, live, would)
         changes.append(Change("update" if text else "unchanged", manifest.ref, text))
     changes += [
         Change("delete", f"{k} {ns}/{n}")
