@@ -81,7 +81,7 @@ def _string(text: str) -> str:
     if (
         _PLAIN.fullmatch(text)
         and not text.endswith(":")
-        and _RESOLVER.resolve(yaml.ScalarNode, text, (True, False)) == "tag:yaml.org,2002:str"
+        and _RESOLVER.resolve(yaml.ScalarNode, text, (True, False)) == "tag:yaml.org,2002:str"  # type: ignore[no-untyped-call]
     ):
         return text
     return '"' + _ESCAPED.sub(_escape, text) + '"'
