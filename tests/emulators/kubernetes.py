@@ -1022,6 +1022,12 @@ class DockerReadiness:
         self._lock = threading.Lock()
         self._count = itertools.count()
         self.probed: list[str] = []  # images probed, in order (for tests)
+        self._threads: list[threading.Thread] = []
+
+    def close(self) -> None:
+        """Wait for the probes under way (each removes its own container)."""
+        for thread in list(self._threads):
+            thread.join(timeout=self.window + 30)
 
     def __call__(
         self, image: str, probe: dict[str, Any] | None, container: dict[str, Any]
@@ -1031,9 +1037,11 @@ class DockerReadiness:
             if key in self._answers:
                 return self._answers[key]
             self._answers[key] = None
-        threading.Thread(
+        thread = threading.Thread(
             target=self._work, args=(key, image, probe, container), daemon=True
-        ).start()
+        )
+        self._threads.append(thread)
+        thread.start()
         return None
 
     def _work(

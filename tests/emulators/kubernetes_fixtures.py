@@ -90,5 +90,7 @@ def web_images(docker_client: docker.DockerClient) -> Iterator[dict[str, str]]:
 @pytest.fixture
 def docker_readiness(
     docker_client: docker.DockerClient, unique: Callable[[str], str]
-) -> DockerReadiness:
-    return DockerReadiness(docker_client, unique("kube"), window=6.0)
+) -> Iterator[DockerReadiness]:
+    readiness = DockerReadiness(docker_client, unique("kube"), window=6.0)
+    yield readiness
+    readiness.close()  # before ``unique`` removes what is left
