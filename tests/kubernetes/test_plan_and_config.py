@@ -155,3 +155,32 @@ def test_hostile_spec_strings_come_back_from_the_apiserver_exactly(
     assert container["image"] == image
     assert container["env"] == [{"name": "HOSTILE", "value": value}]
     assert container["readinessProbe"]["httpGet"]["path"] == "/" + path
+
+
+class _SyncPlan:
+    exit_code = 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {"jobs": []}
+
+    def text_lines(self, *, verbose: bool = False) -> list[str]:
+        return ["jenkins: nothing to do"]
+
+
+def test_conveyor_plan_reports_kubernetes_beside_the_sync_plan(
+    kube_emulator: KubernetesEmulator, kubeconfig: Path, tmp_path: Path
+) -> None:
+    from conveyor.kubernetes.plan import StagePlan, WithKubernetes
+
+    client = KubeClient(connect())
+    stage = StagePlan("web.yml", "deploy", plan(request_for("r/web:1", tmp_path), client))
+    client.close()
+    report = WithKubernetes(_SyncPlan(), (stage,))
+    assert report.exit_code == 1
+    data = report.to_json()
+    assert data["jobs"] == [] and data["kubernetes"][0]["changes"][0]["action"] == "create"
+    lines = report.text_lines()
+    assert lines[0] == "jenkins: nothing to do"
+    assert lines[1].startswith("Kubernetes (server-side apply dry run")
+    assert any(line.startswith("  create    Deployment shop/web  (context emu;") for line in lines)
+    assert WithKubernetes(_SyncPlan(), ()).to_json() == {"jobs": []}
