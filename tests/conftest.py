@@ -1,6 +1,6 @@
 pytest_plugins = [
     "tests.emulators.fixtures",
-    "tests.emulators.kubernetes_fixtures",
     "tests.groovy.harness",
     "tests.docker.fixtures",
+    "tests.emulators.kubernetes_fixtures",
 ]

@@ -17,6 +17,8 @@
     │   └── JenkinsError
     │       ├── JenkinsAuthError     401: credentials refused; 403: a permission is missing
     │       └── JenkinsNotFoundError 404
+    │   └── KubernetesError          the apiserver refused a request (names the context and object)
+    │       └── KubernetesConflictError  server-side apply: fields owned by other managers
     ├── DockerError                  the engine or a registry refused something
     │   ├── BuildError               a build step failed (carries the step; log_tail is the build's)
     │   ├── RegistryError            push/pull/login failed (names the registry)
@@ -156,6 +158,21 @@ class JenkinsAuthError(JenkinsError):
 
 class JenkinsNotFoundError(JenkinsError):
     """The Jenkins job or folder does not exist (404)."""
+
+
+class KubernetesError(RemoteError):
+    """The Kubernetes apiserver (or the way to it) failed a request; names the context and object."""
+
+
+class KubernetesConflictError(KubernetesError):
+    """A server-side apply would change fields other field managers own. ``conflicts`` lists
+    (manager, field path) pairs; ``--force`` takes the fields."""
+
+    def __init__(
+        self, message: str, *, conflicts: list[tuple[str, str]], hint: str | None = None
+    ) -> None:
+        super().__init__(message, status=409, hint=hint)
+        self.conflicts = list(conflicts)
 
 
 class DockerError(ConveyorError):

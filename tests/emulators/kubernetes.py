@@ -132,6 +132,12 @@ class KubernetesEmulator(EmulatorServer):
                 and km.selector_matches(selector, o["metadata"].get("labels") or {})
             ]
 
+    def managers_of(self, plural: str, namespace: str, name: str) -> list[dict[str, Any]]:
+        """The object's managedFields entries as a GET shows them."""
+        with self.lock:
+            kind = km.KINDS[plural]
+            return list(self._out(kind, (plural, namespace, name))["metadata"]["managedFields"])
+
     def serve(self, namespace: str, service: str) -> str:
         """One request to a Service: answered by a Ready pod its selector matches (the pod's image
         is returned); NoEndpoints when there is none."""
@@ -299,7 +305,11 @@ class KubernetesEmulator(EmulatorServer):
 
     def _body(self, request: Request) -> dict[str, Any]:
         try:
-            body = yaml.safe_load(request.body.decode("utf-8")) if request.body else {}
+            text = request.body.decode("utf-8") if request.body else "{}"
+            try:
+                body = json.loads(text)  # JSON is YAML; the client sends JSON
+            except ValueError:
+                body = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise km.bad_request(f"error decoding the request body: {exc}") from None
         if not isinstance(body, dict):
@@ -1012,6 +1022,12 @@ class DockerReadiness:
         self._lock = threading.Lock()
         self._count = itertools.count()
         self.probed: list[str] = []  # images probed, in order (for tests)
+        self._threads: list[threading.Thread] = []
+
+    def close(self) -> None:
+        """Wait for the probes under way (each removes its own container)."""
+        for thread in list(self._threads):
+            thread.join(timeout=self.window + 30)
 
     def __call__(
         self, image: str, probe: dict[str, Any] | None, container: dict[str, Any]
@@ -1021,9 +1037,11 @@ class DockerReadiness:
             if key in self._answers:
                 return self._answers[key]
             self._answers[key] = None
-        threading.Thread(
+        thread = threading.Thread(
             target=self._work, args=(key, image, probe, container), daemon=True
-        ).start()
+        )
+        self._threads.append(thread)
+        thread.start()
         return None
 
     def _work(

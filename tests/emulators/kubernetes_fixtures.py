@@ -12,6 +12,7 @@ removed afterwards; ``docker_readiness`` -> a :class:`DockerReadiness` on the re
 from __future__ import annotations
 
 import io
+import secrets
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,6 +20,7 @@ import docker
 import kubernetes.client
 import pytest
 
+from tests.docker.fixtures import PREFIX, remove_prefixed
 from tests.emulators.kubernetes import TOKEN, DockerReadiness, KubernetesEmulator
 
 
@@ -65,20 +67,30 @@ def _dockerfile(version: str, healthy: bool) -> str:
     )
 
 
-@pytest.fixture
-def web_images(docker_client: docker.DockerClient, unique: Callable[[str], str]) -> dict[str, str]:
+@pytest.fixture(scope="session")
+def web_images(docker_client: docker.DockerClient) -> Iterator[dict[str, str]]:
+    """Built once per session (a unique prefix), removed at its end."""
+    prefix = f"{PREFIX}-{secrets.token_hex(4)}"
     images = {}
-    for name, healthy in (("good1", True), ("good2", True), ("broken", False)):
-        tag = f"{unique('web')}:{name}"
-        docker_client.images.build(
-            fileobj=io.BytesIO(_dockerfile(name, healthy).encode()), tag=tag, rm=True, forcerm=True
-        )
-        images[name] = tag
-    return images
+    try:
+        for name, healthy in (("good1", True), ("good2", True), ("broken", False)):
+            tag = f"{prefix}-web:{name}"
+            docker_client.images.build(
+                fileobj=io.BytesIO(_dockerfile(name, healthy).encode()),
+                tag=tag,
+                rm=True,
+                forcerm=True,
+            )
+            images[name] = tag
+        yield images
+    finally:
+        remove_prefixed(docker_client, prefix)
 
 
 @pytest.fixture
 def docker_readiness(
     docker_client: docker.DockerClient, unique: Callable[[str], str]
-) -> DockerReadiness:
-    return DockerReadiness(docker_client, unique("kube"), window=6.0)
+) -> Iterator[DockerReadiness]:
+    readiness = DockerReadiness(docker_client, unique("kube"), window=6.0)
+    yield readiness
+    readiness.close()  # before ``unique`` removes what is left

@@ -112,9 +112,10 @@ def test_post_of_a_taken_name_is_409_already_exists(
 
 
 def test_put_with_a_stale_resource_version_is_409_conflict(
-    kube_client: kubernetes.client.ApiClient,
+    make_kube_emulator: Callable[..., KubernetesEmulator],
 ) -> None:
-    apps = AppsV1Api(kube_client)
+    # controllers idle (a status write would move resourceVersion between the test's two calls)
+    apps = AppsV1Api(client_for(make_kube_emulator(tick=3600.0)))
     created = apps.create_namespaced_deployment("default", deployment())
     first = created.metadata.resource_version
     created.spec.replicas = 3

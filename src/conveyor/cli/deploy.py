@@ -23,6 +23,7 @@ from conveyor.cli.output import console, err_console, print_json
 from conveyor.docker.deploy import DeployResult, deploy
 from conveyor.docker.deploy.stage import request_from_file
 from conveyor.errors import HealthCheckError
+from conveyor.kubernetes import target as kubernetes_target
 
 
 def result_json(result: DeployResult, seconds: float) -> dict[str, object]:
@@ -79,6 +80,12 @@ def engine_option(function: Callable[..., None]) -> Callable[..., None]:
 
 
 WORKDIR_HELP = "The repository checkout: relative bind mounts and {sha}/{branch} come from here."
+FORCE_HELP = "target kubernetes: take fields other field managers own (server-side apply force)."
+
+
+def kube_progress() -> kubernetes_target.Progress:
+    """Kubernetes steps and rollout status lines, on stderr."""
+    return kubernetes_target.Progress(say=lambda line: err_console.print(escape(line)))
 
 
 @click.command()
@@ -94,6 +101,7 @@ WORKDIR_HELP = "The repository checkout: relative bind mounts and {sha}/{branch}
 )
 @STATE_OPTION
 @engine_option
+@click.option("--force", is_flag=True, help=FORCE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def command(
     spec: Path,
@@ -102,9 +110,11 @@ def command(
     workdir: Path,
     state: Path | None,
     engine: str | None,
+    force: bool,
     as_json: bool,
 ) -> None:
-    """Deploy a spec's image (docker: blue-green/recreate behind caddy; compose; swarm).
+    """Deploy a spec's image (docker: blue-green/recreate behind caddy; compose; swarm; kubernetes:
+    server-side apply, rollout wait, automatic rollback).
 
     A new version that never becomes healthy is removed (the old one keeps serving); the health log is
     printed and the exit status is 1.
@@ -114,7 +124,10 @@ def command(
     )
     start = time.monotonic()
     try:
-        result = deploy(request)
+        if request.deploy.target == "kubernetes":
+            result = kubernetes_target.deploy(request, force=force, progress=kube_progress())
+        else:
+            result = deploy(request)
     except HealthCheckError as exc:
         report_health_failure(exc)
         raise

@@ -14,6 +14,7 @@ from conveyor.cli.options import state_dir
 from conveyor.cli.output import console, print_json
 from conveyor.docker.deploy import history_of
 from conveyor.docker.deploy.stage import request_from_file
+from conveyor.kubernetes import target as kubernetes_target
 
 
 @click.command()
@@ -40,11 +41,14 @@ def command(
         engine=engine,
         need_image=False,
     )
-    client = request.engine.connect()
-    try:
-        records = history_of(client, request).records(limit=limit)
-    finally:
-        client.close()
+    if request.deploy.target == "kubernetes":  # the Deployment's revisions
+        records = kubernetes_target.history(request, limit=limit)
+    else:
+        client = request.engine.connect()
+        try:
+            records = history_of(client, request).records(limit=limit)
+        finally:
+            client.close()
     if as_json:
         print_json(
             [

@@ -13,9 +13,11 @@ from pathlib import Path
 import click
 
 from conveyor.cli.deploy import (
+    FORCE_HELP,
     STATE_OPTION,
     WORKDIR_HELP,
     engine_option,
+    kube_progress,
     report,
     report_health_failure,
 )
@@ -23,6 +25,7 @@ from conveyor.cli.options import state_dir
 from conveyor.docker.deploy import rollback
 from conveyor.docker.deploy.stage import request_from_file
 from conveyor.errors import HealthCheckError
+from conveyor.kubernetes import target as kubernetes_target
 
 
 @click.command()
@@ -37,6 +40,7 @@ from conveyor.errors import HealthCheckError
 )
 @STATE_OPTION
 @engine_option
+@click.option("--force", is_flag=True, help=FORCE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 def command(
     spec: Path,
@@ -44,6 +48,7 @@ def command(
     workdir: Path,
     state: Path | None,
     engine: str | None,
+    force: bool,
     as_json: bool,
 ) -> None:
     """Roll a deploy back to its previous successful image."""
@@ -57,7 +62,10 @@ def command(
     )
     start = time.monotonic()
     try:
-        result = rollback(request)
+        if request.deploy.target == "kubernetes":  # the Deployment's previous revision
+            result = kubernetes_target.rollback(request, force=force, progress=kube_progress())
+        else:
+            result = rollback(request)
     except HealthCheckError as exc:
         report_health_failure(exc)
         raise

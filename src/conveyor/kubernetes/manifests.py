@@ -12,12 +12,14 @@ with ``managed-by=conveyor`` and this instance. Secrets are ``secretKeyRef`` ref
 key, never values. Zero downtime by default: RollingUpdate with ``maxUnavailable: 0`` and
 ``maxSurge: 1``, new pods gated by the readiness probe built from ``health``.
 
-Spec strings reach the objects only as YAML scalars written by PyYAML's safe dumper (the one
-escaper for YAML), so a hostile value is read back exactly as the data it was.
+Spec strings reach the text only through :func:`to_yaml` (the one YAML escaper: a string is plain
+only when YAML resolves it back to that same string, else double-quoted with every non-printable
+character and line break escaped), so a hostile value is read back exactly as the data it was.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -38,10 +40,94 @@ PROJECT_ANNOTATION = "conveyor.dev/project"
 
 _LABEL_BAD = re.compile(r"[^A-Za-z0-9._-]")
 
-try:  # libyaml when present (same output, ~10x faster)
-    _Dumper: type[yaml.SafeDumper] = yaml.CSafeDumper  # type: ignore[assignment]
-except AttributeError:  # pragma: no cover - PyYAML built without libyaml
-    _Dumper = yaml.SafeDumper
+# YAML 1.1's printable set (what may stand unescaped in a double-quoted scalar) minus the line
+# breaks a double-quoted scalar would fold (NEL, LS, PS); '"' and '\\' need a backslash.
+_ESCAPED = re.compile(
+    '[^\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]|["\\\\]'
+)
+_SHORT = {
+    "\0": "0",
+    "\a": "a",
+    "\b": "b",
+    "\t": "t",
+    "\n": "n",
+    "\v": "v",
+    "\f": "f",
+    "\r": "r",
+    "\x1b": "e",
+    '"': '"',
+    "\\": "\\",
+    "\x85": "N",
+    "\u2028": "L",
+    "\u2029": "P",
+}
+# a plain scalar that cannot start an indicator or contain ': ' / ' #'; resolved as a string below
+_PLAIN = re.compile(r"[A-Za-z0-9/_.][-A-Za-z0-9_./:@+]*")
+_RESOLVER = yaml.resolver.Resolver()
+
+
+def _escape(match: re.Match[str]) -> str:
+    ch = match.group(0)
+    if ch in _SHORT:
+        return "\\" + _SHORT[ch]
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+@functools.lru_cache(maxsize=65536)
+def _string(text: str) -> str:
+    """``text`` as a YAML scalar: plain when YAML reads it back as this same string, else
+    double-quoted with every non-printable character and line break escaped."""
+    if (
+        _PLAIN.fullmatch(text)
+        and not text.endswith(":")
+        and _RESOLVER.resolve(yaml.ScalarNode, text, (True, False)) == "tag:yaml.org,2002:str"  # type: ignore[no-untyped-call]
+    ):
+        return text
+    return '"' + _ESCAPED.sub(_escape, text) + '"'
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, str):
+        return _string(value)
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return "null"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, dict):
+        return "{}"
+    if isinstance(value, list):
+        return "[]"
+    raise TypeError(f"no YAML for {type(value).__name__}")
+
+
+def _emit(node: Mapping[str, Any], pad: str, out: list[str]) -> None:
+    for key, value in node.items():
+        if isinstance(value, dict) and value:
+            out.append(f"{pad}{_string(key)}:\n")
+            _emit(value, pad + "  ", out)
+        elif isinstance(value, list) and value:
+            out.append(f"{pad}{_string(key)}:\n")
+            _emit_list(value, pad, out)  # block sequences indentless, as PyYAML writes them
+        else:
+            out.append(f"{pad}{_string(key)}: {_scalar(value)}\n")
+
+
+def _emit_list(items: list[Any], pad: str, out: list[str]) -> None:
+    for item in items:
+        if isinstance(item, dict) and item:
+            start = len(out)
+            _emit(item, pad + "  ", out)
+            out[start] = pad + "- " + out[start][len(pad) + 2 :]
+        elif isinstance(item, list) and item:
+            out.append(f"{pad}-\n")
+            _emit_list(item, pad + "  ", out)
+        else:
+            out.append(f"{pad}- {_scalar(item)}\n")
 
 
 @dataclass(frozen=True)
@@ -68,16 +154,12 @@ class Manifest:
 
 
 def to_yaml(body: Mapping[str, Any]) -> str:
-    """Block-style YAML, keys in the renderer's order, every string a safely quoted scalar."""
-    text: str = yaml.dump(
-        body,
-        Dumper=_Dumper,
-        sort_keys=False,
-        default_flow_style=False,
-        allow_unicode=False,
-        width=1 << 30,
-    )
-    return text
+    """Block-style YAML, keys in the renderer's order: the one YAML writer of conveyor's manifests
+    (:func:`_string` decides plain or double-quoted; the property tests read every output back
+    with PyYAML and get the data exactly)."""
+    out: list[str] = []
+    _emit(body, "", out)
+    return "".join(out)
 
 
 def version_label(image: str) -> str:

@@ -22,6 +22,7 @@ from conveyor.docker.gitfacts import GitFacts, public_url
 from conveyor.docker.images import parse_ref
 from conveyor.docker.push import progress_line as push_line
 from conveyor.docker.push import push_tags
+from conveyor.kubernetes import target as kubernetes_target
 from conveyor.spec.model import Spec, Stage
 
 E = TypeVar("E")
@@ -114,7 +115,11 @@ def deploy_stage(work: StageWork, stage: Stage, client: Any) -> None:
         environ=work.environ,
     )
     # The deploy's own long-lived engine, never ``client`` (a DinD stage's daemon dies with the stage).
-    result = deploy(request)
+    if stage.deploy.target == "kubernetes":
+        progress = kubernetes_target.Progress(say=work.log)
+        result = kubernetes_target.deploy(request, progress=progress)
+    else:
+        result = deploy(request)
     if result.message:
         work.log(result.message)
     for endpoint in result.endpoints:
