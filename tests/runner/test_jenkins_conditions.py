@@ -17,14 +17,18 @@ import os
 import re
 import shlex
 from collections.abc import Callable, Iterator
+from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import docker
+import docker.errors
 import pytest
 
 from conveyor.docker.deploy.docker import app_containers
 from conveyor.docker.deploy.proxy import ensure_proxy_image
+from conveyor.docker.dind import copy_images
 from conveyor.jenkins.jenkinsfile import STAGE_STEP
 from conveyor.jenkins.render import render
 from conveyor.pipeline.context import Trigger
@@ -54,6 +58,9 @@ def adapt(spec: Spec, registry: str, unique: Callable[[str], str]) -> tuple[Spec
     data: dict[str, Any] = spec.model_dump(mode="json", by_alias=True, exclude={"extends"})
     ports: dict[str, int] = {}
 
+    def named(volumes: list[str]) -> list[str]:
+        return [unique(v) if re.match(r"^[A-Za-z0-9][\w.-]*:", v) else v for v in volumes]
+
     def visit(stages: list[dict[str, Any]]) -> None:
         for stage in stages:
             if stage.get("push"):
@@ -67,14 +74,22 @@ def adapt(spec: Spec, registry: str, unique: Callable[[str], str]) -> tuple[Spec
                     ports[container] = free_port()
                     mapped.append(f"{ports[container]}:{container}" if host else port)
                 deploy["ports"] = mapped
-                deploy["volumes"] = [
-                    unique(v) if re.match(r"^[A-Za-z0-9][\w.-]*:", v) else v
-                    for v in deploy.get("volumes", [])
-                ]
+                deploy["volumes"] = named(deploy.get("volumes", []))
+                for service in deploy.get("services", []):
+                    service["volumes"] = named(service.get("volumes", []))
             visit(stage.get("parallel") or [])
 
     visit(data["stages"])
+    # URLs of the deployed service in the environment (a smoke test's) follow its host port
+    for key, value in data.get("environment", {}).items():
+        for container, host in ports.items():
+            old = next(p for p in spec_ports(spec) if p.endswith(f":{container}"))
+            data["environment"][key] = value.replace(f":{old.split(':')[0]}", f":{host}")
     return Spec.model_validate(data), ports
+
+
+def spec_ports(spec: Spec) -> list[str]:
+    return [p for s in spec.all_stages() if s.deploy is not None for p in s.deploy.ports]
 
 
 def rendered(spec: Spec, parser: GroovyParser) -> RenderedJob:
@@ -104,68 +119,173 @@ def socket_node(
     yield make
 
 
-EXAMPLES = {
-    "examples/hello-web": (ROOT / "examples/hello-web/conveyor.yml", ROOT / "examples/hello-web"),
-    "examples/java-service": (
-        ROOT / "examples/java-service/conveyor.yml",
-        ROOT / "examples/java-service",
+@dataclass(frozen=True)
+class Case:
+    """One shipped spec as a Jenkins build would meet it: its checkout and the build that deploys."""
+
+    spec: str  # the spec, relative to the checkout root of conveyor
+    source: str  # the app's files (the repository's checkout)
+    dockerfile: str | None = None  # a template Dockerfile, placed as `conveyor init` leaves it
+    files: tuple[tuple[str, bytes], ...] = ()  # more files the checkout holds
+    trigger: tuple[str, str] = ("branch", "main")  # what the push was: a branch or a tag
+    params: tuple[tuple[str, str], ...] = ()
+    secrets: tuple[tuple[str, str], ...] = ()  # credential variables Jenkins binds, by name
+    probe: str = "/healthz"
+    images: tuple[str, ...] = ()  # base images of its stages and Dockerfile (for the dind service)
+
+    @property
+    def pushed_tag(self) -> str:
+        return self.trigger[1] if self.trigger[0] == "tag" else SHA
+
+    def checkout(self) -> dict[str, bytes]:
+        files = checkout_files(ROOT / self.source)
+        if self.dockerfile is not None:
+            files["Dockerfile"] = (ROOT / self.dockerfile).read_bytes()
+        files.update(dict(self.files))
+        return files
+
+    def build_trigger(self, project: str) -> Trigger:
+        kind, ref = self.trigger
+        if kind == "tag":
+            return Trigger(kind="tag_push", project=project, sha=SHA, tag=ref)
+        return Trigger(kind="push", project=project, sha=SHA, branch=ref)
+
+
+SPRING = "pipelines/templates/spring-boot-service.Dockerfile"
+# Every shipped spec; each names the app it builds (examples/) and what its deploy answers.
+CASES = {
+    "examples/hello-web": Case(
+        "examples/hello-web/conveyor.yml", "examples/hello-web", images=("python:3.11-slim",)
     ),
-    "pipelines/hello-web": (ROOT / "pipelines/hello-web.yml", ROOT / "examples/hello-web"),
+    "examples/java-service": Case(
+        "examples/java-service/conveyor.yml",
+        "examples/java-service",
+        images=("eclipse-temurin:17-jdk", "eclipse-temurin:17-jre"),
+    ),
+    # a bind mount from the checkout (`./conf:/etc/hello:ro`): inside the agent container that path is
+    # on the Jenkins-home volume, which the deploy names by its Mountpoint on the engine's host
+    # (conveyor.docker.deploy.placement)
+    "pipelines/hello-web": Case(
+        "pipelines/hello-web.yml",
+        "examples/hello-web",
+        files=(("conf/hello.conf", b"greeting = hello\n"),),
+        images=("python:3.11-slim",),
+    ),
+    "pipelines/node-api": Case(
+        "pipelines/node-api.yml",
+        "examples/node-api",
+        dockerfile="pipelines/templates/node-service.Dockerfile",
+        secrets=(("API_TOKEN", "node-api-token-value"),),
+        probe="/health",
+        images=("node:20-slim",),
+    ),
+    "pipelines/docs-site": Case(
+        "pipelines/docs-site.yml",
+        "examples/docs-site",
+        dockerfile="pipelines/templates/static-site.Dockerfile",
+        probe="/getting-started.html",
+        images=("node:20-slim", "nginx:1.25-alpine"),
+    ),
+    "pipelines/java-service": Case(
+        "pipelines/java-service.yml",
+        "examples/maven-service",
+        dockerfile=SPRING,
+        trigger=("tag", "v1.4.0"),
+        params=(("TARGET", "production"),),
+        secrets=(
+            ("SONAR_TOKEN", "sonar-token-value"),
+            ("DB_PASSWORD", "db-pass-value"),
+            ("SPRING_DATASOURCE_PASSWORD", "db-pass-value"),
+        ),
+        probe="/actuator/health",
+        images=("maven:3.9-eclipse-temurin-17", "eclipse-temurin:17-jre", "postgres:16"),
+    ),
 }
-# pipelines/hello-web deploys with a bind mount from the checkout (`./conf:/etc/hello:ro`): inside the
-# agent container that path is on the Jenkins-home volume, which the deploy names by its Mountpoint on
-# the engine's host (conveyor.docker.deploy.placement).
 
 
-@pytest.mark.parametrize("name", list(EXAMPLES))
-def test_socket_mode_builds_pushes_and_deploys_under_jenkins_conditions(
+def with_agent(spec: Spec, **update: str) -> Spec:
+    """``spec`` with its Jenkins agent changed (``docker`` mode; ``image``: a stage without one runs
+    in the agent image, here the one built from this checkout)."""
+    agent = spec.jenkins.agent.model_copy(update=update)
+    return spec.model_copy(update={"jenkins": spec.jenkins.model_copy(update={"agent": agent})})
+
+
+def load_into(dind: DindService, host: docker.DockerClient, images: tuple[str, ...]) -> None:
+    """The base images a case needs, in the dind service's daemon (it cannot pull here)."""
+    present = {tag for image in dind.client.images.list() for tag in image.tags}
+    copy_images(host, dind.client, [i for i in images if i not in present])
+
+
+def remove_pushed(client: docker.DockerClient, registry: str, project: str) -> None:
+    """The images a build tagged for the test registry (their layers stay cached)."""
+    for image in client.images.list(name=f"{registry}/{project}"):
+        for tag in image.tags:
+            with suppress(docker.errors.NotFound):
+                client.images.remove(tag, force=True)
+
+
+@pytest.mark.parametrize("mode", ["socket", "dind"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_shipped_spec_builds_pushes_and_deploys_under_jenkins_conditions(
     name: str,
+    mode: str,
+    request: pytest.FixtureRequest,
     groovy_parser: GroovyParser,
     registry: Registry,
-    socket_node: Callable[[str], JenkinsNode],
+    agent_image: str,
     unique: Callable[[str], str],
     proxy_image: str,
     docker_client: docker.DockerClient,
 ) -> None:
-    spec_path, source = EXAMPLES[name]
-    spec, ports = adapt(load_spec(spec_path).spec, registry.host, unique)
-    spec = spec.model_copy(
-        update={
-            "jenkins": spec.jenkins.model_copy(
-                update={"agent": spec.jenkins.agent.model_copy(update={"docker": "socket"})}
-            )
-        }
-    )
+    """Every shipped spec in both modes, each stage Jenkins runs in its own agent container: built,
+    pushed to the auth registry, deployed; the deployed service answers its probe once every agent
+    and stage container is gone. Socket mode: the host's engine through the mounted socket and its
+    group. Dind mode: the docker:dind service Jenkins' DOCKER_HOST names, over TLS (tcp://docker:2376,
+    /certs/client); the app lives on that long-lived daemon."""
+    case = CASES[name]
+    if mode == "socket":
+        engine, address, pushed_to = docker_client, "127.0.0.1", registry.host
+        env: dict[str, str] = {}
+    else:
+        dind: DindService = request.getfixturevalue("dind")
+        load_into(dind, docker_client, case.images)
+        engine, address, pushed_to = dind.client, dind.ip, dind.registry
+        env = dind.node_env
+    spec = with_agent(load_spec(ROOT / case.spec).spec, docker=mode, image=agent_image)
+    spec, ports = adapt(spec, pushed_to, unique)
     job = rendered(spec, groovy_parser)
-    node = socket_node(spec.jenkins.job)
-    files = checkout_files(source)
-    if name == "pipelines/hello-web":
-        files["conf/hello.conf"] = b"greeting = hello\n"  # the checkout the spec expects
-    node.prepare(files, job.spec_text)
-    trigger = Trigger(kind="push", project=spec.project, sha=SHA, branch="main")
-    results = run_build(
-        node,
-        job,
-        trigger,
-        number=7,
-        secrets={},
-        registry=(registry.username, registry.password),
-        agent_name=unique("agent"),
-    )
-    for stage, done in results.items():
-        assert done.returncode == 0, f"{stage}:\n{done.stdout}\n{done.stderr}"
-    assert "deploy" in results
-    # pushed to the auth registry under the build's commit
-    assert registry.manifest_digest(spec.project, SHA) is not None
-    # every agent container is gone; the app still answers on the published port
-    (port,) = ports.values()
-    answer = wait_http(f"http://127.0.0.1:{port}/healthz")
-    assert answer.status_code == 200, answer.text
-    if name == "pipelines/hello-web":  # the checkout's conf, through the workspace volume
-        deployed = next(s.deploy for s in spec.all_stages() if s.deploy is not None)
-        (app,) = app_containers(docker_client, deployed.name)
-        read = app.exec_run(["cat", "/etc/hello/hello.conf"])
-        assert (read.exit_code, read.output) == (0, b"greeting = hello\n")
+    node = JenkinsNode(engine, unique("jenkins-home"), spec.jenkins.job, agent_image, mode, env)
+    node.prepare(case.checkout(), job.spec_text)
+    try:
+        results = run_build(
+            node,
+            job,
+            case.build_trigger(spec.project),
+            number=7,
+            secrets=dict(case.secrets),
+            registry=(registry.username, registry.password),
+            params=dict(case.params),
+            agent_name=unique("agent"),
+        )
+        for stage, done in results.items():
+            print("TIMING", name, mode, stage, [l for l in done.stdout.splitlines() if "<== stage" in l])
+            assert done.returncode == 0, f"{stage}:\n{done.stdout}\n{done.stderr}"
+        assert "deploy" in results
+        # pushed to the auth registry under the build's commit (or tag)
+        assert registry.manifest_digest(spec.project, case.pushed_tag) is not None
+        # every agent container is gone; the app still answers on the published port
+        (port,) = ports.values()
+        answer = wait_http(f"http://{address}:{port}{case.probe}", timeout=90)
+        assert answer.status_code == 200, answer.text
+        if name == "pipelines/hello-web":  # the checkout's conf, through the workspace volume
+            deployed = next(s.deploy for s in spec.all_stages() if s.deploy is not None)
+            (app,) = app_containers(engine, deployed.name)
+            read = app.exec_run(["cat", "/etc/hello/hello.conf"])
+            assert (read.exit_code, read.output) == (0, b"greeting = hello\n")
+    finally:
+        if mode == "dind":
+            remove_prefixed(engine, unique(""))
+        remove_pushed(engine, pushed_to, spec.project)
 
 
 def test_agent_user_and_environment_are_jenkins(
@@ -197,7 +317,7 @@ def dind(
         return names[-1]
 
     port = int(registry.host.rsplit(":", 1)[1])
-    images = [agent_image, "busybox:latest", "python:3.11-slim", proxy_image]
+    images = [agent_image, "busybox:latest", proxy_image]  # and each case's own (load_into)
     try:
         with dind_service(
             docker_client,
@@ -211,46 +331,6 @@ def dind(
         remove_prefixed(docker_client, f"conveyor-test-{os.getpid()}-jc-")
 
 
-def test_dind_mode_builds_pushes_and_deploys_over_tls(
-    groovy_parser: GroovyParser,
-    registry: Registry,
-    dind: DindService,
-    agent_image: str,
-    unique: Callable[[str], str],
-) -> None:
-    """docker: dind: the agent runs on the docker:dind service Jenkins' DOCKER_HOST names and
-    reaches it over TLS (tcp://docker:2376, /certs/client); the deployed app lives on that
-    long-lived daemon and answers after every agent and stage container is gone."""
-    spec, ports = adapt(load_spec(EXAMPLES["examples/hello-web"][0]).spec, dind.registry, unique)
-    agent = spec.jenkins.agent.model_copy(update={"docker": "dind"})
-    spec = spec.model_copy(update={"jenkins": spec.jenkins.model_copy(update={"agent": agent})})
-    job = rendered(spec, groovy_parser)
-    node = JenkinsNode(
-        dind.client, unique("jenkins-home"), spec.jenkins.job, agent_image, "dind", dind.node_env
-    )
-    node.prepare(checkout_files(EXAMPLES["examples/hello-web"][1]), job.spec_text)
-    trigger = Trigger(kind="push", project=spec.project, sha=SHA, branch="main")
-    try:
-        results = run_build(
-            node,
-            job,
-            trigger,
-            number=8,
-            secrets={},
-            registry=(registry.username, registry.password),
-            agent_name=unique("agent"),
-        )
-        for stage, done in results.items():
-            assert done.returncode == 0, f"{stage}:\n{done.stdout}\n{done.stderr}"
-        assert "deploy" in results
-        assert registry.manifest_digest(spec.project, SHA) is not None
-        (port,) = ports.values()
-        answer = wait_http(f"http://{dind.ip}:{port}/healthz")
-        assert answer.status_code == 200, answer.text
-    finally:
-        remove_prefixed(dind.client, unique(""))
-
-
 def test_rollback_from_another_agent_finds_the_history(
     groovy_parser: GroovyParser,
     registry: Registry,
@@ -258,14 +338,14 @@ def test_rollback_from_another_agent_finds_the_history(
     unique: Callable[[str], str],
     proxy_image: str,
 ) -> None:
-    spec_path, source = EXAMPLES["examples/hello-web"]
-    spec, ports = adapt(load_spec(spec_path).spec, registry.host, unique)
+    case = CASES["examples/hello-web"]
+    spec, ports = adapt(load_spec(ROOT / case.spec).spec, registry.host, unique)
     job = rendered(spec, groovy_parser)
     (port,) = ports.values()
     versions = []
     for number, sha in ((1, "1" * 40), (2, "2" * 40)):
         node = socket_node(spec.jenkins.job)
-        node.prepare(checkout_files(source), job.spec_text)
+        node.prepare(case.checkout(), job.spec_text)
         trigger = Trigger(kind="push", project=spec.project, sha=sha, branch="main")
         results = run_build(
             node,
@@ -281,7 +361,7 @@ def test_rollback_from_another_agent_finds_the_history(
     assert versions == ["1" * 8, "2" * 8]
     # a third build on a fresh agent and workspace (another node) rolls back
     other = socket_node(spec.jenkins.job)
-    other.prepare(checkout_files(source), job.spec_text)
+    other.prepare(case.checkout(), job.spec_text)
     with other.agent(unique("rollback")) as agent:
         env = {"BUILD_NUMBER": "3", "WORKSPACE": other.workspace, "JOB_NAME": spec.jenkins.job}
         done = agent.sh("conveyor rollback .conveyor/pipeline.yml", env)
