@@ -163,6 +163,8 @@ def test_compose_file_keeps_secrets_out_and_wires_services(tmp_path: Path) -> No
                 {
                     "name": "db",
                     "image": "postgres:16",
+                    "env": {"POSTGRES_DB": "app", "PGOPTIONS": "-c search_path=$user"},
+                    "secrets": {"POSTGRES_PASSWORD": "db-cred"},
                     "volumes": ["pg:/var/lib/postgresql/data"],
                     "health": {"cmd": ["pg_isready"]},
                 },
@@ -186,7 +188,27 @@ def test_compose_file_keeps_secrets_out_and_wires_services(tmp_path: Path) -> No
     }
     assert app["labels"]["conveyor.deploy"] == "shop"
     assert doc["services"]["db"]["healthcheck"]["test"] == ["CMD", "pg_isready"]
+    # a service's values are literal like the app's; its secret is the deploy's variable bound to
+    # the same credential (compose reads it from its environment, never from the file)
+    assert doc["services"]["db"]["environment"] == {
+        "POSTGRES_DB": "app",
+        "PGOPTIONS": "-c search_path=$$user",
+        "POSTGRES_PASSWORD": "${DB_PASSWORD}",
+    }
+    assert "environment" not in doc["services"]["cache"]
     assert sorted(doc["volumes"]) == ["data", "pg"]
+
+
+def test_a_service_secret_needs_a_credential_the_deploy_binds() -> None:
+    with pytest.raises(ValueError, match="credential 'other', which deploy.secrets does not bind"):
+        Deploy.model_validate(
+            {
+                "target": "compose",
+                "name": "shop",
+                "secrets": {"DB_PASSWORD": "db-cred"},
+                "services": [{"name": "db", "image": "postgres:16", "secrets": {"PW": "other"}}],
+            }
+        )
 
 
 def test_swarm_service_definition() -> None:

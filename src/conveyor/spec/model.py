@@ -378,6 +378,11 @@ class ComposeService(_Model):
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
     image: NonEmpty
     env: dict[EnvName, str] = Field(default_factory=dict)
+    secrets: dict[EnvName, NonEmpty] = Field(
+        default_factory=dict,
+        description="Env var -> Jenkins credentials ID, one the deploy's `secrets` also binds "
+        "(a database's password, say).",
+    )
     volumes: list[NonEmpty] = Field(default_factory=list)
     health: Health | None = None
 
@@ -476,6 +481,14 @@ class Deploy(_Model):
             raise ValueError("strategy `rolling` needs target: swarm")
         if self.services and self.target != "compose":
             raise ValueError("`services` needs target: compose")
+        bound = set(self.secrets.values())
+        for service in self.services:
+            for var, credential in service.secrets.items():
+                if credential not in bound:
+                    raise ValueError(
+                        f"services {service.name!r}: secret {var} names credential "
+                        f"{credential!r}, which deploy.secrets does not bind"
+                    )
         if self.strategy == "blue-green" and self.target == "docker" and not self.ports:
             raise ValueError("blue-green needs at least one port (the proxy publishes it)")
         return self

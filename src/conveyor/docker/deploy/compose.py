@@ -87,8 +87,13 @@ def _extra(service: ComposeService, request: DeployRequest, named: set[str]) -> 
         "restart": request.deploy.restart,
         "labels": request.labels("service", service=service.name),
     }
-    if service.env:
-        body["environment"] = dict(service.env)
+    # literal values, as the app's (compose would interpolate a `$`); a secret is the deploy's
+    # variable bound to the same credential, which the compose process's environment holds
+    env = {k: v.replace("$", "$$") for k, v in service.env.items()}
+    by_credential = {credential: var for var, credential in request.deploy.secrets.items()}
+    env.update({var: "${" + by_credential[c] + "}" for var, c in service.secrets.items()})
+    if env:
+        body["environment"] = env
     if service.volumes:
         body["volumes"] = _service_volumes(service.volumes, request, named)
     if service.health is not None:
