@@ -19,9 +19,8 @@
 #
 # Dockerfiles: docker-in-docker/base/<dir>/Dockerfile. Idempotent: a tag that exists is skipped, so a
 # second run takes about a second, unless its label conveyor.base.hash (a hash of the files in its
-# directory) differs from the files now: then that image is rebuilt (an image without the label, from
-# an older version of this script, counts as current). `FORCE=1` rebuilds everything; arguments
-# select images by tag.
+# directory) differs from the files now, or it has no such label (built by an older version of this
+# script), or its base image (its first FROM) was rebuilt in this run: then that image is rebuilt. `FORCE=1` rebuilds everything; arguments select images by tag.
 # Needs: a running engine, busybox-static, debootstrap, npm (scripts/system-deps.sh installs them).
 set -euo pipefail
 
@@ -52,12 +51,12 @@ exists() { docker image inspect "$1" >/dev/null 2>&1; }
 # a short hash of the files that make an image (its directory under docker-in-docker/base)
 dir_hash() { (cd "$base/$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16); }
 
-# the tag exists and was built from the files as they are now (or before hashes were recorded)
+# the tag exists and was built from the files as they are now
 current() {
   local label
   exists "$1" || return 1
   label="$(docker image inspect -f '{{ index .Config.Labels "conveyor.base.hash" }}' "$1" 2>/dev/null)"
-  [[ -z "$label" || "$label" == "<no value>" || "$label" == "$2" ]]
+  [[ "$label" == "$2" ]]
 }
 
 # docker build, quiet unless it fails (then the last lines of its log)
@@ -106,10 +105,14 @@ build_dir() {  # tag, directory whose Dockerfile and files are the whole context
   build -t "$1" --label "conveyor.base.hash=$hash" "$base/$2"
 }
 
+# the image a directory's Dockerfile starts FROM
+parent() { awk 'toupper($1) == "FROM" { print $2; exit }' "$base/$1/Dockerfile"; }
+
+rebuilt=" "
 for tag in "${order[@]}"; do
   [[ " ${wanted[*]} " == *" $tag "* ]] || continue
   hash="$(dir_hash "${dirs[$tag]}")"
-  if [[ "$force" != 1 ]] && current "$tag" "$hash"; then
+  if [[ "$force" != 1 && "$rebuilt" != *" $(parent "${dirs[$tag]}") "* ]] && current "$tag" "$hash"; then
     echo "base-images: $tag exists, skipped"
     continue
   fi
@@ -121,5 +124,6 @@ for tag in "${order[@]}"; do
     node:20-slim) build_node ;;
     *) build_dir "$tag" "${dirs[$tag]}" ;;
   esac
+  rebuilt+="$tag "
   echo "base-images: built $tag in $((SECONDS - start)) s"
 done

@@ -6,6 +6,8 @@ missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# npm packs Node.js for the node:20-slim base image; any npm will do (a nodejs that bundles it too)
+command -v npm >/dev/null || missing+=(npm)
 if ((${#missing[@]})); then
   echo "dev: installing ${missing[*]}"
   sudo_cmd=(); [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
