@@ -8,7 +8,10 @@ it still answers when every agent and stage container is gone. See :mod:`tests.r
 
 The shipped specs name a production registry and fixed host ports (8080); to run here next to other
 work they are adapted before rendering: ``push.registry`` becomes the test registry, deploy names and
-named volumes get the test's unique prefix, host ports become free ports. Nothing else changes.
+named volumes (the app's and its services') get the test's unique prefix, host ports become free
+ports (and URLs in the environment follow them), the agent image is the one built from this checkout.
+Nothing else changes. Their base images (node, maven, postgres, nginx...) are the local stand-ins of
+``scripts/base-images.sh``; in dind mode each case loads its own into the service's daemon.
 """
 
 from __future__ import annotations
@@ -268,7 +271,6 @@ def test_shipped_spec_builds_pushes_and_deploys_under_jenkins_conditions(
             agent_name=unique("agent"),
         )
         for stage, done in results.items():
-            print("TIMING", name, mode, stage, [l for l in done.stdout.splitlines() if "<== stage" in l])
             assert done.returncode == 0, f"{stage}:\n{done.stdout}\n{done.stderr}"
         assert "deploy" in results
         # pushed to the auth registry under the build's commit (or tag)
@@ -384,8 +386,7 @@ def test_every_shipped_spec_reaches_the_executor_under_jenkins_conditions(
 ) -> None:
     """For every shipped spec and mode: each leaf stage is the one executor step, and the spec the
     prepare stage writes loads back, as uid 1000 with HOME=/, in the agent image, to the same spec.
-    (The full build/push/deploy runs above need base images this machine lacks for node, maven and
-    postgres; those specs stop here.)"""
+    (The builds, pushes and deploys of the same specs: the matrix above.)"""
     assert len(SHIPPED) == 6
     for path in SHIPPED:
         spec = load_spec(path).spec
@@ -398,3 +399,9 @@ def test_every_shipped_spec_reaches_the_executor_under_jenkins_conditions(
         with node.agent(unique("validate")) as agent_container:
             done = agent_container.sh("conveyor validate --json .conveyor/pipeline.yml", {})
         assert done.returncode == 0, f"{path}: {done.stdout}{done.stderr}"
+
+
+def test_every_shipped_spec_has_a_case_in_the_matrix() -> None:
+    assert sorted(case.spec for case in CASES.values()) == [
+        str(p.relative_to(ROOT)) for p in SHIPPED
+    ]
