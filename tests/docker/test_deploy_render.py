@@ -200,7 +200,9 @@ def test_compose_file_keeps_secrets_out_and_wires_services(tmp_path: Path) -> No
 
 
 def test_a_service_secret_needs_a_credential_the_deploy_binds() -> None:
-    with pytest.raises(ValueError, match="credential 'other', which deploy.secrets does not bind"):
+    with pytest.raises(
+        ValueError, match=r"credential 'other', which deploy\.secrets does not bind"
+    ):
         Deploy.model_validate(
             {
                 "target": "compose",

@@ -31,12 +31,12 @@ import pytest
 
 from conveyor.docker.deploy.docker import app_containers
 from conveyor.docker.deploy.proxy import ensure_proxy_image
-from conveyor.docker.dind import copy_images
 from conveyor.jenkins.jenkinsfile import STAGE_STEP
 from conveyor.jenkins.render import render
 from conveyor.pipeline.context import Trigger
 from conveyor.spec.load import load_spec
 from conveyor.spec.model import Spec
+from tests.docker.dind_support import copy_images
 from tests.docker.fixtures import Registry, free_port, remove_prefixed
 from tests.groovy.harness import GroovyParser
 from tests.runner.jenkins_agent import (
