@@ -90,6 +90,10 @@ class Caddy:
             f"  reverse_proxy {' '.join(upstreams)} {{\n"
             "    lb_policy round_robin\n"
             "    lb_try_duration 5s\n"
+            # a retry on the other receiver needs the body again (caddy reads it once)
+            "    buffer_requests\n"
+            "    health_uri /healthz\n"
+            "    health_interval 1s\n"
             "  }\n}\n"
         )
         self.log = (directory / "caddy.log").open("wb")
