@@ -162,6 +162,12 @@ class Sender:
                     time.sleep(0.1)
 
 
+LOCKED = (
+    "SELECT l.event_id, e.lease_owner FROM deploy_locks l JOIN events e"
+    " ON e.id = l.event_id WHERE e.status = 'running'"
+)
+
+
 def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(url) as conn:
         return conn.execute(sql).fetchall()
@@ -198,16 +204,19 @@ def test_two_receivers_two_workers_one_database_kill_9_mid_burst(
         for thread in threads:
             thread.start()
         # the first worker is the only one: whatever deploy lock is held, it holds
-        serving.wait(lambda: bool(rows(database, "SELECT 1 FROM deploy_locks")), timeout=60)
+        serving.wait(lambda: bool(rows(database, LOCKED)), timeout=60)
+        first = {str(owner).rsplit("-", 1)[0] for _, owner in rows(database, LOCKED)}
         second_worker = serve(*common, "--workers", "6", extra_env=env)
         serving.wait(lambda: len(sender.acked) >= DELIVERIES // 3, timeout=600)
         os.kill(receivers[0].proc.pid, signal.SIGKILL)
-        held = rows(
-            database,
-            "SELECT l.event_id, e.lease_owner FROM deploy_locks l JOIN events e"
-            " ON e.id = l.event_id WHERE e.status = 'running'",
-        )
-        os.kill(first_worker.proc.pid, signal.SIGKILL)
+        held: list[tuple[Any, ...]] = []
+
+        def first_holds_a_lock() -> bool:
+            held[:] = [r for r in rows(database, LOCKED) if r[1].rsplit("-", 1)[0] in first]
+            return bool(held)
+
+        serving.wait(first_holds_a_lock, timeout=120)
+        os.kill(first_worker.proc.pid, signal.SIGKILL)  # while it holds a deploy lock
         killed_at = time.time()
         for thread in threads:
             thread.join(max(1.0, killed_at + 900 - time.time()))
