@@ -3,6 +3,7 @@ loopback port, one per checkout) and a fresh database per test."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 from functools import cache
@@ -13,17 +14,26 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@cache
-def admin_url() -> str:
-    """The cluster's admin URL (starting it, and installing PostgreSQL, if needed)."""
+def _script(command: str, directory: Path | None) -> str:
+    env = dict(os.environ)
+    if directory is not None:
+        env["CONVEYOR_TEST_PG_DIR"] = str(directory)
     out = subprocess.run(
-        [str(ROOT / "scripts" / "postgres.sh"), "start"],
+        [str(ROOT / "scripts" / "postgres.sh"), command],
         check=True,
         capture_output=True,
         text=True,
         timeout=300,
+        env=env,
     )
-    return out.stdout.strip().splitlines()[-1]
+    return out.stdout.strip()
+
+
+@cache
+def admin_url(directory: Path | None = None) -> str:
+    """The cluster's admin URL (starting it, and installing PostgreSQL, if needed); a cluster of
+    its own in ``directory`` when given (the outage tests stop theirs)."""
+    return _script("start", directory).splitlines()[-1]
 
 
 def url_of(name: str) -> str:
@@ -44,11 +54,6 @@ def drop_database(url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def cluster(command: str) -> None:
-    """``stop``, ``start`` or ``restart`` the cluster (the outage tests)."""
-    subprocess.run(
-        [str(ROOT / "scripts" / "postgres.sh"), command],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+def cluster(command: str, directory: Path) -> None:
+    """``stop`` or ``start`` the cluster in ``directory`` (the outage tests)."""
+    _script(command, directory)

@@ -161,6 +161,16 @@ def test_supersede_only_touches_queued_events_of_the_same_lane(store: Location) 
     queue.close()
 
 
+def test_lanes_are_any_text_routing_makes(store: Location) -> None:
+    lane = "demo/app\x00push\x00main"  # routing.lane_of joins with NUL
+    older, newer = put(store, new("a", lane=lane), new("b", lane=lane))
+    queue = open_queue(store)
+    first, second = queue.get(older), queue.get(newer)
+    assert first is not None and first.status is Status.SUPERSEDED
+    assert second is not None and second.status is Status.QUEUED and second.lane == lane
+    queue.close()
+
+
 def test_replay(store: Location) -> None:
     done_id, ignored_id = put(store, new("a"), new("b", status=Status.IGNORED))
     queue = open_queue(store)

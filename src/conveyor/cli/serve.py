@@ -72,6 +72,7 @@ def build_receiver(
     retention_days: float | None = None,
     retention_events: int | None = None,
     queue: str | None = None,
+    lease: float = 60.0,
 ) -> Receiver:
     """Everything ``serve`` needs, checked before a port is opened (raises ConveyorError)."""
     env = os.environ if env is None else env
@@ -104,7 +105,7 @@ def build_receiver(
                 settings.retention_events if retention_events is None else retention_events,
             ),
         ),
-        worker_options=WorkerOptions(workers=workers, grace_s=grace),
+        worker_options=WorkerOptions(workers=workers, grace_s=grace, lease_s=lease),
     )
 
 
@@ -231,6 +232,14 @@ def run_server(receiver: Receiver, *, host: str, port: int, limits: Limits | Non
     help="On SIGTERM, seconds running work may take to finish before it is released.",
 )
 @click.option(
+    "--lease",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(1),
+    help="Seconds a worker's claim (and its deploy locks) lasts without a heartbeat: how long "
+    "a crashed worker's events wait before another worker takes them.",
+)
+@click.option(
     "--retention-days",
     type=click.FloatRange(0),
     help="Delete finished events older than this (default $CONVEYOR_RETENTION_DAYS, else 30; 0: no age limit).",
@@ -262,6 +271,7 @@ def command(
     max_connections: int,
     require_signature: bool,
     grace: float,
+    lease: float,
     retention_days: float | None,
     retention_events: int | None,
     log_level: str,
@@ -280,6 +290,7 @@ def command(
         retention_days=retention_days,
         retention_events=retention_events,
         queue=queue,
+        lease=lease,
     )
     limits = Limits(
         header_timeout_s=header_timeout,

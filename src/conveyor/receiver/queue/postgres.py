@@ -384,6 +384,17 @@ def _add_status(
     )
 
 
+def _stored_lane(lane: str | None) -> str | None:
+    """Lanes join their parts with NUL (routing.lane_of), which PostgreSQL text cannot hold;
+    stored with the unit separator instead (neither a ref nor a project path may contain one)."""
+    return None if lane is None else lane.replace("\x00", "\x1f")
+
+
+def _record(row: dict[str, Any]) -> EventRecord:
+    lane = row["lane"]
+    return event_record({**row, "lane": None if lane is None else lane.replace("\x1f", "\x00")})
+
+
 def _lock_lanes(conn: Conn, lanes: Sequence[str]) -> None:
     """Hold each lane's transaction lock (sorted: two batches never wait on each other in a ring)."""
     for lane in sorted(set(lanes)):
@@ -433,7 +444,7 @@ def _insert_event(conn: Conn, event: NewEvent, targets: dict[int, StatusTarget])
             event.project,
             event.ref,
             event.sha,
-            event.lane,
+            _stored_lane(event.lane),
             json.dumps(list(event.deploy_targets)),
             event.status.value,
             event.reason,
@@ -454,7 +465,7 @@ def _insert_event(conn: Conn, event: NewEvent, targets: dict[int, StatusTarget])
     event_id = int(row["id"])
     if event.status is Status.QUEUED:
         if event.lane is not None:
-            _supersede(conn, event_id, event.lane, now, targets)
+            _supersede(conn, event_id, _stored_lane(event.lane) or "", now, targets)
         if event.status_target is not None:
             targets[event_id] = event.status_target
             if len(targets) > TARGETS_KEPT:
@@ -498,7 +509,8 @@ class PgBatchStore:
     def _store(self, batch: Sequence[NewEvent]) -> list[Accepted]:
         try:
             with self._db.transaction("store events") as conn:
-                _lock_lanes(conn, [e.lane for e in batch if e.lane and e.status is Status.QUEUED])
+                lanes = [e.lane for e in batch if e.lane and e.status is Status.QUEUED]
+                _lock_lanes(conn, [_stored_lane(lane) or "" for lane in lanes])
                 return [_insert_event(conn, event, self._targets) for event in batch]
         except BaseException:
             self._targets.clear()
@@ -542,7 +554,7 @@ class PgQueue:
 
     def get(self, event_id: int) -> EventRecord | None:
         rows = self._query("SELECT * FROM events WHERE id = %s", (event_id,))
-        return event_record(rows[0]) if rows else None
+        return _record(rows[0]) if rows else None
 
     def list_events(self, status: Status | None = None, limit: int = 100) -> list[EventRecord]:
         if status is None:
@@ -552,7 +564,7 @@ class PgQueue:
                 "SELECT * FROM events WHERE status = %s ORDER BY id DESC LIMIT %s",
                 (status.value, limit),
             )
-        return [event_record(r) for r in rows]
+        return [_record(r) for r in rows]
 
     def counts(self) -> dict[Status, int]:
         rows = self._query("SELECT status, COUNT(*) AS n FROM events GROUP BY status")
@@ -665,7 +677,7 @@ class PgQueue:
             " VALUES (%s, %s, %s, %s)",
             (event_id, row["attempts"], owner, now),
         )
-        return Claim(record=event_record(row), owner=owner)
+        return Claim(record=_record(row), owner=owner)
 
     def recover_orphans(self) -> int:
         """Requeue running events whose lease has expired (no single server owns the database,
