@@ -46,7 +46,9 @@ def is_loopback(host: str | None) -> bool:
 
 
 def _derive(token: str, purpose: str) -> str:
-    return hmac.new(token.encode(), f"conveyor-dashboard:{purpose}".encode(), hashlib.sha256).hexdigest()
+    return hmac.new(
+        token.encode(), f"conveyor-dashboard:{purpose}".encode(), hashlib.sha256
+    ).hexdigest()
 
 
 def session_value(token: str) -> str:

@@ -34,7 +34,11 @@ def deploy_requests(spec_files: tuple[Path, ...], state_dir: Path) -> dict[str, 
             if stage.deploy is None:
                 continue
             out[f"{path}::{stage.name}"] = deploy_request(
-                path, stage.name, image=None, workdir=path.parent, state=state_dir,
+                path,
+                stage.name,
+                image=None,
+                workdir=path.parent,
+                state=state_dir,
                 need_image=False,
             )
     return out

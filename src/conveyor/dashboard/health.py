@@ -9,6 +9,7 @@ that draws it has nothing to escape but the labels).
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import deque
@@ -46,7 +47,7 @@ def sample(metrics: Metrics, now: float | None = None) -> Sample:
 
 def series(samples: list[Sample]) -> list[Point]:
     out: list[Point] = []
-    for before, after in zip(samples, samples[1:], strict=False):
+    for before, after in itertools.pairwise(samples):
         span = after.at - before.at
         if span <= 0:
             continue

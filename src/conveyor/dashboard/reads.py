@@ -62,7 +62,11 @@ class EventFilter:
     def where(self) -> tuple[str, list[Any]]:
         clauses: list[str] = []
         args: list[Any] = []
-        for column, value in (("project", self.project), ("kind", self.kind), ("status", self.status)):
+        for column, value in (
+            ("project", self.project),
+            ("kind", self.kind),
+            ("status", self.status),
+        ):
             if value:
                 clauses.append(f"{column} = ?")
                 args.append(value)
@@ -84,7 +88,9 @@ class EventPage:
     next_before: int | None  # the next page's ``before``, None on the last page
 
 
-def list_events(conn: sqlite3.Connection, filters: EventFilter, limit: int = PAGE_SIZE) -> EventPage:
+def list_events(
+    conn: sqlite3.Connection, filters: EventFilter, limit: int = PAGE_SIZE
+) -> EventPage:
     where, args = filters.where()
     rows = conn.execute(
         f"SELECT {_LIST_COLUMNS} FROM events{where} ORDER BY id DESC LIMIT ?", [*args, limit + 1]
@@ -102,12 +108,18 @@ def _event_row(row: sqlite3.Row) -> dict[str, Any]:
 
 def facets(conn: sqlite3.Connection) -> dict[str, list[str]]:
     """The values the filters offer: projects and kinds seen (bounded), every status."""
-    projects = [r[0] for r in conn.execute(
-        "SELECT DISTINCT project FROM events WHERE project IS NOT NULL ORDER BY project LIMIT 200"
-    )]
-    kinds = [r[0] for r in conn.execute(
-        "SELECT DISTINCT kind FROM events WHERE kind IS NOT NULL ORDER BY kind LIMIT 50"
-    )]
+    projects = [
+        r[0]
+        for r in conn.execute(
+            "SELECT DISTINCT project FROM events WHERE project IS NOT NULL ORDER BY project LIMIT 200"
+        )
+    ]
+    kinds = [
+        r[0]
+        for r in conn.execute(
+            "SELECT DISTINCT kind FROM events WHERE kind IS NOT NULL ORDER BY kind LIMIT 50"
+        )
+    ]
     return {"projects": projects, "kinds": kinds}
 
 
@@ -122,40 +134,52 @@ def get_event(conn: sqlite3.Connection, event_id: int) -> dict[str, Any] | None:
 
 
 def replays_of(conn: sqlite3.Connection, event_id: int) -> list[int]:
-    return [r[0] for r in conn.execute(
-        "SELECT id FROM events WHERE replay_of = ? ORDER BY id LIMIT 50", (event_id,)
-    )]
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT id FROM events WHERE replay_of = ? ORDER BY id LIMIT 50", (event_id,)
+        )
+    ]
 
 
 def attempts_for(conn: sqlite3.Connection, event_id: int) -> list[dict[str, Any]]:
     """As :meth:`EventQueue.attempts_for`, on the dashboard's connection."""
-    return [dict(r) for r in conn.execute(
-        "SELECT attempt, owner, started_at, ended_at, outcome, note, detail"
-        " FROM event_attempts WHERE event_id = ? ORDER BY id",
-        (event_id,),
-    )]
+    return [
+        dict(r)
+        for r in conn.execute(
+            "SELECT attempt, owner, started_at, ended_at, outcome, note, detail"
+            " FROM event_attempts WHERE event_id = ? ORDER BY id",
+            (event_id,),
+        )
+    ]
 
 
 def statuses_for(conn: sqlite3.Connection, event_id: int) -> list[dict[str, Any]]:
     """As :meth:`StatusOutbox.statuses_for`, on the dashboard's connection."""
-    return [dict(r) for r in conn.execute(
-        "SELECT state, name, target_project, ref, target_url, description, sent_at, gave_up,"
-        " dropped, attempts, last_error FROM status_outbox WHERE event_id = ? ORDER BY id",
-        (event_id,),
-    )]
+    return [
+        dict(r)
+        for r in conn.execute(
+            "SELECT state, name, target_project, ref, target_url, description, sent_at, gave_up,"
+            " dropped, attempts, last_error FROM status_outbox WHERE event_id = ? ORDER BY id",
+            (event_id,),
+        )
+    ]
 
 
 def counts(conn: sqlite3.Connection) -> dict[str, int]:
-    return {r[0]: int(r[1]) for r in conn.execute(
-        "SELECT status, COUNT(*) FROM events GROUP BY status"
-    )}
+    return {
+        r[0]: int(r[1]) for r in conn.execute("SELECT status, COUNT(*) FROM events GROUP BY status")
+    }
 
 
 def dead_letters(conn: sqlite3.Connection, limit: int = 20) -> list[dict[str, Any]]:
-    return [_event_row(r) for r in conn.execute(
-        f"SELECT {_LIST_COLUMNS} FROM events WHERE status = 'dead' ORDER BY id DESC LIMIT ?",
-        (limit,),
-    )]
+    return [
+        _event_row(r)
+        for r in conn.execute(
+            f"SELECT {_LIST_COLUMNS} FROM events WHERE status = 'dead' ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+    ]
 
 
 # ---------------------------------------------------------------------- runs
@@ -178,11 +202,14 @@ class Stage:
 
 
 def list_runs(conn: sqlite3.Connection, limit: int = 50) -> list[dict[str, Any]]:
-    return [dict(r) for r in conn.execute(
-        "SELECT number, project, status, exit_code, started, finished, trigger FROM runs"
-        " ORDER BY number DESC LIMIT ?",
-        (limit,),
-    )]
+    return [
+        dict(r)
+        for r in conn.execute(
+            "SELECT number, project, status, exit_code, started, finished, trigger FROM runs"
+            " ORDER BY number DESC LIMIT ?",
+            (limit,),
+        )
+    ]
 
 
 def get_run(conn: sqlite3.Connection, number: int) -> dict[str, Any] | None:
@@ -199,7 +226,9 @@ def get_run(conn: sqlite3.Connection, number: int) -> dict[str, Any] | None:
     return data
 
 
-def live_lines(conn: sqlite3.Connection, number: int, after: int = 0, limit: int = 2000) -> list[LiveLine]:
+def live_lines(
+    conn: sqlite3.Connection, number: int, after: int = 0, limit: int = 2000
+) -> list[LiveLine]:
     return [
         LiveLine(r["seq"], r["stage"], r["kind"], r["at"], r["text"])
         for r in conn.execute(
@@ -227,8 +256,11 @@ def stages_of(run: dict[str, Any], lines: list[LiveLine]) -> list[Stage]:
         elif line.kind == "finish":
             data = json.loads(line.text)
             live[line.stage] = Stage(
-                line.stage, str(data["result"]), float(data.get("duration") or 0.0),
-                data.get("parent"), str(data.get("reason") or ""),
+                line.stage,
+                str(data["result"]),
+                float(data.get("duration") or 0.0),
+                data.get("parent"),
+                str(data.get("reason") or ""),
             )
     result = run.get("result")
     if result and result.get("stages"):

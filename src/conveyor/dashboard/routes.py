@@ -185,10 +185,14 @@ class Dashboard:
             if level is access.Access.LOGIN:
                 if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
                     return RedirectResponse(f"{PREFIX}/login", status_code=303)
-                return Response("log in or send the token as a bearer\n", 401, media_type="text/plain")
+                return Response(
+                    "log in or send the token as a bearer\n", 401, media_type="text/plain"
+                )
             if act:
                 if level is not access.Access.ACT:
-                    return self.error(request, 403, "actions need CONVEYOR_DASHBOARD_TOKEN: log in first")
+                    return self.error(
+                        request, 403, "actions need CONVEYOR_DASHBOARD_TOKEN: log in first"
+                    )
                 form = await request.form()
                 given = form.get(access.CSRF_FIELD)
                 if not access.csrf_ok(self.token, given if isinstance(given, str) else None):
@@ -215,7 +219,12 @@ class Dashboard:
         more = urlencode({**kept, "before": page.next_before}) if page.next_before else None
         rows = [{**row, "decision": decision_of(row)} for row in page.rows]
         return self.page(
-            request, "events.html", rows=rows, facets=facets, query=kept, more=more,
+            request,
+            "events.html",
+            rows=rows,
+            facets=facets,
+            query=kept,
+            more=more,
             statuses=[s.value for s in Status],
         )
 
@@ -239,9 +248,17 @@ class Dashboard:
         local = (event.get("dispatch_state") or {}).get("local") or {}
         spec = self._specs.get(event.get("project") or "")
         return self.page(
-            request, "event.html", event=event, decision=decision_of(event), attempts=attempts,
-            statuses=statuses, replays=replays, payload=shown[:BODY_SHOWN],
-            truncated=len(shown) > BODY_SHOWN, commits=commits, run=local.get("run"),
+            request,
+            "event.html",
+            event=event,
+            decision=decision_of(event),
+            attempts=attempts,
+            statuses=statuses,
+            replays=replays,
+            payload=shown[:BODY_SHOWN],
+            truncated=len(shown) > BODY_SHOWN,
+            commits=commits,
+            run=local.get("run"),
             spec=spec,
         )
 
@@ -281,7 +298,12 @@ class Dashboard:
         top = [s for s in stages if s.parent is None]
         branches = {s.name: [b for b in stages if b.parent == s.name] for s in top}
         return self.page(
-            request, "run.html", run=run, stages=stages, top=top, branches=branches,
+            request,
+            "run.html",
+            run=run,
+            stages=stages,
+            top=top,
+            branches=branches,
             last_seq=lines[-1].seq if lines else 0,
             full_log=run["log"] if not lines else "",
         )
@@ -290,14 +312,18 @@ class Dashboard:
         """The run's live lines after ``after`` (or ``Last-Event-ID``) as server-sent events,
         until the run has ended and every line is sent (then an ``end`` event)."""
         number = int(request.path_params["number"])
-        after = _int(request.headers.get("last-event-id")) or _int(request.query_params.get("after")) or 0
+        after = (
+            _int(request.headers.get("last-event-id"))
+            or _int(request.query_params.get("after"))
+            or 0
+        )
 
         async def events() -> AsyncIterator[bytes]:
             seq = after
             while True:
                 run = await self.read(reads.get_run, number, runs=True)
                 if run is None:
-                    yield b"event: end\ndata: {\"status\": \"missing\"}\n\n"
+                    yield b'event: end\ndata: {"status": "missing"}\n\n'
                     return
                 lines = await self.read(reads.live_lines, number, seq, runs=True)
                 for line in lines:
@@ -341,7 +367,9 @@ class Dashboard:
             result = await asyncio.to_thread(roll_back, target)
         except ConveyorError as exc:
             return self.error(request, 409, f"rollback of {target.name} failed: {exc.message}")
-        log.info("rolled back from the dashboard", extra={"deploy": result.name, "image": result.image})
+        log.info(
+            "rolled back from the dashboard", extra={"deploy": result.name, "image": result.image}
+        )
         notice = urlencode({"notice": f"{result.name} rolled back to {result.image}"})
         return RedirectResponse(f"{PREFIX}/deploys?{notice}", status_code=303)
 
@@ -349,14 +377,17 @@ class Dashboard:
         points = series(self.sampler.samples())
         now = points[-1].at if points else 0.0
         rate = chart([(p.at, p.rate) for p in points], now=now)
-        latency = chart(
-            [(p.at, p.latency_ms) for p in points if p.latency_ms is not None], now=now
-        )
+        latency = chart([(p.at, p.latency_ms) for p in points if p.latency_ms is not None], now=now)
         counts = await self.read(reads.counts)
         dead = await self.read(reads.dead_letters)
         depth = counts.get("queued", 0) + counts.get("running", 0)
         return self.page(
-            request, "health.html", rate=rate, latency=latency, counts=counts, depth=depth,
+            request,
+            "health.html",
+            rate=rate,
+            latency=latency,
+            counts=counts,
+            depth=depth,
             dead=[{**row, "decision": decision_of(row)} for row in dead],
             received=self.metrics.total("conveyor_webhooks_received_total"),
             duplicates=self.metrics.total("conveyor_webhooks_deduplicated_total"),
@@ -369,14 +400,20 @@ class Dashboard:
     async def login(self, request: Request) -> Response:
         form = await request.form()
         given = form.get("token")
-        if not self.token or not isinstance(given, str) or not access.authenticated(
-            self.token, access.Credentials(bearer=given)
+        if (
+            not self.token
+            or not isinstance(given, str)
+            or not access.authenticated(self.token, access.Credentials(bearer=given))
         ):
             return self.page(request, "login.html", 401, failed=True)
         response = RedirectResponse(f"{PREFIX}/events", status_code=303)
         response.set_cookie(
-            access.SESSION_COOKIE, access.session_value(self.token), httponly=True,
-            samesite="strict", path=PREFIX, secure=request.url.scheme == "https",
+            access.SESSION_COOKIE,
+            access.session_value(self.token),
+            httponly=True,
+            samesite="strict",
+            path=PREFIX,
+            secure=request.url.scheme == "https",
         )
         return response
 
@@ -416,7 +453,9 @@ class Dashboard:
             async def send_secured(message: Any) -> None:
                 if message["type"] == "http.response.start":
                     headers = list(message.get("headers", []))
-                    headers += [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+                    headers += [
+                        (k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()
+                    ]
                     message = {**message, "headers": headers}
                 await send(message)
 
