@@ -46,7 +46,12 @@ class Serve:
     """One ``conveyor serve`` subprocess; killed at teardown whatever happens."""
 
     def __init__(
-        self, specs: list[Path], state: Path, env: dict[str, str], *args: str, host: str = "127.0.0.1"
+        self,
+        specs: list[Path],
+        state: Path,
+        env: dict[str, str],
+        *args: str,
+        host: str = "127.0.0.1",
     ) -> None:
         self.port = free_port(host)
         self.url = f"http://{host}:{self.port}"
@@ -88,7 +93,12 @@ class Serve:
 def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     (tmp_path / "none.toml").write_text("")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
-    return {**env, "CONVEYOR_SECRET": p.SECRET, "CONVEYOR_CONFIG": str(tmp_path / "none.toml"), **extra}
+    return {
+        **env,
+        "CONVEYOR_SECRET": p.SECRET,
+        "CONVEYOR_CONFIG": str(tmp_path / "none.toml"),
+        **extra,
+    }
 
 
 @pytest.fixture
@@ -116,6 +126,8 @@ def page_errors(page: Any) -> list[str]:
         dialog.dismiss()
 
     page.on("dialog", on_dialog)
-    page.on("console", lambda msg: seen.append(f"console: {msg.text}") if msg.type == "error" else None)
+    page.on(
+        "console", lambda msg: seen.append(f"console: {msg.text}") if msg.type == "error" else None
+    )
     page.on("pageerror", lambda exc: seen.append(f"pageerror: {exc}"))
     return seen

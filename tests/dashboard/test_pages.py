@@ -24,7 +24,9 @@ def specs(tmp_path: Path) -> list[Path]:
     return write_specs(tmp_path / "specs")
 
 
-def test_events_list_filters_by_status_and_project(serve: Any, specs: list[Path], page: Page) -> None:
+def test_events_list_filters_by_status_and_project(
+    serve: Any, specs: list[Path], page: Page
+) -> None:
     server = serve(specs, "--dispatch", "none")
     built = server.send(p.push(branch="main")).json()["id"]
     ignored = server.send(p.push(branch="feature/nope", after=p.SHA_C)).json()["id"]
@@ -69,7 +71,9 @@ def test_done_event_lists_its_attempt(serve: Any, specs: list[Path], page: Page)
     server = serve(specs, "--dispatch", "none")
     event = server.send(p.push(branch="main")).json()["id"]
     page.goto(f"{server.url}/dashboard/events/{event}")
-    expect(page.locator("#trail .attempt")).to_contain_text("stored only (--dispatch none)", timeout=20_000)
+    expect(page.locator("#trail .attempt")).to_contain_text(
+        "stored only (--dispatch none)", timeout=20_000
+    )
 
 
 def test_hostile_commit_message_and_branch_are_text(
@@ -120,7 +124,8 @@ def test_non_loopback_needs_the_token_then_may_act(
     assert good.status_code == 200 and TOKEN not in good.text
     # without the CSRF field even a bearer cannot act
     refused = httpx.post(
-        f"{server.url}/dashboard/events/{event}/replay", headers={"Authorization": f"Bearer {TOKEN}"}
+        f"{server.url}/dashboard/events/{event}/replay",
+        headers={"Authorization": f"Bearer {TOKEN}"},
     )
     assert refused.status_code == 403
 
