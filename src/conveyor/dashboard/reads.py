@@ -30,17 +30,23 @@ _LIST_COLUMNS = (
 )
 
 
-@contextmanager
-def read_only(path: Path) -> Iterator[sqlite3.Connection]:
+def connect_read_only(path: Path) -> sqlite3.Connection:
     """A read-only connection to the SQLite file ``path`` (QueueError if it cannot be read)."""
     uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=5.0, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA query_only=1")
     except sqlite3.Error as exc:
         raise QueueError(f"cannot read {path}: {exc}") from None
-    conn.row_factory = sqlite3.Row
+    return conn
+
+
+@contextmanager
+def read_only(path: Path) -> Iterator[sqlite3.Connection]:
+    """:func:`connect_read_only`, closed at the end (sqlite3 errors become QueueError)."""
+    conn = connect_read_only(path)
     try:
-        conn.execute("PRAGMA query_only=1")
         yield conn
     except sqlite3.Error as exc:
         raise QueueError(f"cannot read {path}: {exc}") from None
@@ -104,23 +110,6 @@ def _event_row(row: sqlite3.Row) -> dict[str, Any]:
     state = data.get("dispatch_state")
     data["dispatch_state"] = json.loads(state) if state else None
     return data
-
-
-def facets(conn: sqlite3.Connection) -> dict[str, list[str]]:
-    """The values the filters offer: projects and kinds seen (bounded), every status."""
-    projects = [
-        r[0]
-        for r in conn.execute(
-            "SELECT DISTINCT project FROM events WHERE project IS NOT NULL ORDER BY project LIMIT 200"
-        )
-    ]
-    kinds = [
-        r[0]
-        for r in conn.execute(
-            "SELECT DISTINCT kind FROM events WHERE kind IS NOT NULL ORDER BY kind LIMIT 50"
-        )
-    ]
-    return {"projects": projects, "kinds": kinds}
 
 
 def get_event(conn: sqlite3.Connection, event_id: int) -> dict[str, Any] | None:
@@ -224,6 +213,11 @@ def get_run(conn: sqlite3.Connection, number: int) -> dict[str, Any] | None:
     data["trigger"] = json.loads(data["trigger"])
     data["result"] = json.loads(data["result"]) if data["result"] else None
     return data
+
+
+def run_status(conn: sqlite3.Connection, number: int) -> str | None:
+    row = conn.execute("SELECT status FROM runs WHERE number = ?", (number,)).fetchone()
+    return str(row[0]) if row is not None else None
 
 
 def live_lines(

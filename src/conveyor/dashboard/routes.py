@@ -33,6 +33,7 @@ from conveyor.dashboard.deploys import Service, deploy_requests, roll_back, serv
 from conveyor.dashboard.health import Sampler, chart, series
 from conveyor.docker.deploy import DeployRequest
 from conveyor.errors import ConveyorError
+from conveyor.gitlab.events import EventKind
 from conveyor.receiver.metrics import Metrics
 from conveyor.receiver.queue import EventQueue, Status
 from conveyor.spec.load import load_spec
@@ -214,7 +215,6 @@ class Dashboard:
             before=_int(q.get("before")),
         )
         page: reads.EventPage = await self.read(reads.list_events, filters)
-        facets = await self.read(reads.facets)
         kept = {k: v for k, v in q.items() if k != "before" and v}
         more = urlencode({**kept, "before": page.next_before}) if page.next_before else None
         rows = [{**row, "decision": decision_of(row)} for row in page.rows]
@@ -222,7 +222,8 @@ class Dashboard:
             request,
             "events.html",
             rows=rows,
-            facets=facets,
+            projects=sorted(self._specs),
+            kinds=[k.value for k in EventKind],
             query=kept,
             more=more,
             statuses=[s.value for s in Status],
@@ -318,26 +319,32 @@ class Dashboard:
             or 0
         )
 
+        path = reads.runs_path(self.state_dir)
+
         async def events() -> AsyncIterator[bytes]:
-            seq = after
-            while True:
-                run = await self.read(reads.get_run, number, runs=True)
-                if run is None:
-                    yield b'event: end\ndata: {"status": "missing"}\n\n'
-                    return
-                lines = await self.read(reads.live_lines, number, seq, runs=True)
-                for line in lines:
-                    seq = line.seq
-                    data = json.dumps(
-                        {"seq": line.seq, "stage": line.stage, "kind": line.kind, "text": line.text}
-                    )
-                    yield f"id: {line.seq}\nevent: line\ndata: {data}\n\n".encode()
-                if not lines:
-                    if run["status"] != "running":
-                        yield f"event: end\ndata: {json.dumps({'status': run['status']})}\n\n".encode()
+            # one connection for the whole stream, polled (two indexed queries per poll)
+            conn = await asyncio.to_thread(reads.connect_read_only, path)
+            try:
+                seq = after
+                while True:
+                    status = await asyncio.to_thread(reads.run_status, conn, number)
+                    lines = await asyncio.to_thread(reads.live_lines, conn, number, seq)
+                    for line in lines:
+                        seq = line.seq
+                        data = json.dumps(
+                            {"seq": seq, "stage": line.stage, "kind": line.kind, "text": line.text}
+                        )
+                        yield f"id: {seq}\nevent: line\ndata: {data}\n\n".encode()
+                    if lines:
+                        continue
+                    if status != "running":
+                        end = json.dumps({"status": status or "missing"})
+                        yield f"event: end\ndata: {end}\n\n".encode()
                         return
                     yield b": idle\n\n"
                     await asyncio.sleep(STREAM_POLL_S)
+            finally:
+                conn.close()
 
         return StreamingResponse(
             events(), media_type="text/event-stream", headers={"X-Accel-Buffering": "no"}
