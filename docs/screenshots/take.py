@@ -25,9 +25,9 @@ from tests.docker.fixtures import free_port  # noqa: E402
 from tests.receiver import payloads as p  # noqa: E402
 from tests.receiver.test_local_dispatch import commit, git  # noqa: E402
 
-from conveyor.cli.deploy import deploy_request  # noqa: E402
 from conveyor.docker.deploy import deploy  # noqa: E402
 from conveyor.docker.deploy.docker import remove_deploy  # noqa: E402
+from conveyor.docker.deploy.stage import request_from_file  # noqa: E402
 
 OUT = Path(__file__).parent
 SPEC = """\
@@ -84,7 +84,7 @@ def main() -> None:
         )
         try:
             for image in (v1, v2):
-                deploy(deploy_request(spec, None, image=image, workdir=tmp, state=state))
+                deploy(request_from_file(spec, None, image=image, workdir=tmp, state_dir=state))
             data = p.push(after=sha)
             data["project"]["git_http_url"] = "http://127.0.0.1:9/never/used.git"
             event = server.send(data).json()["id"]

@@ -12,9 +12,9 @@ import docker
 import pytest
 from playwright.sync_api import Page, expect
 
-from conveyor.cli.deploy import deploy_request
 from conveyor.docker.deploy import deploy
 from conveyor.docker.deploy.docker import remove_deploy
+from conveyor.docker.deploy.stage import request_from_file
 from conveyor.receiver.queue import EventQueue, database_path
 from tests.dashboard.conftest import TOKEN
 from tests.docker.deploy_support import build_app, get
@@ -130,7 +130,7 @@ def test_rollback_button_rolls_back_a_real_deploy(
     url = f"http://127.0.0.1:{port}/version"
     try:
         for image in (v1, v2):
-            deploy(deploy_request(spec, None, image=image, workdir=tmp_path, state=state))
+            deploy(request_from_file(spec, None, image=image, workdir=tmp_path, state_dir=state))
         assert get(url) == (200, "v2")
         server = serve([spec], "--dispatch", "none", CONVEYOR_DASHBOARD_TOKEN=TOKEN)
         page.goto(server.url + "/dashboard/login")

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conveyor.cli.deploy import deploy_request
 from conveyor.docker.deploy import DeployRequest, DeployResult, history_of, rollback
+from conveyor.docker.deploy.stage import request_from_file
 from conveyor.docker.history import DeployRecord
 from conveyor.errors import ConveyorError
 from conveyor.spec.load import load_spec
@@ -33,13 +33,8 @@ def deploy_requests(spec_files: tuple[Path, ...], state_dir: Path) -> dict[str, 
         for stage in loaded.spec.all_stages():
             if stage.deploy is None:
                 continue
-            out[f"{path}::{stage.name}"] = deploy_request(
-                path,
-                stage.name,
-                image=None,
-                workdir=path.parent,
-                state=state_dir,
-                need_image=False,
+            out[f"{path}::{stage.name}"] = request_from_file(
+                path, stage.name, workdir=path.parent, state_dir=state_dir, need_image=False
             )
     return out
 

@@ -32,10 +32,11 @@ from conveyor.dashboard.decisions import decision_of
 from conveyor.dashboard.deploys import Service, deploy_requests, roll_back, services
 from conveyor.dashboard.health import Sampler, chart, series
 from conveyor.docker.deploy import DeployRequest
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, QueueError
 from conveyor.gitlab.events import EventKind
 from conveyor.receiver.metrics import Metrics
-from conveyor.receiver.queue import EventQueue, Status
+from conveyor.receiver.queue import Status
+from conveyor.receiver.queue.location import Location, open_queue
 from conveyor.spec.load import load_spec
 
 log = logging.getLogger("conveyor.dashboard")
@@ -115,7 +116,7 @@ def _int(value: str | None) -> int | None:
 class Dashboard:
     """Everything the pages read: the queue, the run history, the metrics, the served specs."""
 
-    db_path: Path
+    queue: Location  # the SQLite file the event pages read (PostgreSQL: replay only, see read())
     state_dir: Path
     metrics: Metrics
     spec_files: tuple[Path, ...] = ()
@@ -164,7 +165,15 @@ class Dashboard:
         return self.page(request, "error.html", status_code, message=message)
 
     async def read(self, what: Callable[..., Any], *args: Any, runs: bool = False) -> Any:
-        path = reads.runs_path(self.state_dir) if runs else self.db_path
+        if runs:
+            path = reads.runs_path(self.state_dir)
+        elif isinstance(self.queue, Path):
+            path = self.queue
+        else:
+            raise QueueError(
+                "the dashboard's event pages read the SQLite queue; this server's queue is PostgreSQL",
+                hint="use `conveyor events` for a PostgreSQL queue",
+            )
 
         def call() -> Any:
             with reads.read_only(path) as conn:
@@ -198,7 +207,10 @@ class Dashboard:
                 given = form.get(access.CSRF_FIELD)
                 if not access.csrf_ok(self.token, given if isinstance(given, str) else None):
                     return self.error(request, 403, "the form's CSRF token is missing or wrong")
-            return await handler(request)
+            try:
+                return await handler(request)
+            except ConveyorError as exc:  # a read that failed (a queue not readable here)
+                return self.error(request, 503, exc.message)
 
         return endpoint
 
@@ -267,7 +279,7 @@ class Dashboard:
         event_id = int(request.path_params["event_id"])
 
         def do() -> int:
-            queue = EventQueue(self.db_path, synchronous="NORMAL")
+            queue = open_queue(self.queue, synchronous="NORMAL")
             try:
                 return queue.replay(event_id)
             finally:

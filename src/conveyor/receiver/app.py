@@ -41,6 +41,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -713,7 +714,7 @@ def create_app(receiver: Receiver, *, manage_lifecycle: bool = True) -> ASGIApp:
         )
 
     dashboard = Dashboard(
-        db_path=receiver.db_path,
+        queue=receiver.db_path,
         state_dir=receiver.settings.state_dir,
         metrics=receiver.metrics,
         spec_files=receiver.options.spec_files,
