@@ -4,6 +4,7 @@ hostile strings shown as text, and who may see it."""
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -70,10 +71,14 @@ def test_event_page_shows_the_decision_trail(serve: Any, specs: list[Path], page
 def test_done_event_lists_its_attempt(serve: Any, specs: list[Path], page: Page) -> None:
     server = serve(specs, "--dispatch", "none")
     event = server.send(p.push(branch="main")).json()["id"]
-    page.goto(f"{server.url}/dashboard/events/{event}")
-    expect(page.locator("#trail .attempt")).to_contain_text(
-        "stored only (--dispatch none)", timeout=20_000
-    )
+    deadline = time.monotonic() + 60
+    while True:  # the page is rendered once: load it again until the worker has finished
+        page.goto(f"{server.url}/dashboard/events/{event}")
+        if page.locator("#trail .attempt").count() or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    expect(page.locator("#trail .attempt")).to_contain_text("stored only (--dispatch none)")
+    expect(page.locator("#trail .decision")).to_have_text("done: dispatched and finished")
 
 
 def test_hostile_commit_message_and_branch_are_text(
