@@ -11,8 +11,20 @@ cd "$(dirname "$0")"
 root=$PWD
 venv="$root/.venv"
 
+# The dashboard's browser tests drive Debian's chromium through Playwright (never `playwright
+# install`: tests/dashboard/conftest.py points Playwright at /usr/bin/chromium).
+browser() {
+  if ! dpkg-query -W -f='${Status}' chromium 2>/dev/null | grep -q "install ok installed"; then
+    echo "dev: installing chromium"
+    sudo_cmd=(); [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  fi
+}
+
 setup() {
   scripts/system-deps.sh
+  browser
   scripts/start-docker.sh
   if [ ! -x "$venv/bin/python" ]; then
     echo "dev: creating $venv"

@@ -22,6 +22,7 @@ import uvicorn
 
 from conveyor.cli.options import state_dir, state_option
 from conveyor.config import load_settings
+from conveyor.dashboard import TOKEN_ENV as DASHBOARD_TOKEN_ENV
 from conveyor.errors import ConfigError
 from conveyor.receiver.app import (
     DEFAULT_BODY_MEMORY,
@@ -100,6 +101,8 @@ def build_receiver(
             body_memory_bytes=max(body_memory, max_body),
             signing_keys=keys,
             require_signature=require_signature,
+            spec_files=tuple(item.path for item in loaded),
+            dashboard_token=env.get(DASHBOARD_TOKEN_ENV) or None,
             retention=RetentionPolicy.of(
                 settings.retention_days if retention_days is None else retention_days,
                 settings.retention_events if retention_events is None else retention_events,

@@ -1,4 +1,4 @@
-"""The receiver's HTTP face (Starlette): ``POST /hooks/gitlab``, ``GET /healthz``, ``GET /metrics``.
+"""The receiver's HTTP face (Starlette): ``POST /hooks/gitlab``, ``GET /healthz``, ``GET /metrics``, the dashboard under ``/dashboard``.
 
 A delivery is checked in this order, cheapest first; the first failure answers:
 
@@ -41,16 +41,19 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from conveyor.config import Settings
+from conveyor.dashboard import PREFIX as DASHBOARD_PREFIX
+from conveyor.dashboard import Dashboard
 from conveyor.errors import QueueError
 from conveyor.gitlab.events import (
     PayloadError,
@@ -112,6 +115,8 @@ class ReceiverOptions:
     signature_tolerance_s: float = DEFAULT_TOLERANCE_S
     run_workers: bool = True
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)  # see retention.py
+    spec_files: tuple[Path, ...] = ()  # the served specs (the dashboard's deploys)
+    dashboard_token: str | None = None  # CONVEYOR_DASHBOARD_TOKEN (see conveyor.dashboard.access)
 
 
 class Receiver:
@@ -708,13 +713,24 @@ def create_app(receiver: Receiver, *, manage_lifecycle: bool = True) -> ASGIApp:
             receiver.metrics.render(gauges), media_type=metrics_mod.CONTENT_TYPE
         )
 
+    dashboard = Dashboard(
+        queue=receiver.db_path,
+        state_dir=receiver.settings.state_dir,
+        metrics=receiver.metrics,
+        spec_files=receiver.options.spec_files,
+        token=receiver.options.dashboard_token,
+        wake=lambda: receiver.pool.wake() if receiver.pool is not None else None,
+    )
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if manage_lifecycle:
             await asyncio.to_thread(receiver.start)
+        dashboard.start()
         try:
             yield
         finally:
+            dashboard.stop()
             if manage_lifecycle:
                 await asyncio.to_thread(receiver.stop)
 
@@ -724,6 +740,7 @@ def create_app(receiver: Receiver, *, manage_lifecycle: bool = True) -> ASGIApp:
             Route(HOOK_PATH, not_allowed, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
+            Mount(DASHBOARD_PREFIX, app=dashboard.asgi()),
         ],
         lifespan=lifespan,
     )

@@ -133,6 +133,17 @@ class Metrics:
         with self._lock:
             return self._families[name].values.get(tuple(sorted(labels.items())), 0.0)
 
+    def total(self, name: str) -> float:
+        """A counter summed over all its labels."""
+        with self._lock:
+            return sum(self._families[name].values.values())
+
+    def histogram_total(self, name: str) -> tuple[int, float]:
+        """A histogram's observation count and sum over all its labels."""
+        with self._lock:
+            hists = self._families[name].histograms.values()
+            return sum(h.total for h in hists), sum(h.sum for h in hists)
+
     def render(self, gauges: Mapping[str, Mapping[Labels, float]] | None = None) -> str:
         """The exposition text. ``gauges``: name -> labels -> value, read at scrape time."""
         lines: list[str] = []

@@ -75,6 +75,7 @@ from conveyor.runner.containers import (
 )
 from conveyor.runner.engines import needs_engine, nested_daemon, refuse_none
 from conveyor.runner.history import History
+from conveyor.runner.live import LiveLog
 from conveyor.runner.output import OutputSink, PlainOutput
 from conveyor.runner.plan import (
     PlannedStage,
@@ -537,6 +538,7 @@ def run_pipeline(
     values = secret_values(model, environ, [p.stage for p in plan.flat() if p.run])
 
     history = History(state_dir)
+    sink = LiveLog(history, sink)  # the dashboard streams the run from the history
     number = history.start(model.project, spec_file, _trigger_record(trigger))
     env = build_variables(trigger, number)
     env.update(parameter_variables(all_params))

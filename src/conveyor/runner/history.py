@@ -1,5 +1,9 @@
 """Run history in the state directory: ``<state>/runs.sqlite`` (numbers, results, full logs).
 
+While a run goes on, its masked lines and stage boundaries are appended to ``run_lines``
+(:class:`conveyor.runner.live.LiveLog`), so the dashboard can stream them; they stay after it ends.
+The database is in WAL mode, so readers (``conveyor runs``, the dashboard) never block the run.
+
 A run gets its number (its ``BUILD_NUMBER``) when it starts, so a crashed run still shows up
 (``running``, until the receiver's next attempt at its event marks it ``crashed``). Logs are
 stored already masked. sqlite3 errors become :class:`RunnerError`. The receiver finds the run
@@ -11,7 +15,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +37,30 @@ CREATE TABLE IF NOT EXISTS runs (
     result      TEXT,
     log         TEXT NOT NULL DEFAULT ''
 );
+CREATE TABLE IF NOT EXISTS run_lines (
+    number  INTEGER NOT NULL,
+    seq     INTEGER NOT NULL,
+    stage   TEXT,
+    kind    TEXT NOT NULL,
+    at      REAL NOT NULL,
+    text    TEXT NOT NULL,
+    PRIMARY KEY (number, seq)
+);
 """
 
 DB_NAME = "runs.sqlite"
+
+
+@dataclass(frozen=True)
+class LiveLine:
+    """One row of a run's live log: a line (``kind`` ``line``) or a stage's ``start``,
+    ``skip`` (text: the reason) or ``finish`` (text: the stage result as JSON)."""
+
+    seq: int
+    stage: str | None
+    kind: str
+    at: float
+    text: str
 
 
 @dataclass(frozen=True)
@@ -66,6 +91,7 @@ class History:
         try:
             state_dir.mkdir(parents=True, exist_ok=True)
             with self._db() as db:
+                db.execute("PRAGMA journal_mode=WAL")
                 db.executescript(_SCHEMA)
         except OSError as exc:
             raise RunnerError(
@@ -125,6 +151,15 @@ class History:
                 (project, since, str(event_id)),
             ).fetchone()
         return self._record(row) if row is not None else None
+
+    def append_lines(self, number: int, rows: Sequence[LiveLine]) -> None:
+        """Append a run's live lines (masked already): what the dashboard streams."""
+        with self._db() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO run_lines (number, seq, stage, kind, at, text)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(number, r.seq, r.stage, r.kind, r.at, r.text) for r in rows],
+            )
 
     def mark_crashed(self, number: int, reason: str) -> None:
         """A run left ``running`` by a process that died: record it as ``crashed``."""
