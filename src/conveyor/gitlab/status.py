@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from conveyor.errors import GitLabError, GitLabForbiddenError, GitLabTransitionError
@@ -36,19 +37,43 @@ from conveyor.gitlab.client import GitLabClient
 from conveyor.gitlab.events import EventKind, GitLabEvent
 from conveyor.pipeline.context import ACTION_TYPES
 
-COMMIT_STATES: tuple[str, ...] = ("pending", "running", "success", "failed", "canceled", "skipped")
-ACTIVE_STATES = frozenset({"pending", "running"})
-FINAL_STATES = frozenset({"success", "failed", "canceled", "skipped"})
+
+class CommitState(StrEnum):
+    """A GitLab commit status's state (``Ci::CreateCommitStatusService``'s accepted ``state``).
+
+    The one spelling of these words in conveyor: a ``StrEnum``, so a member is its word wherever a
+    string is stored, sent or compared (``CommitState.RUNNING == "running"``).
+    """
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    SKIPPED = "skipped"
+
+    @classmethod
+    def of(cls, succeeded: bool) -> CommitState:
+        """The final state of a build that ``succeeded`` or not."""
+        return cls.SUCCESS if succeeded else cls.FAILED
+
+
+COMMIT_STATES: tuple[str, ...] = tuple(CommitState)
+ACTIVE_STATES = frozenset({CommitState.PENDING, CommitState.RUNNING})
+FINAL_STATES = frozenset(set(CommitState) - ACTIVE_STATES)
 MAX_FIELD_LENGTH = 255
 STATUS_PREFIX = "conveyor"
+# The pipeline's own status, as the Jenkinsfile and ``conveyor run`` post it; stages post theirs under
+# the stage's name (the Jenkinsfile's ``gitlabCommitStatus(name: STAGE)``).
+PIPELINE_STATUS_NAME = STATUS_PREFIX
 _SHA = re.compile(r"[0-9a-fA-F]{7,64}")
 _TRANSITION = re.compile(r"Cannot transition status via :(\w+) from :(\w+)")
 
 # What GitLab's state machine allows from a *reused* (pending or running) status
 # (app/models/commit_status.rb; `running` is `enqueue` then `run!`, which needs `pending`).
-_MOVES: dict[str, frozenset[str]] = {
-    "pending": frozenset({"running", "success", "failed", "canceled", "skipped"}),
-    "running": frozenset({"success", "failed", "canceled"}),
+_MOVES: dict[str, frozenset[CommitState]] = {
+    CommitState.PENDING: frozenset(set(CommitState) - {CommitState.PENDING}),
+    CommitState.RUNNING: frozenset({CommitState.SUCCESS, CommitState.FAILED, CommitState.CANCELED}),
 }
 
 

@@ -39,7 +39,7 @@ Layout of the generated pipeline:
   applied by the executor, exactly as locally.
 * ``parallel`` stages: one Jenkins stage per branch; the parent's ``post`` conditions and the
   pipeline's run :func:`post_step` in the agent image. The pipeline ``post`` reports the overall
-  status as :data:`STATUS_NAME`: ``success``, ``failed`` (failure and unstable), ``canceled``.
+  status as :data:`~conveyor.gitlab.status.PIPELINE_STATUS_NAME`: ``success``, ``failed`` (failure and unstable), ``canceled``.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ import re
 import shlex
 
 from conveyor.errors import RenderError
+from conveyor.gitlab.status import PIPELINE_STATUS_NAME, CommitState
 from conveyor.jenkins import groovy
 from conveyor.pipeline.context import GROOVY_COMMIT, declared_trigger_parameters
 from conveyor.pipeline.when import groovy_expression
@@ -58,7 +59,6 @@ from conveyor.spec.rules import RESERVED_STAGE
 
 SPEC_FILE = ".conveyor/pipeline.yml"
 PREPARE_STAGE = RESERVED_STAGE  # a spec cannot name a stage so (conveyor.spec.rules)
-STATUS_NAME = "conveyor"
 DOCKER_SOCKET = "/var/run/docker.sock"
 SOCKET_ARGS = f"-v {DOCKER_SOCKET}:{DOCKER_SOCKET}"
 REGISTRY_USER = "REGISTRY_USER"
@@ -139,6 +139,12 @@ def _timeout(duration: str) -> str:
     if match is None:  # the model validates durations; this guards direct construction
         raise RenderError(f"invalid duration {duration!r}")
     return f"timeout(time: {int(match.group(1))}, unit: {groovy.literal(_UNIT[match.group(2)])})"
+
+
+def _update_status(state: CommitState) -> str:
+    """The step that moves the pipeline's commit status to ``state``."""
+    name = groovy.literal(PIPELINE_STATUS_NAME)
+    return f"updateGitlabCommitStatus(name: {name}, state: {groovy.literal(state)})"
 
 
 class _Writer:
@@ -259,7 +265,7 @@ class _Renderer:
         out = self.out
         out.open(f"stage({groovy.literal(PREPARE_STAGE)})")
         out.open("steps")
-        out.line(f"updateGitlabCommitStatus(name: {groovy.literal(STATUS_NAME)}, state: 'running')")
+        out.line(_update_status(CommitState.RUNNING))
         if self.spec.jenkins.definition == "inline":
             self.checkout()
         out.line(
@@ -373,15 +379,14 @@ class _Renderer:
         out.close()
 
     def pipeline_post(self) -> None:
-        status = groovy.literal(STATUS_NAME)
         declared = set(declared_post_order(self.spec.post))
         blocks: list[tuple[str, list[str], bool]] = [
             ("always", [], "always" in declared),
-            ("success", [f"updateGitlabCommitStatus(name: {status}, state: 'success')"], False),
-            ("failure", [f"updateGitlabCommitStatus(name: {status}, state: 'failed')"], False),
+            ("success", [_update_status(CommitState.SUCCESS)], False),
+            ("failure", [_update_status(CommitState.FAILED)], False),
             # an unstable build is not green: without this the status would stay "running"
-            ("unstable", [f"updateGitlabCommitStatus(name: {status}, state: 'failed')"], False),
-            ("aborted", [f"updateGitlabCommitStatus(name: {status}, state: 'canceled')"], False),
+            ("unstable", [_update_status(CommitState.FAILED)], False),
+            ("aborted", [_update_status(CommitState.CANCELED)], False),
             ("cleanup", [], "cleanup" in declared),
         ]
         out = self.out

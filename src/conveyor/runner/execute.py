@@ -50,7 +50,6 @@ import shutil
 import subprocess
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -61,10 +60,11 @@ from typing import Any
 from conveyor.config import load_settings
 from conveyor.docker.engine import connect
 from conveyor.errors import ConveyorError, RunnerError
+from conveyor.gitlab.status import PIPELINE_STATUS_NAME, CommitState
+from conveyor.masking import Masker
 from conveyor.pipeline.context import Trigger, build_variables
 from conveyor.runner import stages as stage_bodies
 from conveyor.runner.containers import (
-    CLI_VARIABLES,
     EngineAccess,
     Workspace,
     bind_workspace,
@@ -76,6 +76,7 @@ from conveyor.runner.containers import (
 from conveyor.runner.engines import needs_engine, nested_daemon, refuse_none
 from conveyor.runner.history import History
 from conveyor.runner.live import LiveLog
+from conveyor.runner.log import TAIL_LINES, RunLog
 from conveyor.runner.output import OutputSink, PlainOutput
 from conveyor.runner.plan import (
     PlannedStage,
@@ -86,13 +87,12 @@ from conveyor.runner.plan import (
     stage_environment,
 )
 from conveyor.runner.results import RunResult, StageResult
-from conveyor.runner.statuses import PIPELINE_STATUS, NoStatuses, StatusReporter
+from conveyor.runner.secrets import secret_values
+from conveyor.runner.statuses import NoStatuses, StatusReporter
 from conveyor.spec.load import LoadedSpec
 from conveyor.spec.model import Post, Spec, Stage, parse_duration
 
-TAIL_LINES = 30
 KILL_EXIT = 124  # like timeout(1): the stage ran out of time
-MASK = "****"
 # The docker CLI's own settings, passed through to every `docker run` it makes.
 _CLI_PASSTHROUGH = (
     "DOCKER_HOST",
@@ -108,79 +108,6 @@ _CLI_PASSTHROUGH = (
 
 def _slash_dash(job: str) -> str:
     return job.replace("/", "-")
-
-
-def secret_values(
-    spec: Spec, environ: Mapping[str, str], stages: Sequence[Stage] | None = None
-) -> dict[str, str]:
-    """The secret variables bound by the pipeline and by ``stages`` (default: every stage; a run
-    passes the stages it will run, as Jenkins binds a stage's credentials only when it runs), from
-    ``environ``. RunnerError naming each missing variable and its credentials ID (never a value).
-    """
-    wanted: dict[str, str] = dict(spec.secrets)
-    for stage in spec.all_stages() if stages is None else stages:
-        wanted.update(stage.secrets)
-        if stage.deploy is not None:
-            wanted.update(stage.deploy.secrets)
-    missing = [
-        f"{var} (credentials {cred!r})" for var, cred in wanted.items() if var not in environ
-    ]
-    if missing:
-        raise RunnerError(
-            "secret variable(s) not set: " + ", ".join(missing),
-            hint="Jenkins binds these from its credentials; for a local run export each variable",
-        )
-    clash = sorted(set(wanted) & CLI_VARIABLES)
-    if clash:
-        raise RunnerError(
-            f"secret variable(s) {', '.join(clash)} clash with the docker CLI's own settings",
-            hint="rename the variable in the spec's secrets",
-        )
-    return {var: environ[var] for var in wanted}
-
-
-class Masker:
-    """Replaces secret values in text (longest first)."""
-
-    def __init__(self, values: Sequence[str]) -> None:
-        self._values = sorted({v for v in values if len(v) >= 3}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for value in self._values:
-            if value in text:
-                text = text.replace(value, MASK)
-        return text
-
-
-class RunLog:
-    """The run's full log and each stage's tail, thread-safe, masked; forwards lines to the sink."""
-
-    def __init__(self, sink: OutputSink, mask: Masker) -> None:
-        self._sink = sink
-        self._mask = mask
-        self._lock = threading.Lock()
-        self._lines: list[str] = []
-        self._tails: dict[str, deque[str]] = {}
-        self._start = time.monotonic()
-
-    def line(self, stage: str, text: str) -> None:
-        text = self._mask(text)
-        with self._lock:
-            self._lines.append(f"[{time.monotonic() - self._start:8.2f}] [{stage}] {text}")
-            self._tails.setdefault(stage, deque(maxlen=TAIL_LINES)).append(text)
-        self._sink.line(stage, text)
-
-    def note(self, text: str) -> None:
-        with self._lock:
-            self._lines.append(f"[{time.monotonic() - self._start:8.2f}] {self._mask(text)}")
-
-    def tail(self, stage: str) -> str:
-        with self._lock:
-            return "\n".join(self._tails.get(stage, ()))
-
-    def text(self) -> str:
-        with self._lock:
-            return "\n".join(self._lines) + ("\n" if self._lines else "")
 
 
 @dataclass(frozen=True)
@@ -461,7 +388,7 @@ class StageExecutor:
                 self.host.access,
             )
         else:
-            statuses.report(trigger, stage.name, "running")
+            statuses.report(trigger, stage.name, CommitState.RUNNING)
             with self.engine(stage) as engine:
                 code = self._body(stage, engine)
                 image = stage.image or self.ctx.spec.jenkins.agent.image
@@ -471,7 +398,7 @@ class StageExecutor:
         if code == 0 and post_code != 0:
             code = post_code
         if not planned.children:
-            statuses.report(trigger, stage.name, "success" if code == 0 else "failed")
+            statuses.report(trigger, stage.name, CommitState.of(code == 0))
         result = StageResult(
             name=planned.name,
             result="success" if code == 0 else "failed",
@@ -549,15 +476,14 @@ def run_pipeline(
             "BUILD_TAG": f"jenkins-{_slash_dash(model.jenkins.job)}-{number}",
         }
     )
-    mask = Masker(list(values.values()))
-    log = RunLog(sink, mask)
+    log = RunLog(sink, Masker(values.values()))
     started = time.monotonic()
     results: list[StageResult] = []
     failed: StageResult | None = None
     error: str | None = None
     post_code = 0
     sink.run_started(number, model.project)
-    statuses.report(trigger, PIPELINE_STATUS, "running")
+    statuses.report(trigger, PIPELINE_STATUS_NAME, CommitState.RUNNING)
     ctx = RunContext(
         number=number,
         trigger=trigger,
@@ -571,6 +497,33 @@ def run_pipeline(
         statuses=statuses,
         deadline=started + parse_duration(model.jenkins.options.timeout),
     )
+
+    def finish(exit_code: int, *, interrupted: bool = False) -> RunResult:
+        """Store the run's result and log, report its final commit status (once, either way)."""
+        tail = ""
+        if failed is not None:
+            tail = failed.log_tail
+            branch = next(
+                (r for r in results if r.parent == failed.name and r.result == "failed"), None
+            )
+            if branch is not None:
+                tail = branch.log_tail or log.tail(branch.name)
+        result = RunResult(
+            number=number,
+            project=model.project,
+            status="success" if exit_code == 0 and error is None else "failed",
+            exit_code=exit_code,
+            duration=time.monotonic() - started,
+            stages=tuple(results),
+            failed_stage=failed.name if failed is not None else None,
+            log_tail=log.mask(tail),
+            error=log.mask(error) if error else None,
+        )
+        history.finish(result, log.text())
+        state = CommitState.CANCELED if interrupted else CommitState.of(result.succeeded)
+        statuses.report(trigger, PIPELINE_STATUS_NAME, state)
+        return result
+
     try:
         executor = StageExecutor(ctx, log, sink)
         for planned in plan.stages:
@@ -592,19 +545,8 @@ def run_pipeline(
         error = str(exc)
         log.note(f"error: {exc}")
     except BaseException:
-        history.finish(
-            RunResult(
-                number,
-                model.project,
-                "failed",
-                130,
-                time.monotonic() - started,
-                tuple(results),
-                error="interrupted",
-            ),
-            log.text(),
-        )
-        statuses.report(trigger, PIPELINE_STATUS, "canceled")
+        error = "interrupted"
+        finish(130, interrupted=True)
         raise
 
     if failed is not None:
@@ -613,26 +555,6 @@ def run_pipeline(
         exit_code = 1
     else:
         exit_code = post_code
-    tail = ""
-    if failed is not None:
-        tail = failed.log_tail
-        branch = next(
-            (r for r in results if r.parent == failed.name and r.result == "failed"), None
-        )
-        if branch is not None:
-            tail = branch.log_tail or log.tail(branch.name)
-    result = RunResult(
-        number=number,
-        project=model.project,
-        status="success" if exit_code == 0 and error is None else "failed",
-        exit_code=exit_code,
-        duration=time.monotonic() - started,
-        stages=tuple(results),
-        failed_stage=failed.name if failed is not None else None,
-        log_tail=mask(tail),
-        error=mask(error) if error else None,
-    )
-    history.finish(result, log.text())
-    statuses.report(trigger, PIPELINE_STATUS, "success" if result.succeeded else "failed")
+    result = finish(exit_code)
     sink.run_finished(result)
     return result

@@ -1,7 +1,7 @@
 """Commit statuses for a local run, named as the Jenkinsfile names them.
 
-The pipeline reports ``running`` then ``success``/``failed``/``canceled`` as ``conveyor`` (the
-Jenkinsfile's ``STATUS_NAME``); each leaf stage that runs reports ``running`` then its result under
+The pipeline reports ``running`` then ``success``/``failed``/``canceled`` as ``conveyor``
+(:data:`conveyor.gitlab.status.PIPELINE_STATUS_NAME`, as the Jenkinsfile does); each leaf stage that runs reports ``running`` then its result under
 its own name (the Jenkinsfile's ``gitlabCommitStatus(name: STAGE)``). A status GitLab refuses never
 fails the run: it becomes a warning line (the message names the project and never the token).
 """
@@ -14,20 +14,22 @@ from typing import Protocol
 from conveyor.config import Settings
 from conveyor.errors import ConveyorError
 from conveyor.gitlab.client import GitLabClient
-from conveyor.gitlab.status import CommitStatusClient
+from conveyor.gitlab.status import CommitState, CommitStatusClient
 from conveyor.pipeline.context import Trigger
-
-PIPELINE_STATUS = "conveyor"
 
 
 class StatusReporter(Protocol):
-    def report(self, trigger: Trigger, name: str, state: str, description: str = "") -> None: ...
+    def report(
+        self, trigger: Trigger, name: str, state: CommitState, description: str = ""
+    ) -> None: ...
 
 
 class NoStatuses:
     """Reports nothing (no GitLab configured, or the caller posts statuses itself)."""
 
-    def report(self, trigger: Trigger, name: str, state: str, description: str = "") -> None:
+    def report(
+        self, trigger: Trigger, name: str, state: CommitState, description: str = ""
+    ) -> None:
         return None
 
 
@@ -43,7 +45,9 @@ class GitLabStatuses:
         self._client = client
         self._warn = warn
 
-    def report(self, trigger: Trigger, name: str, state: str, description: str = "") -> None:
+    def report(
+        self, trigger: Trigger, name: str, state: CommitState, description: str = ""
+    ) -> None:
         try:
             self._client.post_status(
                 trigger.project,

@@ -33,13 +33,16 @@ from pathlib import Path
 
 from conveyor.docker.engine import connect
 from conveyor.errors import ConveyorError, RunnerError
+from conveyor.masking import Masker
 from conveyor.pipeline.context import TRIGGER_PARAMETERS, Trigger, commit_of
 from conveyor.pipeline.when import branch_of, tag_of
 from conveyor.runner.containers import EngineAccess, Workspace, bind_workspace
-from conveyor.runner.execute import Masker, RunContext, RunLog, StageExecutor, secret_values
+from conveyor.runner.execute import RunContext, StageExecutor
+from conveyor.runner.log import RunLog
 from conveyor.runner.output import OutputSink, PlainOutput
 from conveyor.runner.plan import POST_ORDER, PlannedStage
 from conveyor.runner.results import RunResult, StageResult
+from conveyor.runner.secrets import secret_values
 from conveyor.runner.statuses import NoStatuses
 from conveyor.runner.workspace import Placement, find_placement
 from conveyor.spec.load import LoadedSpec
@@ -188,7 +191,7 @@ def run_build_step(
     env.setdefault("BUILD_ID", str(number))
     values = secret_values(model, environ, [target] if target is not None else [])
     sink = sink if sink is not None else PlainOutput(summary=False)
-    log = RunLog(sink, Masker(list(values.values())))
+    log = RunLog(sink, Masker(values.values()))
     state = Path(environ["CONVEYOR_STATE"]) if environ.get("CONVEYOR_STATE") else None
     client = connect() if model.jenkins.agent.docker != "none" else None
     try:
