@@ -19,6 +19,7 @@ from conveyor.docker.credentials import RegistryAuth, find_auth
 from conveyor.docker.engine import local_client
 from conveyor.docker.images import parse_ref
 from conveyor.errors import RegistryError
+from conveyor.masking import mask
 
 
 @dataclass(frozen=True)
@@ -79,9 +80,7 @@ class PushResult:
 
 
 def _scrub(text: str, auth: RegistryAuth | None) -> str:
-    if auth is not None and auth.password:
-        text = text.replace(auth.password, "***")
-    return text
+    return mask(text, [auth.password]) if auth is not None and auth.password else text
 
 
 def _registry_error(

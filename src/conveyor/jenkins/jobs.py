@@ -23,11 +23,11 @@ from conveyor.errors import JenkinsError
 from conveyor.jenkins.client import JenkinsClient, JenkinsItem
 from conveyor.jenkins.config_xml import is_managed, normalize_config_xml
 from conveyor.jenkins.render import render
+from conveyor.masking import Masker
 from conveyor.spec.model import Spec
 from conveyor.tokens import job_trigger_token
 
 JobAction = Literal["create", "update", "unchanged", "delete", "conflict", "absent"]
-MASK = "****"
 MAX_DIFF_LINE = 160
 
 
@@ -81,20 +81,14 @@ def desired_job(spec: Spec, settings: Settings) -> DesiredJob:
     )
 
 
-def mask(text: str, secrets: Iterable[str]) -> str:
-    """Replace every secret value in ``text`` with ``****`` (belt and braces after normalising)."""
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        text = text.replace(secret, MASK)
-    return text
-
-
 def config_diff(job: str, current: str, desired: str, secrets: Iterable[str] = ()) -> str:
     """Unified diff of the normalised, secret-masked config.xml (Jenkins now -> wanted).
 
     Long changed lines (the inline Jenkinsfile embeds one-line JSON) are cut to a window around
     their first difference, so the diff stays readable."""
-    before = mask(normalize_config_xml(current), secrets).splitlines()
-    after = mask(normalize_config_xml(desired), secrets).splitlines()
+    masker = Masker(secrets)  # belt and braces after normalising
+    before = masker(normalize_config_xml(current)).splitlines()
+    after = masker(normalize_config_xml(desired)).splitlines()
     lines = list(
         difflib.unified_diff(
             before,

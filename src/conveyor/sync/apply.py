@@ -17,7 +17,8 @@ from typing import Literal
 
 from conveyor.errors import ConveyorError
 from conveyor.gitlab.hooks import HookPlan, apply_hook_plan
-from conveyor.jenkins.jobs import JobChange, apply_folder, apply_job, mask
+from conveyor.jenkins.jobs import JobChange, apply_folder, apply_job
+from conveyor.masking import mask
 from conveyor.spec.load import LoadedSpec
 from conveyor.sync.context import SyncContext
 from conveyor.sync.model import ProjectPlan, SyncPlan

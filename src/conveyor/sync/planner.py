@@ -33,12 +33,12 @@ from conveyor.jenkins.jobs import (
     JobChange,
     desired_job,
     existing_jobs,
-    mask,
     plan_destroy_job,
     plan_folders,
     plan_orphans,
     read_job,
 )
+from conveyor.masking import mask
 from conveyor.spec.load import LoadedSpec
 from conveyor.sync.context import SyncContext
 from conveyor.sync.model import HookChange, ProjectPlan, SyncPlan
