@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conveyor.errors import ConveyorError
-from conveyor.plugins import get_plugin_manager
+from conveyor.plugins.answers import merge_named, template_dirs
 
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -35,21 +35,25 @@ def _description(path: Path) -> str:
     return ""
 
 
-def available_templates() -> dict[str, Template]:
-    """Every template by name; plugin directories shadow the built-in ones."""
-    dirs = [BUILTIN_TEMPLATES]
-    for extra in get_plugin_manager().hook.conveyor_templates():
-        dirs.extend(Path(d) for d in extra)
-    found: dict[str, Template] = {}
-    for directory in dirs:
-        if not directory.is_dir():
-            continue
-        for spec in sorted(directory.glob("*.yml")):
-            docker = spec.with_suffix(".Dockerfile")
-            found[spec.stem] = Template(
-                spec.stem, spec, docker if docker.is_file() else None, _description(spec)
-            )
+def _templates_in(directory: Path) -> list[tuple[str, Template]]:
+    if not directory.is_dir():
+        return []
+    found = []
+    for spec in sorted(directory.glob("*.yml")):
+        docker = spec.with_suffix(".Dockerfile")
+        template = Template(
+            spec.stem, spec, docker if docker.is_file() else None, _description(spec)
+        )
+        found.append((spec.stem, template))
     return found
+
+
+def available_templates() -> dict[str, Template]:
+    """Every template by name: the built-in ones and each plugin's (``conveyor_templates``); a
+    name offered twice is a PluginError naming both offerers."""
+    builtin = dict(_templates_in(BUILTIN_TEMPLATES))
+    offered = [(plugin, _templates_in(directory)) for plugin, directory in template_dirs()]
+    return merge_named("conveyor_templates", "template", offered, builtin)
 
 
 def get_template(name: str) -> Template:

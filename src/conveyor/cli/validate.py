@@ -8,7 +8,7 @@ import click
 
 from conveyor.cli.output import console, err_console, print_json
 from conveyor.errors import SpecIssue
-from conveyor.plugins import get_plugin_manager
+from conveyor.plugins.answers import spec_checks
 from conveyor.spec.load import check_paths, expand_paths
 
 
@@ -23,10 +23,8 @@ def command(paths: tuple[Path, ...], as_json: bool) -> None:
     """
     targets = list(paths) or [Path("pipelines")]
     loaded, issues = check_paths(targets)
-    pm = get_plugin_manager()
     for item in loaded:
-        for messages in pm.hook.conveyor_spec_checks(spec=item.spec):
-            issues.extend(SpecIssue(str(item.path), 1, 1, "", m) for m in messages)
+        issues.extend(SpecIssue(str(item.path), 1, 1, "", m) for m in spec_checks(item.spec))
     files = [str(f) for f in expand_paths(targets)]
     if as_json:
         print_json(

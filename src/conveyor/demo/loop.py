@@ -23,7 +23,7 @@ from conveyor.demo.probe import Probe, ProbeResult
 from conveyor.docker.credentials import ENV_PAIRS
 from conveyor.docker.engine import connect, docker_errors
 from conveyor.errors import ConveyorError
-from conveyor.plugins import get_plugin_manager
+from conveyor.plugins.answers import render_files
 from conveyor.receiver.queue import EventQueue, Status, database_path
 from conveyor.spec.load import LoadedSpec, load_spec
 from conveyor.sync import SyncContext, build_plan, required_settings
@@ -111,12 +111,11 @@ class Demo:
             loaded = load_spec(spec_path)
             out = self.root / "rendered"
             written = []
-            for files in get_plugin_manager().hook.conveyor_render_files(spec=loaded.spec):
-                for f in files:
-                    target = out / f.path
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_text(f.content, encoding="utf-8")
-                    written.append(str(target))
+            for f in render_files(loaded.spec):
+                target = out / f.path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(f.content, encoding="utf-8")
+                written.append(str(target))
             if not any(w.endswith("Jenkinsfile") for w in written) or not any(
                 w.endswith("config.xml") for w in written
             ):

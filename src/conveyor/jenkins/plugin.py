@@ -18,10 +18,10 @@ class File:
 
 
 @hookimpl
-def conveyor_render_files(spec: Spec) -> list[File]:
+def conveyor_render_files(spec: Spec, gitlab_url: str | None) -> list[File]:
     from conveyor.jenkins.render import render
 
-    job = render(spec)
+    job = render(spec, gitlab_url=gitlab_url)
     return [
         File(f"{job.job_path}/Jenkinsfile", job.jenkinsfile),
         File(f"{job.job_path}/config.xml", job.config_xml),

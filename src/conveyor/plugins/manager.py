@@ -1,7 +1,9 @@
 """Load plugins: every ``conveyor.plugins`` entry point (built-ins included), then check the hooks.
 
 There is no side door for built-ins: conveyor's gitlab, jenkins, docker and runner plugins are entry
-points in conveyor's own ``pyproject.toml``. Set ``CONVEYOR_DISABLE_PLUGINS=name,name`` to skip some.
+points in conveyor's own ``pyproject.toml``. Set ``CONVEYOR_DISABLE_PLUGINS=name,name`` to skip some:
+each is blocked in pluggy (``PluginManager.set_blocked``), so it is never loaded or registered, and a
+name that no entry point has is a ConfigError (a typo would otherwise disable nothing).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from types import ModuleType
 
 import pluggy
 
-from conveyor.errors import PluginError
+from conveyor.errors import ConfigError, PluginError
 from conveyor.plugins import hookspecs
 
 GROUP = "conveyor.plugins"
@@ -44,8 +46,17 @@ def build_plugin_manager(
     disabled = {
         n.strip() for n in os.environ.get("CONVEYOR_DISABLE_PLUGINS", "").split(",") if n.strip()
     }
-    for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
-        if ep.name in disabled:
+    found = sorted(entry_points(group=GROUP), key=lambda e: e.name)
+    unknown = sorted(disabled - {ep.name for ep in found} - {name for name, _ in extra or []})
+    if unknown:
+        raise ConfigError(
+            f"CONVEYOR_DISABLE_PLUGINS names no installed plugin: {', '.join(unknown)}",
+            hint="installed: " + ", ".join(ep.name for ep in found),
+        )
+    for name in disabled:
+        pm.set_blocked(name)
+    for ep in found:
+        if pm.is_blocked(ep.name):
             continue
         try:
             plugin = ep.load()

@@ -110,13 +110,10 @@ class NoneDispatcher:
 
 def available_dispatchers() -> dict[str, DispatcherFactory]:
     """Dispatch targets by name: ``none`` here, the others from plugins (``conveyor_dispatchers``:
-    the jenkins plugin provides ``jenkins``, the runner plugin ``local``)."""
-    from conveyor.plugins import get_plugin_manager
+    the jenkins plugin provides ``jenkins``, the runner plugin ``local``); ``auto`` is reserved."""
+    from conveyor.plugins.answers import dispatchers
 
-    targets: dict[str, DispatcherFactory] = {"none": lambda settings: NoneDispatcher()}
-    for answer in get_plugin_manager().hook.conveyor_dispatchers():
-        targets.update(answer)
-    return targets
+    return dispatchers({"none": lambda settings: NoneDispatcher()}, reserved=("auto",))
 
 
 def make_dispatcher(mode: str, settings: Settings) -> Dispatcher:

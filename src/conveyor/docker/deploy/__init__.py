@@ -75,20 +75,13 @@ def builtin_targets() -> Mapping[str, Any]:
 
 
 def _deployer(target: str) -> Deployer:
-    targets: dict[str, Any] = {}
-    try:
-        from conveyor.plugins import get_plugin_manager
+    from conveyor.plugins.answers import deploy_targets
 
-        for answer in get_plugin_manager().hook.conveyor_deploy_targets():
-            targets.update(answer)
-    except ImportError:  # pragma: no cover - the plugin manager is part of conveyor
-        pass
-    if not targets:
-        targets = dict(builtin_targets())
+    targets = deploy_targets()
     if target not in targets:
-        raise DeployError(f"no deployer for target {target!r}; known: {', '.join(sorted(targets))}")
-    deployer: Deployer = targets[target]
-    return deployer
+        known = ", ".join(sorted(targets)) or "none (is the docker plugin disabled?)"
+        raise DeployError(f"no deployer for target {target!r}; known: {known}")
+    return targets[target]
 
 
 def resolve_image(client: docker.DockerClient, ref: str) -> ImageRef:
