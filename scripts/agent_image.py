@@ -18,7 +18,7 @@ from pathlib import Path
 import docker
 
 from conveyor.docker.build import BuildCallback, BuildRequest, BuildResult, build_image
-from conveyor.errors import BuildError, ConfigError
+from conveyor.errors import BuildError, ConfigError, UsageError
 
 AGENT_TAG = "conveyor-agent:1"
 DOCKERFILE = Path("docker-in-docker") / "agent" / "Dockerfile"
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"Step {e.step}/{e.total} : {e.text}") if e.kind == "step" else None
             ),
         )
-    except (BuildError, ConfigError) as exc:
+    except (BuildError, ConfigError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         if isinstance(exc, BuildError) and exc.log_tail:
             print(exc.log_tail, file=sys.stderr)

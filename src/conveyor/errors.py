@@ -5,6 +5,8 @@
     ConveyorError                    base: message + hint (what to do), subject (what it is about),
                                      status (a server's HTTP status), log_tail (output showing why)
     ├── ConfigError                  a setting is missing or wrong (names the CONVEYOR_* variable)
+    ├── UsageError                   bad input from the command line or a file it names (an option,
+    │                                an event file, a stage, an image reference, duplicate specs)
     ├── SpecError                    one or more spec problems, each with file:line:col and field path
     ├── PluginError                  a plugin failed to load or implements an unknown hook
     ├── RenderError                  a spec cannot be turned into a Jenkinsfile / config.xml
@@ -70,6 +72,15 @@ class ConveyorError(Exception):
 
 class ConfigError(ConveyorError):
     """A setting is missing or invalid. The message names the variable."""
+
+    exit_code = 2
+
+
+class UsageError(ConveyorError):
+    """The command was asked something it cannot do: a bad option, or a bad file or name it was
+    given (an event file, a stage that does not exist, an invalid image reference, two specs for one
+    project). The message names the option, the file or the name. Exit code 2, like click's own
+    usage errors."""
 
     exit_code = 2
 

@@ -187,7 +187,7 @@ def test_cli_build_json_and_failure_exit(tmp_path: Path, unique: Callable[[str],
     missing = runner.invoke(
         cli, ["build", str(workdir / "conveyor.yml"), "--workdir", str(workdir), "--stage", "nope"]
     )
-    assert missing.exit_code == 2  # ConfigError
+    assert missing.exit_code == 2  # UsageError
     assert "no stage 'nope'" in missing.stderr
 
 

@@ -20,7 +20,7 @@ from conveyor.docker.images import (
     parse_ref,
     placeholder_values,
 )
-from conveyor.errors import ConfigError, RegistryError
+from conveyor.errors import RegistryError, UsageError
 from tests.docker.fixtures import git_commit
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -45,7 +45,7 @@ def test_parse_ref(text: str, ref: ImageRef) -> None:
     "bad", ["", "Demo/App", "reg:5000/app:", "app:bad tag", "a/b:" + "x" * 200]
 )
 def test_parse_ref_rejects(bad: str) -> None:
-    with pytest.raises(ConfigError, match="invalid image reference"):
+    with pytest.raises(UsageError, match="invalid image reference"):
         parse_ref(bad)
 
 
@@ -68,7 +68,7 @@ def test_expand_tags_sanitises_branch_and_keeps_unknown_braces() -> None:
 
 def test_expand_tags_names_the_empty_placeholder() -> None:
     values = placeholder_values(GitFacts(sha=SHA), project="demo/app", registry="r.example.com")
-    with pytest.raises(ConfigError, match=r"\{tag\} empty"):
+    with pytest.raises(UsageError, match=r"\{tag\} empty"):
         expand_tags(["{registry}/{project}:{tag}"], values)
 
 
@@ -120,7 +120,7 @@ def subprocess_tag(repo: Path, tag: str) -> None:
 
 
 def test_git_facts_outside_a_checkout(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="not a git checkout") as info:
+    with pytest.raises(UsageError, match="not a git checkout") as info:
         git_facts(tmp_path)
     assert "--sha" in str(info.value)
     assert git_facts(tmp_path, sha=SHA).sha == SHA

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conveyor.errors import ConfigError
+from conveyor.errors import UsageError
 from conveyor.gitlab.events import EventKind, PayloadError, parse_event, skip_reason
 from conveyor.gitlab.refs import refname_problem, sha_problem
 from conveyor.gitlab.status import status_target
@@ -433,7 +433,7 @@ def test_a_recorded_event_file_too_deep_to_read_is_a_clear_error(tmp_path: Path)
     """`conveyor run --event`: json.loads' RecursionError (not a ValueError) was a traceback."""
     path = tmp_path / "deep.json"
     path.write_text('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}")
-    with pytest.raises(ConfigError, match="is not JSON"):
+    with pytest.raises(UsageError, match="is not JSON"):
         read_event(path)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conveyor.errors import ConfigError
+from conveyor.errors import UsageError
 from conveyor.pipeline.context import build_variables
 from conveyor.runner.trigger import (
     COMMIT_MESSAGE_VARIABLE,
@@ -79,9 +79,9 @@ def test_recorded_delivery_with_headers_and_tag_push(tmp_path: Path) -> None:
 def test_bad_event_files_are_config_errors(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "e.json"
     path.write_text(content)
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(UsageError, match=message):
         read_event(path)
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(UsageError, match="does not exist"):
         read_event(tmp_path / "missing.json")
 
 

@@ -19,7 +19,7 @@ from conveyor.cli.options import state_dir, state_option
 from conveyor.cli.output import err_console, print_json
 from conveyor.config import load_settings
 from conveyor.docker.gitfacts import git_facts
-from conveyor.errors import ConfigError
+from conveyor.errors import UsageError
 from conveyor.pipeline.context import Trigger
 from conveyor.runner.execute import run_pipeline
 from conveyor.runner.output import PlainOutput, make_output
@@ -34,7 +34,7 @@ def _params(pairs: tuple[str, ...]) -> dict[str, bool | str]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
-            raise ConfigError(f"--param {pair!r}: use NAME=VALUE")
+            raise UsageError(f"--param {pair!r}: use NAME=VALUE")
         out[name] = value
     return out
 
@@ -104,12 +104,12 @@ def command(
     loaded = load_spec(spec)
     if jenkins:
         if event_file or branch or sha or tag or params or state:
-            raise ConfigError(
+            raise UsageError(
                 "--jenkins takes the event, parameters and state from the Jenkins build",
                 hint="drop --event/--branch/--sha/--tag/--param/--state",
             )
         if len(stages) > 1:
-            raise ConfigError("--jenkins runs one stage: give --stage once")
+            raise UsageError("--jenkins runs one stage: give --stage once")
         out = PlainOutput(sys.stderr if as_json else sys.stdout, summary=False)
         step = run_build_step(
             loaded, stage=stages[0] if stages else None, post=post, workdir=workdir, sink=out
@@ -118,13 +118,13 @@ def command(
             print_json(step.to_json())
         raise SystemExit(0 if step.succeeded else step.exit_code or 1)
     if post is not None:
-        raise ConfigError("--post is for --jenkins steps")
+        raise UsageError("--post is for --jenkins steps")
     settings = load_settings()
     directory = (workdir or Path.cwd()).resolve()
     trigger: Trigger
     if event_file is not None:
         if branch or sha or tag:
-            raise ConfigError("--event and --branch/--sha/--tag exclude each other")
+            raise UsageError("--event and --branch/--sha/--tag exclude each other")
         trigger = trigger_from_event(read_event(event_file))
     else:
         facts = git_facts(directory, sha=sha, branch=branch, tag=tag)

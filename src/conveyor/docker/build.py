@@ -43,7 +43,7 @@ from conveyor.docker.images import (
     placeholder_values,
     tag_safe,
 )
-from conveyor.errors import BuildError, ConfigError, DockerError
+from conveyor.errors import BuildError, DockerError, UsageError
 from conveyor.spec.load import load_spec
 from conveyor.spec.model import Spec, Stage
 
@@ -137,12 +137,12 @@ def find_stage(spec: Spec, name: str | None, kind: str = "build") -> Stage:
         for stage in spec.all_stages():
             if stage.name == name:
                 if stage.kind != kind:
-                    raise ConfigError(f"stage {name!r} is a {stage.kind} stage, not a {kind} stage")
+                    raise UsageError(f"stage {name!r} is a {stage.kind} stage, not a {kind} stage")
                 return stage
         known = ", ".join(repr(s.name) for s in stages) or "none"
-        raise ConfigError(f"no stage {name!r} in the spec ({kind} stages: {known})")
+        raise UsageError(f"no stage {name!r} in the spec ({kind} stages: {known})")
     if not stages:
-        raise ConfigError(f"the spec has no {kind} stage")
+        raise UsageError(f"the spec has no {kind} stage")
     return stages[0]
 
 
@@ -173,7 +173,7 @@ def plan_build(
 ) -> BuildRequest:
     """The build of ``stage`` (a ``build`` stage) for checkout ``workdir`` with ``facts``. Pure."""
     if stage.build is None:
-        raise ConfigError(f"stage {stage.name!r} has no build")
+        raise UsageError(f"stage {stage.name!r} has no build")
     build = stage.build
     registry = _registry(spec, stage)
     values = placeholder_values(
@@ -303,7 +303,7 @@ def build_image(
 ) -> BuildResult:
     """Build ``request`` on ``client``'s engine; tag it with every tag. Raises BuildError on failure."""
     if not request.context.is_dir():
-        raise ConfigError(f"build context {request.context} is not a directory")
+        raise UsageError(f"build context {request.context} is not a directory")
     started = time.monotonic()
     cache_from = prepare_cache(client, request, on_event) if use_cache_images else ()
     step, total, current = 0, 0, ""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from conveyor.errors import ConfigError
+from conveyor.errors import UsageError
 from conveyor.pipeline.when import branch_of, tag_of
 
 
@@ -75,11 +75,11 @@ def git_facts(
     """Facts for ``workdir``: flags first, then ``git``, then the build variables in ``environ``
     (default ``os.environ``). A Jenkins build checks the pushed commit out detached, so git knows
     no branch there; the branch and tag then come from ``gitlabBranch`` & co., read exactly as the
-    stage ``when`` conditions read them. Raises ConfigError when no commit is known."""
+    stage ``when`` conditions read them. Raises UsageError when no commit is known."""
     env = os.environ if environ is None else environ
     found_sha = sha or _git(workdir, "rev-parse", "HEAD")
     if not found_sha:
-        raise ConfigError(
+        raise UsageError(
             f"no commit for {workdir}: it is not a git checkout with a commit",
             hint="run inside a checkout, pass --workdir DIR, or give --sha",
         )

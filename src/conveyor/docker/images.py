@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from conveyor.docker.gitfacts import GitFacts
-from conveyor.errors import ConfigError
+from conveyor.errors import UsageError
 from conveyor.spec.model import PLACEHOLDERS
 
 _PLACEHOLDER = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
@@ -48,10 +48,10 @@ class ImageRef:
 
 def parse_ref(reference: str) -> ImageRef:
     """Parse ``[registry/]path[:tag]``; the first component is a registry when it has a dot, a port or
-    is ``localhost`` (Docker's rule). Raises ConfigError for an invalid reference."""
+    is ``localhost`` (Docker's rule). Raises UsageError for an invalid reference."""
     match = _REFERENCE.match(reference)
     if not match or match.group("digest"):
-        raise ConfigError(
+        raise UsageError(
             f"invalid image reference {reference!r}",
             hint="use [REGISTRY/]NAME[:TAG] with a lower-case name, e.g. localhost:5000/demo/app:1",
         )
@@ -95,7 +95,7 @@ def expand(template: str, values: Mapping[str, str]) -> str:
 
 def expand_tags(templates: list[str], values: Mapping[str, str]) -> tuple[str, ...]:
     """Image references for ``templates``: the tag part's values are made tag-safe; every result is a
-    valid reference (ConfigError naming the template otherwise). Duplicates are dropped."""
+    valid reference (UsageError naming the template otherwise). Duplicates are dropped."""
     safe = {k: tag_safe(v) if k in ("branch", "tag") else v for k, v in values.items()}
     out: list[str] = []
     for template in templates:
@@ -107,9 +107,9 @@ def expand_tags(templates: list[str], values: Mapping[str, str]) -> tuple[str, .
         empty = [m.group(1) for m in _PLACEHOLDER.finditer(template) if not values.get(m.group(1))]
         try:
             parse_ref(ref)
-        except ConfigError:
+        except UsageError:
             detail = f" ({', '.join('{' + e + '}' for e in empty)} empty)" if empty else ""
-            raise ConfigError(
+            raise UsageError(
                 f"image tag {template!r} expands to the invalid reference {ref!r}{detail}",
                 hint="pass --branch/--tag/--sha, or build in a checkout that has them",
             ) from None

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from conveyor.config import Settings
-from conveyor.errors import ConfigError
+from conveyor.errors import ConfigError, UsageError
 from conveyor.gitlab.events import GitLabEvent
 from conveyor.spec.model import Spec
 
@@ -120,7 +120,7 @@ def make_dispatcher(mode: str, settings: Settings) -> Dispatcher:
     """The dispatcher for ``--dispatch MODE``, checked (raises ConfigError if unusable)."""
     targets = available_dispatchers()
     if mode != "auto" and mode not in targets:
-        raise ConfigError(
+        raise UsageError(
             f"unknown dispatch mode {mode!r}: use one of {', '.join(['auto', *sorted(targets)])}"
         )
     if mode == "auto":

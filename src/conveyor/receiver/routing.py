@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 from conveyor.config import Settings
-from conveyor.errors import ConfigError
+from conveyor.errors import ConfigError, UsageError
 from conveyor.gitlab.events import EventKind, GitLabEvent, skip_reason
 from conveyor.gitlab.refs import refname_problem, sha_problem
 from conveyor.pipeline.match import matches
@@ -163,7 +163,7 @@ class Router:
         for spec in specs:
             key = spec.project.lower()
             if key in self._specs:
-                raise ConfigError(
+                raise UsageError(
                     f"two pipeline specs are for project {spec.project!r}",
                     hint="keep one spec per GitLab project among the paths given to `conveyor serve`",
                 )

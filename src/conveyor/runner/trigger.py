@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from conveyor.errors import ConfigError
+from conveyor.errors import UsageError
 from conveyor.gitlab.events import GitLabEvent, PayloadError, parse_event, trigger_of
 from conveyor.pipeline.context import Trigger
 
@@ -38,33 +38,33 @@ def _header(headers: Mapping[str, Any]) -> str | None:
 
 
 def read_event(path: Path) -> GitLabEvent:
-    """Parse a recorded event file; ConfigError naming the file when it cannot be understood."""
+    """Parse a recorded event file; UsageError naming the file when it cannot be understood."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"event file {path} does not exist") from None
+        raise UsageError(f"event file {path} does not exist") from None
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ConfigError(f"event file {path} is not JSON: {exc}") from None
+        raise UsageError(f"event file {path} is not JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"event file {path} is not a JSON object")
+        raise UsageError(f"event file {path} is not a JSON object")
     header: str | None = None
     payload: Any = data
     if isinstance(data.get("headers"), dict) and ("body" in data or "payload" in data):
         header = _header(data["headers"])
         payload = data.get("body", data.get("payload"))
     if not isinstance(payload, dict):
-        raise ConfigError(f"event file {path}: the payload is not a JSON object")
+        raise UsageError(f"event file {path}: the payload is not a JSON object")
     if header is None:
         kind = payload.get("object_kind") or payload.get("event_name")
         header = _KIND_HEADERS.get(str(kind))
         if header is None:
-            raise ConfigError(
+            raise UsageError(
                 f"event file {path}: object_kind {kind!r} is not push, tag_push or merge_request"
             )
     try:
         return parse_event(header, payload)
     except PayloadError as exc:
-        raise ConfigError(f"event file {path}: {exc}") from None
+        raise UsageError(f"event file {path}: {exc}") from None
 
 
 def trigger_from_event(event: GitLabEvent) -> Trigger:

@@ -47,9 +47,9 @@ class SyncContext:
         """Check every needed setting first (one ConfigError naming them all), then build clients."""
         settings.require(*required_settings(specs, need_secret=need_secret))
         if concurrency < 1:
-            from conveyor.errors import ConfigError
+            from conveyor.errors import UsageError
 
-            raise ConfigError(f"--concurrency must be at least 1, got {concurrency}")
+            raise UsageError(f"--concurrency must be at least 1, got {concurrency}")
         jenkins = JenkinsClient(
             settings.jenkins_url or "",
             settings.jenkins_user or "",
