@@ -24,7 +24,6 @@ from conveyor.gitlab.status import (
     CommitStatusClient,
     legal_move,
     status_name,
-    status_names_by_action,
     status_target,
 )
 from conveyor.receiver.metrics import Metrics
@@ -136,11 +135,6 @@ def test_names_are_per_event_kind_and_stable() -> None:
     assert status_name("tag_push") == "conveyor/tag_push"
     assert status_name("merge_request", "test") == "conveyor/merge_request/test"
     assert len(status_name("push", "s" * 400)) == 255
-    assert status_names_by_action() == {
-        "PUSH": "conveyor/push",
-        "TAG_PUSH": "conveyor/tag_push",
-        "MERGE": "conveyor/merge_request",
-    }
     assert status_name("") == "conveyor/build"
 
 

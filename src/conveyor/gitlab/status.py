@@ -11,7 +11,9 @@ starts another. So two builds that can run on one commit need their own names:
 :func:`status_name` gives ``conveyor/push``, ``conveyor/tag_push`` and ``conveyor/merge_request``
 (and ``conveyor/<kind>/<stage>`` for a stage), stable across releases. A push to a branch and the
 update of an MR from that branch build the same sha on the same ref, and would otherwise share one
-status. The receiver's sender and the Jenkinsfile both take names from here.
+status. The receiver's sender names its statuses so; the Jenkinsfile and ``conveyor run`` post the
+pipeline's as :data:`PIPELINE_STATUS_NAME` and each stage's under the stage's name. Every commit
+state is spelt once, as :class:`CommitState`.
 
 **Where a status goes** (:func:`status_target`): for a merge request, the *source* project
 (``object_attributes.source_project_id``, a fork's id for MRs from forks) and the source branch,
@@ -35,7 +37,6 @@ from typing import Any
 from conveyor.errors import GitLabError, GitLabForbiddenError, GitLabTransitionError
 from conveyor.gitlab.client import GitLabClient
 from conveyor.gitlab.events import EventKind, GitLabEvent
-from conveyor.pipeline.context import ACTION_TYPES
 
 
 class CommitState(StrEnum):
@@ -88,15 +89,6 @@ def status_name(kind: EventKind | str, stage: str | None = None) -> str:
     if stage is not None:
         name = f"{name}/{stage}"
     return name[:MAX_FIELD_LENGTH]
-
-
-def status_names_by_action() -> dict[str, str]:
-    """``gitlabActionType`` (``PUSH``, ``TAG_PUSH``, ``MERGE``) -> status name, for the Jenkinsfile.
-
-    A build with no ``gitlabActionType`` (started by hand in Jenkins) reports as
-    ``status_name("")`` (``conveyor/build``).
-    """
-    return {action: status_name(kind) for kind, action in ACTION_TYPES.items()}
 
 
 def legal_move(current: str | None, wanted: str) -> bool:

@@ -62,7 +62,7 @@ from conveyor.gitlab.events import (
     project_id_of,
     project_path_of,
 )
-from conveyor.gitlab.status import status_target
+from conveyor.gitlab.status import CommitState, status_target
 from conveyor.receiver import metrics as metrics_mod
 from conveyor.receiver.claims import Claims, claimed_projects
 from conveyor.receiver.dispatch import Dispatcher
@@ -658,7 +658,7 @@ def _route(
     pending = None
     if receiver.worker_options.post_statuses:
         pending = StatusUpdate(
-            "pending",
+            CommitState.PENDING,
             "queued by conveyor",
             receiver.dispatcher.job_url(decision.spec),
             target=target,

@@ -47,6 +47,7 @@ from conveyor.gitlab.status import (
     ACTIVE_STATES,
     FINAL_STATES,
     MAX_FIELD_LENGTH,
+    CommitState,
     CommitStatusClient,
     legal_move,
     truncate,
@@ -253,10 +254,10 @@ class StatusSender:
                 if decision.close_first and head is not None:
                     self._poster.post(
                         item,
-                        state="canceled",
+                        state=CommitState.CANCELED,
                         description=f"superseded by a newer build (event {item.event_id})",
                     )
-                    head = StatusHead("canceled", head.event_id)
+                    head = StatusHead(CommitState.CANCELED, head.event_id)
                     queue.learn_status_head(item.key, head)
                 self._poster.post(item)
             except GitLabTransitionError as exc:

@@ -25,6 +25,7 @@ from typing import Any
 
 from conveyor.errors import ConveyorError, QueueError
 from conveyor.gitlab.events import PayloadError, parse_event
+from conveyor.gitlab.status import CommitState
 from conveyor.receiver.dispatch import Dispatcher, DispatchJob, Interrupted, Outcome
 from conveyor.receiver.metrics import Metrics
 from conveyor.receiver.queue import Claim, IntakeWriter, QueueStore, StatusUpdate, WriterQueue
@@ -80,7 +81,7 @@ class _Progress:
         self._progress(note=text)
 
     def started(self, url: str | None) -> None:
-        self._progress(result_url=url, status=self._status("running", "running", url))
+        self._progress(result_url=url, status=self._status(CommitState.RUNNING, "running", url))
         self._pool.notify_statuses()
 
     def tick(self) -> None:
@@ -219,7 +220,7 @@ class WorkerPool:
             queue.dead_letter(
                 claim,
                 error=f"no spec loaded for project {event.project_path}",
-                status=self._status("failed", "no conveyor spec for this project", None),
+                status=self._status(CommitState.FAILED, "no conveyor spec for this project", None),
             )
             self.notify_statuses()
             log.error("no spec for the project of a queued event", extra=extra)
@@ -251,7 +252,7 @@ class WorkerPool:
                 time.monotonic() - started,
                 dispatcher=self.dispatcher.name,
             )
-        state = "success" if outcome.succeeded else "failed"
+        state = CommitState.of(outcome.succeeded)
         finished = queue.finish(
             claim,
             succeeded=outcome.succeeded,
@@ -278,7 +279,9 @@ class WorkerPool:
             queue.dead_letter(
                 claim,
                 error=error,
-                status=self._status("failed", f"dispatch failed {attempt} times: {error}", None),
+                status=self._status(
+                    CommitState.FAILED, f"dispatch failed {attempt} times: {error}", None
+                ),
             )
             self.notify_statuses()
             self.metrics.inc(

@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from conveyor.errors import QueueError
-from conveyor.gitlab.status import StatusTarget
+from conveyor.gitlab.status import CommitState, StatusTarget
 from conveyor.receiver.queue.outbox import StatusOutbox, add_status
 from conveyor.receiver.queue.records import (
     FINAL,
@@ -151,7 +151,9 @@ def supersede(
             row["project"],
             row["sha"],
             short_ref(row["ref"]),
-            StatusUpdate("canceled", f"superseded by a newer event ({event_id})", target=target),
+            StatusUpdate(
+                CommitState.CANCELED, f"superseded by a newer event ({event_id})", target=target
+            ),
         )
 
 
