@@ -14,7 +14,7 @@ from pathlib import Path
 
 from conveyor.docker.gitfacts import git_facts
 from conveyor.docker.images import expand, placeholder_values
-from conveyor.errors import ConfigError, RenderError
+from conveyor.errors import RenderError, UsageError
 from conveyor.kubernetes.manifests import Manifest, render_manifests
 from conveyor.spec.model import PLACEHOLDERS, Spec, Stage
 
@@ -44,7 +44,7 @@ def image_template(spec: Spec, stage: Stage) -> str:
         return stage.deploy.image
     built = [s.build.tags[0] for s in spec.all_stages() if s.build is not None]
     if not built:
-        raise ConfigError(
+        raise UsageError(
             f"stage {stage.name!r} names no image and the spec builds none",
             hint="give deploy.image in the spec or --image REF",
         )
@@ -56,7 +56,7 @@ def stage_image(spec: Spec, stage: Stage, values: Mapping[str, str]) -> str:
     image = expand(template, values)
     empty = [p for p in PLACEHOLDERS if "{" + p + "}" in template and not values.get(p)]
     if empty:
-        raise ConfigError(
+        raise UsageError(
             f"stage {stage.name!r}: image {template!r} needs "
             + ", ".join("{" + p + "}" for p in empty),
             hint="render or deploy inside the checkout (git gives {sha}, {branch}), or give "

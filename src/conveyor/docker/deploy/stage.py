@@ -4,7 +4,7 @@
 
 The image is the one given (``--image``), else the stage's ``deploy.image``, else the first tag the
 spec's first build stage builds, its placeholders expanded as that build expands them (the push
-registry, tag-safe ``{branch}``/``{tag}``, ``{build_number}``). With none of these it is a ConfigError
+registry, tag-safe ``{branch}``/``{tag}``, ``{build_number}``). With none of these it is a UsageError
 (a spec may leave the image to ``conveyor deploy --image``).
 """
 
@@ -18,7 +18,7 @@ from conveyor.docker.deploy.engine import deploy_engine
 from conveyor.docker.deploy.model import DeployRequest
 from conveyor.docker.gitfacts import GitFacts, git_facts
 from conveyor.docker.images import expand_tags, placeholder_values
-from conveyor.errors import ConfigError
+from conveyor.errors import UsageError
 from conveyor.spec.load import load_spec
 from conveyor.spec.model import Spec, Stage
 
@@ -45,7 +45,7 @@ def deploy_image(
     for candidate in spec.all_stages():
         if candidate.build is not None:
             return build_tags(spec, candidate, facts(), build_number=build_number)[0]
-    raise ConfigError(
+    raise UsageError(
         f"deploy stage {stage.name!r} names no image and the spec builds none",
         hint="set deploy.image in the spec, or pass --image REF to conveyor deploy",
     )
