@@ -16,6 +16,7 @@ from conveyor.receiver.dispatch import make_dispatcher
 from conveyor.receiver.routing import Router
 from conveyor.runner.trigger import read_event
 from conveyor.spec.model import Spec
+from tests.runner.specs import make_spec
 
 SPEC = (
     "apiVersion: conveyor/v1\nproject: a/b\njenkins: {job: b}\nstages: [{name: t, run: ['true']}]\n"
@@ -23,14 +24,7 @@ SPEC = (
 
 
 def _spec() -> Spec:
-    return Spec.model_validate(
-        {
-            "apiVersion": "conveyor/v1",
-            "project": "a/b",
-            "jenkins": {"job": "b"},
-            "stages": [{"name": "t", "run": ["true"]}],
-        }
-    )
+    return make_spec([{"name": "t", "run": ["true"]}], project="a/b", jenkins={"job": "b"})
 
 
 def test_usage_errors_are_not_config_errors() -> None:

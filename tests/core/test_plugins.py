@@ -21,6 +21,7 @@ from conveyor.plugins.answers import (
 )
 from conveyor.plugins.manager import build_plugin_manager, loaded_plugins
 from conveyor.spec.model import Spec
+from tests.runner.specs import make_spec
 
 
 def make_distribution(root: Path, name: str, module_source: str) -> Path:
@@ -282,14 +283,7 @@ class Files:
 
 
 def _spec() -> Spec:
-    return Spec.model_validate(
-        {
-            "apiVersion": "conveyor/v1",
-            "project": "a/b",
-            "jenkins": {"job": "b"},
-            "stages": [{"name": "t", "run": ["true"]}],
-        }
-    )
+    return make_spec([{"name": "t", "run": ["true"]}], project="a/b", jenkins={"job": "b"})
 
 
 def test_rendered_files_of_every_plugin_are_written_and_may_not_collide() -> None:
