@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conveyor.config import Settings
-from conveyor.errors import ConfigError
+from conveyor.errors import ConfigError, UsageError
 from conveyor.plugins.manager import build_plugin_manager, get_plugin_manager, loaded_plugins
 from conveyor.receiver.dispatch import make_dispatcher
 from conveyor.runner.dispatcher import LocalDispatcher
@@ -84,7 +84,7 @@ def test_the_runner_plugin_registers_local_through_its_entry_point(
     try:
         with pytest.raises(ConfigError, match="no plugin provides"):
             make_dispatcher("auto", Settings(secret="x", state_dir=tmp_path))
-        with pytest.raises(ConfigError, match="unknown dispatch mode 'local'"):
+        with pytest.raises(UsageError, match="unknown dispatch mode 'local'"):
             make_dispatcher("local", Settings(secret="x", state_dir=tmp_path))
     finally:
         monkeypatch.delenv("CONVEYOR_DISABLE_PLUGINS")
