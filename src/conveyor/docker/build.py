@@ -155,7 +155,7 @@ def build_tags(
 ) -> tuple[str, ...]:
     """The image references the build stage ``stage`` tags, placeholders expanded. Pure."""
     if stage.build is None:
-        raise ConfigError(f"stage {stage.name!r} has no build")
+        raise UsageError(f"stage {stage.name!r} has no build")
     values = placeholder_values(
         facts, project=spec.project, registry=_registry(spec, stage), build_number=build_number
     )
