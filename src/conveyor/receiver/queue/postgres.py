@@ -56,7 +56,7 @@ from psycopg.rows import DictRow, dict_row
 
 from conveyor.errors import QueueError
 from conveyor.gitlab.events import PayloadError, parse_event
-from conveyor.gitlab.status import StatusTarget, status_name, status_target
+from conveyor.gitlab.status import CommitState, StatusTarget, status_name, status_target
 from conveyor.receiver.queue.events import TARGETS_KEPT
 from conveyor.receiver.queue.records import (
     FINAL,
@@ -421,7 +421,7 @@ def _supersede(
             row["sha"],
             short_ref(row["ref"]),
             StatusUpdate(
-                "canceled",
+                CommitState.CANCELED,
                 f"superseded by a newer event ({event_id})",
                 target=targets.pop(row["id"], None) if targets is not None else None,
             ),
