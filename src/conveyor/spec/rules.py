@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from conveyor.docker.gitfacts import GitFacts
 from conveyor.docker.images import expand_tags, is_reference, parse_ref, placeholder_values
-from conveyor.errors import ConfigError
+from conveyor.errors import UsageError
 from conveyor.jenkins import gitlab_trigger
 from conveyor.jenkins.xml import XmlCharError, check
 
@@ -210,7 +210,7 @@ def _registry_host(registry: str) -> str | None:
     host = registry.rstrip("/")
     try:
         ref = parse_ref(f"{host}/x")
-    except ConfigError:
+    except UsageError:
         return None
     return host if ref.registry in (host, host.lower()) else None
 
@@ -259,7 +259,7 @@ def _reference(
     values = placeholder_values(_SAMPLE, project=spec.project, registry=registry, build_number="1")
     try:
         return expand_tags([template], values)[0]
-    except ConfigError:
+    except UsageError:
         why = (
             "; {registry} is empty because no stage pushes"
             if "{registry}" in template and not registry
