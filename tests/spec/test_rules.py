@@ -23,7 +23,7 @@ from conveyor.docker.deploy.proxy import caddy_config
 from conveyor.docker.gitfacts import GitFacts
 from conveyor.docker.images import parse_ref
 from conveyor.docker.push import push_tags
-from conveyor.errors import ConfigError, ConveyorError, DeployError, RegistryError, RenderError
+from conveyor.errors import ConveyorError, DeployError, RegistryError, RenderError, UsageError
 from conveyor.jenkins.render import render
 from conveyor.runner.engines import refuse_none
 from conveyor.runner.execute import secret_values
@@ -121,13 +121,13 @@ CASES = [
         "tag-needs-registry",
         HEAD + 'stages:\n  - name: image\n    build:\n      tags: ["{registry}/{project}:{sha}"]\n',
         (6, 14, "stages[0].build.tags[0]", "image tag '{registry}/{project}:{sha}' never expands"),
-        (ConfigError, lambda s: build_tags(s, _first(s), FACTS)),
+        (UsageError, lambda s: build_tags(s, _first(s), FACTS)),
     ),
     Case(
         "push-registry-not-host",
         HEAD + 'stages:\n  - name: image\n    build: {}\n    push: {registry: "not a host"}\n',
         (6, 22, "stages[0].push.registry", "push.registry 'not a host' is not a registry host"),
-        (ConfigError, lambda s: parse_ref("not a host/x")),
+        (UsageError, lambda s: parse_ref("not a host/x")),
     ),
     Case(
         "tag-off-push-registry",
