@@ -6,7 +6,8 @@ if docker info >/dev/null 2>&1; then
   exit 0
 fi
 echo "dev: starting dockerd (log: /var/log/dockerd.log)"
-nohup dockerd >/var/log/dockerd.log 2>&1 &
+# setsid: the engine must outlive the shell (and process group) that started it
+setsid nohup dockerd >/var/log/dockerd.log 2>&1 < /dev/null &
 for _ in $(seq 1 120); do
   docker info >/dev/null 2>&1 && exit 0
   sleep 0.5
