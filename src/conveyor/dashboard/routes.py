@@ -27,10 +27,12 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from conveyor.config import Settings
 from conveyor.dashboard import access, reads
 from conveyor.dashboard.decisions import decision_of
 from conveyor.dashboard.deploys import Service, deploy_requests, roll_back, services
 from conveyor.dashboard.health import Sampler, chart, series
+from conveyor.dashboard.hooks import REFRESH_S, HookHealthCache
 from conveyor.docker.deploy import DeployRequest
 from conveyor.errors import ConveyorError, QueueError
 from conveyor.gitlab.events import EventKind
@@ -123,6 +125,8 @@ class Dashboard:
     token: str | None = None
     wake: Callable[[], None] = lambda: None  # after a replay: wake the workers
     sample_interval_s: float = 10.0
+    settings: Settings | None = None  # GitLab settings present: the hooks' health is shown
+    hook_interval_s: float = REFRESH_S
     env: jinja2.Environment = field(default_factory=environment)
 
     def __post_init__(self) -> None:
@@ -132,12 +136,17 @@ class Dashboard:
             loaded = load_spec(path)
             self._specs[loaded.spec.project] = loaded
         self._deploys: dict[str, DeployRequest] | None = None
+        self.hooks = HookHealthCache(
+            self.settings, list(self._specs.values()), interval_s=self.hook_interval_s
+        )
 
     def start(self) -> None:
         self.sampler.start()
+        self.hooks.start()
 
     def stop(self) -> None:
         self.sampler.stop()
+        self.hooks.stop()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -411,6 +420,8 @@ class Dashboard:
             received=self.metrics.total("conveyor_webhooks_received_total"),
             duplicates=self.metrics.total("conveyor_webhooks_deduplicated_total"),
             interval=self.sample_interval_s,
+            hooks_shown=self.hooks.enabled,
+            hooks=self.hooks.report(),
         )
 
     async def login_form(self, request: Request) -> Response:
