@@ -74,9 +74,9 @@ def test_done_event_lists_its_attempt(serve: Any, specs: list[Path], page: Page)
     deadline = time.monotonic() + 60
     while True:  # the page is rendered once: load it again until the worker has finished
         page.goto(f"{server.url}/dashboard/events/{event}")
-        # an attempt is listed from the claim on; the decision says "done" only once it finished
-        finished = page.locator("#trail .decision").inner_text().startswith("done")
-        if (finished and page.locator("#trail .attempt").count()) or time.monotonic() > deadline:
+        # the attempt row is written when the worker claims the event, before it finishes
+        done = page.locator("#trail .decision").inner_text().startswith("done")
+        if (done and page.locator("#trail .attempt").count()) or time.monotonic() > deadline:
             break
         time.sleep(0.3)
     expect(page.locator("#trail .attempt")).to_contain_text("stored only (--dispatch none)")

@@ -1,9 +1,10 @@
 """The web dashboard ``conveyor serve`` serves at ``/dashboard``: events and what conveyor decided,
 runs with live logs, deploys with rollback, intake health.
 
-Modules: ``access`` (who may read and act: loopback, token, CSRF), ``reads`` (read-only SQLite
-queries), ``decisions`` (an event's decision in words), ``health`` (samples of the metrics and
-their chart), ``deploys`` (deploy histories and rollback), ``routes`` (the pages), ``templates/``
+Modules: ``access`` (who may read and act: loopback, token, CSRF), ``reads`` (read-only
+queries on either queue store), ``decisions`` (an event's decision in words), ``health`` (samples
+of the metrics and their chart), ``hooks`` (each served project's conveyor hook as GitLab reports
+it), ``deploys`` (deploy histories and rollback), ``routes`` (the pages), ``templates/``
 (Jinja2, autoescaped) and ``static/`` (CSS and the one script, which streams logs).
 """
 

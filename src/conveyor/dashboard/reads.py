@@ -1,10 +1,16 @@
-"""The dashboard's reads: its own read-only SQLite connections to the event queue
-(``events.db``) and the run history (``runs.sqlite``), never the intake writer's.
+"""The dashboard's reads: its own read-only connections to the event queue and the run history
+(``runs.sqlite``), never the intake writer's.
 
-A connection is opened ``mode=ro`` with ``query_only``, so no page can write; in WAL mode a
-reader never blocks the intake writer nor waits for it. The events list pages by id (keyset:
-``id < before``), newest first, so any page costs the same whatever the queue holds; the body
-(the payload, up to 25 MB) is read only on an event's own page.
+The event queue is either store (see :mod:`conveyor.receiver.queue.location`); the queries below
+are written once, against a :class:`Reader`, which has one implementation per store:
+
+* :class:`SqliteReader`: a connection opened ``mode=ro`` with ``query_only``, so no page can
+  write; in WAL mode a reader never blocks the intake writer nor waits for it.
+* :class:`PgReader`: the dashboard's own small pool on the PostgreSQL queue, every query in a
+  ``READ ONLY`` transaction (:meth:`conveyor.receiver.queue.postgres.Database.read_only`).
+
+The events list pages by id (keyset: ``id < before``), newest first, so any page costs the same
+whatever the queue holds; the body (the payload, up to 25 MB) is read only on an event's own page.
 """
 
 from __future__ import annotations
@@ -12,15 +18,18 @@ from __future__ import annotations
 import json
 import sqlite3
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from conveyor.errors import QueueError
 from conveyor.runner.history import DB_NAME as RUNS_DB
 from conveyor.runner.history import LiveLine
+
+if TYPE_CHECKING:
+    from conveyor.receiver.queue.postgres import Database
 
 PAGE_SIZE = 50
 
@@ -52,6 +61,33 @@ def read_only(path: Path) -> Iterator[sqlite3.Connection]:
         raise QueueError(f"cannot read {path}: {exc}") from None
     finally:
         conn.close()
+
+
+class Reader(Protocol):
+    """Read-only rows from the event queue. ``sql`` marks its parameters ``?`` (the one SQL
+    text both stores run; no query here holds a ``?`` or ``%`` of its own)."""
+
+    def rows(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class SqliteReader:
+    """A :class:`Reader` on a :func:`connect_read_only` connection."""
+
+    conn: sqlite3.Connection
+
+    def rows(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.conn.execute(sql, args).fetchall()]
+
+
+@dataclass(frozen=True)
+class PgReader:
+    """A :class:`Reader` on the PostgreSQL queue (each query a READ ONLY transaction)."""
+
+    db: Database
+
+    def rows(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        return self.db.read_only(sql.replace("?", "%s"), args)
 
 
 @dataclass(frozen=True)
@@ -94,77 +130,68 @@ class EventPage:
     next_before: int | None  # the next page's ``before``, None on the last page
 
 
-def list_events(
-    conn: sqlite3.Connection, filters: EventFilter, limit: int = PAGE_SIZE
-) -> EventPage:
+def list_events(reader: Reader, filters: EventFilter, limit: int = PAGE_SIZE) -> EventPage:
     where, args = filters.where()
-    rows = conn.execute(
+    rows = reader.rows(
         f"SELECT {_LIST_COLUMNS} FROM events{where} ORDER BY id DESC LIMIT ?", [*args, limit + 1]
-    ).fetchall()
+    )
     out = [_event_row(r) for r in rows[:limit]]
     return EventPage(out, out[-1]["id"] if len(rows) > limit else None)
 
 
-def _event_row(row: sqlite3.Row) -> dict[str, Any]:
+def _event_row(row: dict[str, Any]) -> dict[str, Any]:
     data = dict(row)
     state = data.get("dispatch_state")
     data["dispatch_state"] = json.loads(state) if state else None
     return data
 
 
-def get_event(conn: sqlite3.Connection, event_id: int) -> dict[str, Any] | None:
-    row = conn.execute("SELECT * FROM events WHERE id = ?", (event_id,)).fetchone()
-    if row is None:
+def get_event(reader: Reader, event_id: int) -> dict[str, Any] | None:
+    rows = reader.rows("SELECT * FROM events WHERE id = ?", (event_id,))
+    if not rows:
         return None
-    data = _event_row(row)
+    data = _event_row(rows[0])
     data["deploy_targets"] = json.loads(data["deploy_targets"] or "[]")
     data["body"] = bytes(data["body"]).decode("utf-8", errors="replace")
     return data
 
 
-def replays_of(conn: sqlite3.Connection, event_id: int) -> list[int]:
+def replays_of(reader: Reader, event_id: int) -> list[int]:
     return [
-        r[0]
-        for r in conn.execute(
+        int(r["id"])
+        for r in reader.rows(
             "SELECT id FROM events WHERE replay_of = ? ORDER BY id LIMIT 50", (event_id,)
         )
     ]
 
 
-def attempts_for(conn: sqlite3.Connection, event_id: int) -> list[dict[str, Any]]:
+def attempts_for(reader: Reader, event_id: int) -> list[dict[str, Any]]:
     """As :meth:`EventQueue.attempts_for`, on the dashboard's connection."""
-    return [
-        dict(r)
-        for r in conn.execute(
-            "SELECT attempt, owner, started_at, ended_at, outcome, note, detail"
-            " FROM event_attempts WHERE event_id = ? ORDER BY id",
-            (event_id,),
-        )
-    ]
+    return reader.rows(
+        "SELECT attempt, owner, started_at, ended_at, outcome, note, detail"
+        " FROM event_attempts WHERE event_id = ? ORDER BY id",
+        (event_id,),
+    )
 
 
-def statuses_for(conn: sqlite3.Connection, event_id: int) -> list[dict[str, Any]]:
+def statuses_for(reader: Reader, event_id: int) -> list[dict[str, Any]]:
     """As :meth:`StatusOutbox.statuses_for`, on the dashboard's connection."""
-    return [
-        dict(r)
-        for r in conn.execute(
-            "SELECT state, name, target_project, ref, target_url, description, sent_at, gave_up,"
-            " dropped, attempts, last_error FROM status_outbox WHERE event_id = ? ORDER BY id",
-            (event_id,),
-        )
-    ]
+    return reader.rows(
+        "SELECT state, name, target_project, ref, target_url, description, sent_at, gave_up,"
+        " dropped, attempts, last_error FROM status_outbox WHERE event_id = ? ORDER BY id",
+        (event_id,),
+    )
 
 
-def counts(conn: sqlite3.Connection) -> dict[str, int]:
-    return {
-        r[0]: int(r[1]) for r in conn.execute("SELECT status, COUNT(*) FROM events GROUP BY status")
-    }
+def counts(reader: Reader) -> dict[str, int]:
+    rows = reader.rows("SELECT status, COUNT(*) AS n FROM events GROUP BY status")
+    return {str(r["status"]): int(r["n"]) for r in rows}
 
 
-def dead_letters(conn: sqlite3.Connection, limit: int = 20) -> list[dict[str, Any]]:
+def dead_letters(reader: Reader, limit: int = 20) -> list[dict[str, Any]]:
     return [
         _event_row(r)
-        for r in conn.execute(
+        for r in reader.rows(
             f"SELECT {_LIST_COLUMNS} FROM events WHERE status = 'dead' ORDER BY id DESC LIMIT ?",
             (limit,),
         )

@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
 import jinja2
@@ -27,17 +28,22 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from conveyor.config import Settings
 from conveyor.dashboard import access, reads
 from conveyor.dashboard.decisions import decision_of
 from conveyor.dashboard.deploys import Service, deploy_requests, roll_back, services
 from conveyor.dashboard.health import Sampler, chart, series
+from conveyor.dashboard.hooks import REFRESH_S, HookHealthCache
 from conveyor.docker.deploy import DeployRequest
-from conveyor.errors import ConveyorError, QueueError
+from conveyor.errors import ConveyorError
 from conveyor.gitlab.events import EventKind
 from conveyor.receiver.metrics import Metrics
 from conveyor.receiver.queue import Status
-from conveyor.receiver.queue.location import Location, open_queue
+from conveyor.receiver.queue.location import Location, PgLocation, open_queue
 from conveyor.spec.load import load_spec
+
+if TYPE_CHECKING:
+    from conveyor.receiver.queue.postgres import Database
 
 log = logging.getLogger("conveyor.dashboard")
 
@@ -45,6 +51,7 @@ PREFIX = "/dashboard"
 HERE = Path(__file__).parent
 STREAM_POLL_S = 0.25
 BODY_SHOWN = 256 * 1024  # characters of a payload shown on its page
+PG_CONNECTIONS = 4  # the dashboard's own pool on a PostgreSQL queue
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -116,13 +123,15 @@ def _int(value: str | None) -> int | None:
 class Dashboard:
     """Everything the pages read: the queue, the run history, the metrics, the served specs."""
 
-    queue: Location  # the SQLite file the event pages read (PostgreSQL: replay only, see read())
+    queue: Location  # the event queue (SQLite file or PostgreSQL), see read()
     state_dir: Path
     metrics: Metrics
     spec_files: tuple[Path, ...] = ()
     token: str | None = None
     wake: Callable[[], None] = lambda: None  # after a replay: wake the workers
     sample_interval_s: float = 10.0
+    settings: Settings | None = None  # GitLab settings present: the hooks' health is shown
+    hook_interval_s: float = REFRESH_S
     env: jinja2.Environment = field(default_factory=environment)
 
     def __post_init__(self) -> None:
@@ -132,12 +141,23 @@ class Dashboard:
             loaded = load_spec(path)
             self._specs[loaded.spec.project] = loaded
         self._deploys: dict[str, DeployRequest] | None = None
+        self._pg: Database | None = None
+        self._pg_lock = threading.Lock()
+        self.hooks = HookHealthCache(
+            self.settings, list(self._specs.values()), interval_s=self.hook_interval_s
+        )
 
     def start(self) -> None:
         self.sampler.start()
+        self.hooks.start()
 
     def stop(self) -> None:
         self.sampler.stop()
+        self.hooks.stop()
+        with self._pg_lock:
+            if self._pg is not None:
+                self._pg.close()
+                self._pg = None
 
     # ------------------------------------------------------------------ plumbing
 
@@ -165,21 +185,30 @@ class Dashboard:
         return self.page(request, "error.html", status_code, message=message)
 
     async def read(self, what: Callable[..., Any], *args: Any, runs: bool = False) -> Any:
-        if runs:
-            path = reads.runs_path(self.state_dir)
-        elif isinstance(self.queue, Path):
-            path = self.queue
-        else:
-            raise QueueError(
-                "the dashboard's event pages read the SQLite queue; this server's queue is PostgreSQL",
-                hint="use `conveyor events` for a PostgreSQL queue",
-            )
+        """``what(source, *args)`` on a thread: ``source`` is a read-only SQLite connection to the
+        run history (``runs=True``), else a :class:`reads.Reader` on the event queue, whichever
+        store it is."""
+        queue = self.queue
 
         def call() -> Any:
-            with reads.read_only(path) as conn:
-                return what(conn, *args)
+            if runs:
+                with reads.read_only(reads.runs_path(self.state_dir)) as conn:
+                    return what(conn, *args)
+            if isinstance(queue, Path):
+                with reads.read_only(queue) as conn:
+                    return what(reads.SqliteReader(conn), *args)
+            return what(reads.PgReader(self._pg_database(queue)), *args)
 
         return await asyncio.to_thread(call)
+
+    def _pg_database(self, location: PgLocation) -> Database:
+        """The dashboard's own small pool on the PostgreSQL queue (not the workers')."""
+        with self._pg_lock:
+            if self._pg is None:
+                from conveyor.receiver.queue.postgres import Database
+
+                self._pg = Database(location.url, max_size=PG_CONNECTIONS)
+            return self._pg
 
     def guarded(
         self, handler: Callable[[Request], Awaitable[Response]], *, act: bool = False
@@ -411,6 +440,8 @@ class Dashboard:
             received=self.metrics.total("conveyor_webhooks_received_total"),
             duplicates=self.metrics.total("conveyor_webhooks_deduplicated_total"),
             interval=self.sample_interval_s,
+            hooks_shown=self.hooks.enabled,
+            hooks=self.hooks.report(),
         )
 
     async def login_form(self, request: Request) -> Response:

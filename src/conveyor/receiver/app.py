@@ -719,6 +719,7 @@ def create_app(receiver: Receiver, *, manage_lifecycle: bool = True) -> ASGIApp:
         metrics=receiver.metrics,
         spec_files=receiver.options.spec_files,
         token=receiver.options.dashboard_token,
+        settings=receiver.settings,
         wake=lambda: receiver.pool.wake() if receiver.pool is not None else None,
     )
 

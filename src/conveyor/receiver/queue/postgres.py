@@ -272,6 +272,15 @@ class Database:
         with self.errors("read the event queue"), self.pool.connection() as conn:
             return conn.execute(sql, args).fetchall()
 
+    def read_only(
+        self, sql: str, args: Sequence[Any] | dict[str, Any] = ()
+    ) -> list[dict[str, Any]]:
+        """``sql`` in a ``READ ONLY`` transaction (the dashboard's reads: PostgreSQL refuses any
+        write in it, ``ReadOnlySqlTransaction``)."""
+        with self.transaction("read the event queue") as conn:
+            conn.execute("SET TRANSACTION READ ONLY")
+            return conn.execute(sql, args).fetchall()
+
     def close(self) -> None:
         self.pool.close()
 
