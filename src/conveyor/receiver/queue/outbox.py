@@ -12,7 +12,7 @@ from typing import Any
 
 from conveyor.gitlab.events import PayloadError, parse_event
 from conveyor.gitlab.status import StatusTarget, status_name, status_target
-from conveyor.receiver.queue.records import OutboxItem, StatusHead, StatusUpdate
+from conveyor.receiver.queue.records import OutboxItem, StatusHead, StatusUpdate, outbox_item
 from conveyor.receiver.queue.store import SQLiteStore
 
 
@@ -86,26 +86,7 @@ class StatusOutbox(SQLiteStore):
             " ORDER BY id LIMIT ?",
             (limit,),
         )
-        return [
-            OutboxItem(
-                id=r["id"],
-                event_id=r["event_id"],
-                project=r["project"],
-                sha=r["sha"],
-                ref=r["ref"],
-                state=r["state"],
-                target_url=r["target_url"],
-                description=r["description"],
-                attempts=r["attempts"],
-                next_at=r["next_at"],
-                target_project=r["target_project"] or r["project"],
-                name=r["name"] or status_name(""),
-                protected=None if r["protected"] is None else bool(r["protected"]),
-                tag=bool(r["tag"]),
-                created_at=r["created_at"] or 0.0,
-            )
-            for r in rows
-        ]
+        return [outbox_item(r) for r in rows]
 
     def status_head(self, key: tuple[str, str, str, str]) -> StatusHead | None:
         """What was last posted (or learnt from GitLab) for one GitLab status."""

@@ -69,6 +69,7 @@ from conveyor.receiver.queue.records import (
     StatusHead,
     StatusUpdate,
     event_record,
+    outbox_item,
     short_ref,
 )
 
@@ -906,26 +907,7 @@ class PgQueue:
             " AND dropped IS NULL ORDER BY id LIMIT %s",
             (limit,),
         )
-        return [
-            OutboxItem(
-                id=r["id"],
-                event_id=r["event_id"],
-                project=r["project"],
-                sha=r["sha"],
-                ref=r["ref"],
-                state=r["state"],
-                target_url=r["target_url"],
-                description=r["description"],
-                attempts=r["attempts"],
-                next_at=r["next_at"],
-                target_project=r["target_project"] or r["project"],
-                name=r["name"] or status_name(""),
-                protected=None if r["protected"] is None else bool(r["protected"]),
-                tag=bool(r["tag"]),
-                created_at=r["created_at"] or 0.0,
-            )
-            for r in rows
-        ]
+        return [outbox_item(r) for r in rows]
 
     def status_head(self, key: tuple[str, str, str, str]) -> StatusHead | None:
         rows = self._query(

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from conveyor.gitlab.status import StatusTarget
+from conveyor.gitlab.status import StatusTarget, status_name
 
 
 class Status(StrEnum):
@@ -179,6 +179,27 @@ def event_record(row: Row) -> EventRecord:
         updated_at=row["updated_at"],
         body=bytes(row["body"]),
         webhook_id=row["webhook_id"],
+    )
+
+
+def outbox_item(row: Row) -> OutboxItem:
+    """The item of one ``status_outbox`` row (either store)."""
+    return OutboxItem(
+        id=row["id"],
+        event_id=row["event_id"],
+        project=row["project"],
+        sha=row["sha"],
+        ref=row["ref"],
+        state=row["state"],
+        target_url=row["target_url"],
+        description=row["description"],
+        attempts=row["attempts"],
+        next_at=row["next_at"],
+        target_project=row["target_project"] or row["project"],
+        name=row["name"] or status_name(""),
+        protected=None if row["protected"] is None else bool(row["protected"]),
+        tag=bool(row["tag"]),
+        created_at=row["created_at"] or 0.0,
     )
 
 
