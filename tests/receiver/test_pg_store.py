@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import psycopg
 import pytest
@@ -53,7 +54,27 @@ def test_receivers_starting_at_once_migrate_once(url: str) -> None:
         found = sorted(f.result() for f in [pool.submit(start) for _ in range(6)])
     assert found == [(0, SCHEMA_VERSION)] + [(SCHEMA_VERSION, SCHEMA_VERSION)] * 5
     with psycopg.connect(url) as conn:
-        assert conn.execute("SELECT count(*) FROM conveyor_schema").fetchone() == (1,)
+        # each version's step ran once
+        counted = conn.execute("SELECT count(*), count(DISTINCT version) FROM conveyor_schema")
+        assert counted.fetchone() == (SCHEMA_VERSION, SCHEMA_VERSION)
+
+
+def test_a_version_1_database_is_upgraded_in_place(url: str) -> None:
+    intake = PgBatchStore(url)
+    try:
+        [stored], _ = intake.commit([new("a")])
+    finally:
+        intake.close()
+    assert not isinstance(stored, str)
+    put_id = stored.event_id
+    with psycopg.connect(url) as conn:  # as a conveyor of schema 1 left it
+        conn.execute("DROP INDEX events_commit")
+        conn.execute("DELETE FROM conveyor_schema WHERE version > 1")
+    assert migrate(PgLocation(url)) == (1, SCHEMA_VERSION)
+    with psycopg.connect(url) as conn:
+        names = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes")}
+        [(kept,)] = conn.execute("SELECT id FROM events").fetchall()
+    assert "events_commit" in names and kept == put_id
 
 
 def test_a_newer_schema_is_refused(url: str) -> None:
@@ -137,6 +158,43 @@ def test_two_intakes_on_one_lane_leave_only_the_newest_queued(url: str) -> None:
     assert [r.status for r in records].count(Status.QUEUED) == 1
     assert records[0].status is Status.QUEUED  # the newest one
     queue.close()
+    for intake in intakes:
+        intake.close()
+
+
+def test_two_intakes_storing_a_merge_and_its_push_at_once_build_it_once(url: str) -> None:
+    """The commit lock: each receiver gets one hook of the pair at the same moment, 40 times; no
+    commit ends with both queued (without the lock each insert misses the other's)."""
+    intakes = [PgBatchStore(url), PgBatchStore(url)]
+    barrier = threading.Barrier(2)
+
+    def hook(n: int, i: int) -> NewEvent:
+        sha = f"{i:040x}"
+        if n == 0:
+            return replace(new(f"push-{i}"), sha=sha, kind="push")
+        return replace(
+            new(f"merge-{i}"),
+            event_header="Merge Request Hook",
+            kind="merge_request",
+            sha=sha,
+            merged=True,
+        )
+
+    def send(n: int) -> None:
+        for i in range(40):
+            barrier.wait()
+            _, error = intakes[n].commit([hook(n, i)])
+            assert error is None
+
+    with ThreadPoolExecutor(2) as pool:
+        for f in [pool.submit(send, n) for n in range(2)]:
+            f.result(60)
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT sha, count(*) FILTER (WHERE status = 'queued'),"
+            " count(*) FILTER (WHERE status = 'ignored') FROM events GROUP BY sha"
+        ).fetchall()
+    assert len(rows) == 40 and {(q, i) for _, q, i in rows} == {(1, 1)}
     for intake in intakes:
         intake.close()
 

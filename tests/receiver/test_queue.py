@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from conveyor.errors import QueueError
+from conveyor.gitlab.status import CommitState
 from conveyor.receiver.queue import (
     IntakeWriter,
     NewEvent,
     Status,
+    StatusUpdate,
     database_path,
     open_database,
 )
@@ -159,6 +162,73 @@ def test_supersede_only_touches_queued_events_of_the_same_lane(store: Location) 
         newest: Status.QUEUED,
     }
     queue.close()
+
+
+MERGE_SHA = "d" * 40
+
+
+def hook(key: str, kind: str, *, sha: str = MERGE_SHA, merged: bool = False) -> NewEvent:
+    """A push to main, or a merge request's merge whose merge commit lands on main."""
+    return replace(
+        new(key, lane=f"demo/app\x00{kind}"),
+        event_header="Merge Request Hook" if kind == "merge_request" else "Push Hook",
+        kind=kind,
+        sha=sha,
+        merged=merged,
+    )
+
+
+@pytest.mark.parametrize("first", ["merge", "push"])
+def test_a_merge_and_its_push_build_the_merge_commit_once(store: Location, first: str) -> None:
+    """Across receivers too: the rule holds in the store, under the commit's lock on PostgreSQL."""
+    hooks = {"merge": hook("m", "merge_request", merged=True), "push": hook("p", "push")}
+    second = "push" if first == "merge" else "merge"
+    writer = IntakeWriter(store)
+    try:
+        one = writer.submit(hooks[first]).result(10)
+        two = writer.submit(hooks[second]).result(10)
+        other = writer.submit(hook("o", "push", sha="e" * 40)).result(10)  # another commit
+    finally:
+        writer.close()
+    assert one.status is Status.QUEUED and other.status is Status.QUEUED
+    kind = "push" if first == "push" else "merge request merge"
+    assert two.status is Status.IGNORED
+    assert two.reason == f"commit {MERGE_SHA[:12]} is built by event {one.event_id} (its {kind})"
+    queue = open_queue(store)
+    stored = queue.get(two.event_id)
+    assert stored is not None and stored.status is Status.IGNORED and stored.reason == two.reason
+    queue.close()
+
+
+def test_an_ignored_push_does_not_count_for_the_merge(store: Location) -> None:
+    [ignored] = put(store, replace(hook("p", "push"), status=Status.IGNORED, reason="no spec"))
+    writer = IntakeWriter(store)
+    try:
+        merge = writer.submit(hook("m", "merge_request", merged=True)).result(10)
+    finally:
+        writer.close()
+    assert merge.status is Status.QUEUED and merge.event_id != ignored
+
+
+def test_a_superseded_event_is_canceled_only_where_it_reported(store: Location) -> None:
+    """A "canceled" for an event that never queued a status (statuses off) would be sent for
+    nothing and keep the event from being pruned."""
+    pending = StatusUpdate(CommitState.PENDING, "queued")
+    reported, silent, newest = put(
+        store,
+        replace(new("a", lane="L"), pending_status=pending),
+        new("b", lane="M"),
+        new("c", lane="L"),
+    )
+    put(store, new("d", lane="M"))
+    queue = open_queue(store)
+    try:
+        assert [s["state"] for s in queue.statuses_for(reported)] == ["pending", "canceled"]
+        assert queue.statuses_for(silent) == []
+        [canceled] = [s for s in queue.statuses_for(reported) if s["state"] == "canceled"]
+        assert f"({newest})" in canceled["description"]
+    finally:
+        queue.close()
 
 
 def test_lanes_are_any_text_routing_makes(store: Location) -> None:

@@ -245,14 +245,6 @@ def test_shipped_spec_builds_pushes_and_deploys_under_jenkins_conditions(
     and stage container is gone. Socket mode: the host's engine through the mounted socket and its
     group. Dind mode: the docker:dind service Jenkins' DOCKER_HOST names, over TLS (tcp://docker:2376,
     /certs/client); the app lives on that long-lived daemon."""
-    if (name, mode) == ("pipelines/node-api", "dind"):
-        # A real finding, not fixed yet: node-api's agent args add
-        # --add-host=host.docker.internal:host-gateway so its smoke stage reaches the deployed port in
-        # socket mode; in dind mode the stage container shares the daemon's network and the engine
-        # refuses "custom host-to-IP mapping and the network mode". strict: passing fails the test.
-        request.applymarker(
-            pytest.mark.xfail(strict=True, reason="agent --add-host conflicts with dind networking")
-        )
     case = CASES[name]
     if mode == "socket":
         engine, address, pushed_to = docker_client, "127.0.0.1", registry.host

@@ -380,15 +380,23 @@ def test_dind_builds_inside_a_nested_daemon(
                 "run": [
                     "docker info --format '{{.Name}} {{.Driver}}' > engine.txt",
                     "docker run --help >/dev/null",
+                    "grep probe.conveyor.internal /etc/hosts > hosts.txt",
                 ],
             },
             {"name": "image", "build": {"tags": [tag]}},
         ],
         tmp_path,
         tmp_path / "state",
-        agent={"image": "docker:cli", "docker": "dind"},
+        # a namespace option: given to the nested daemon, whose namespace the stage joins (the
+        # engine refuses it on a `--network container:` container)
+        agent={
+            "image": "docker:cli",
+            "docker": "dind",
+            "args": ["--add-host=probe.conveyor.internal:10.9.8.7"],
+        },
     )
     assert result.succeeded, out
+    assert (tmp_path / "hosts.txt").read_text().split() == ["10.9.8.7", "probe.conveyor.internal"]
     assert "nested daemon ready" in out
     nested = (tmp_path / "engine.txt").read_text().split()
     assert nested[1] == "vfs"  # the nested daemon's storage driver, not the host's

@@ -7,7 +7,8 @@ stage's image (default: the agent image), with:
 * the stage's cache volumes (``-v VOLUME:/path``);
 * the agent's engine access: ``-v /var/run/docker.sock:/var/run/docker.sock`` (``docker: socket``), or
   ``DOCKER_HOST`` pointing at the run's nested daemon and its network (``docker: dind``), or nothing;
-* the agent's extra ``args``, verbatim (they are ``docker run`` arguments in Jenkins too);
+* the agent's extra ``args``, verbatim (they are ``docker run`` arguments in Jenkins too), except
+  the network-namespace ones when the container joins another's namespace (:func:`split_namespace`);
 * every variable as ``-e NAME`` with the value taken from the docker CLI's environment, so values
   (secrets, branch names, commit messages) are never part of the command line and never shell text.
 
@@ -68,6 +69,57 @@ class ContainerRun:
     name: str
     argv: tuple[str, ...]
     env: Mapping[str, str]
+
+
+#: ``docker run`` options that configure a container's network namespace and its files (hosts,
+#: resolv.conf, hostname). A container started ``--network container:ID`` shares that namespace and
+#: those very files (moby daemon/container_operations.go ``initializeNetworking``: ``HostsPath =
+#: nc.HostsPath``, ``ResolvConfPath``, ``HostnamePath``), and the engine refuses the options with that
+#: mode (moby daemon/internal/runconfig/hostconfig.go ``validateNetContainerMode``: hostname, links,
+#: dns, "custom host-to-IP mapping", port bindings, publish-all, exposed ports). They belong to the
+#: container that owns the namespace: the nested daemon (local dind) or the Jenkins agent container.
+NAMESPACE_VALUED = frozenset(
+    {
+        "--add-host",
+        "--dns",
+        "--dns-search",
+        "--dns-option",
+        "--dns-opt",
+        "-h",
+        "--hostname",
+        "--link",
+        "-p",
+        "--publish",
+        "--expose",
+        "--mac-address",
+    }
+)
+NAMESPACE_FLAGS = frozenset({"-P", "--publish-all"})
+
+
+def split_namespace(args: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``args`` as (the container's own, its network namespace's): ``--add-host a:b``,
+    ``--add-host=a:b``, ``-p8080:80`` and ``-P`` forms are all recognised."""
+    own: list[str] = []
+    namespace: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name = arg.split("=", 1)[0] if arg.startswith("--") else arg
+        if name in NAMESPACE_FLAGS:
+            namespace.append(arg)
+        elif name in NAMESPACE_VALUED:
+            if "=" in arg or i + 1 >= len(args):
+                namespace.append(arg)
+            else:
+                namespace += [arg, args[i + 1]]
+                i += 1
+        elif not arg.startswith("--") and arg[:2] in ("-p", "-h") and len(arg) > 2:
+            namespace.append(arg)  # -p8080:80, -hname
+        else:
+            own.append(arg)
+        i += 1
+    return own, namespace
 
 
 def cache_args(stage: Stage) -> list[str]:
@@ -143,7 +195,12 @@ def run_args(
     for key, value in sorted(labels.items()):
         argv += ["--label", f"{key}={value}"]
     argv += ["-w", workspace.path, *workspace.argv]
-    argv += agent_args(agent, stage)
+    declared = agent_args(agent, stage)
+    joins = engine.mode == "dind" and not has_own_image(stage)
+    if joins and (engine.network or "").startswith("container:"):
+        # the namespace's owner was started with them; this container shares its hosts file
+        declared, _ = split_namespace(declared)
+    argv += declared
     container_env = dict(env)
     container_env["WORKSPACE"] = workspace.path
     if engine.mode == "dind" and not has_own_image(stage):

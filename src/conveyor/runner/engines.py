@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -49,9 +49,14 @@ def _docker(docker: str, *args: str, timeout: float = 120) -> subprocess.Complet
 
 
 def _start(
-    docker: str, name: str, options: DindOptions, labels: dict[str, str], privileged: bool
+    docker: str,
+    name: str,
+    options: DindOptions,
+    labels: dict[str, str],
+    privileged: bool,
+    namespace: Sequence[str],
 ) -> str:
-    args = ["run", "-d", "--name", name, "-e", "DOCKER_TLS_CERTDIR="]
+    args = ["run", "-d", "--name", name, "-e", "DOCKER_TLS_CERTDIR=", *namespace]
     for key, value in sorted(labels.items()):
         args += ["--label", f"{key}={value}"]
     if privileged:
@@ -102,13 +107,21 @@ def _wait_ready(docker: str, name: str, base_url: str) -> None:
 
 @contextmanager
 def nested_daemon(
-    docker: str, options: DindOptions, name: str, labels: dict[str, str]
+    docker: str,
+    options: DindOptions,
+    name: str,
+    labels: dict[str, str],
+    namespace: Sequence[str] = (),
 ) -> Iterator[NestedDaemon]:
-    """Start a nested daemon (privileged first when allowed), yield it, always remove it."""
+    """Start a nested daemon (privileged first when allowed), yield it, always remove it.
+
+    ``namespace``: the agent's network-namespace options (``--add-host``...,
+    :func:`conveyor.runner.containers.split_namespace`): stage containers join this daemon's
+    namespace, so it is the one started with them."""
     privileged = options.privileged
     try:
         try:
-            _start(docker, name, options, labels, privileged)
+            _start(docker, name, options, labels, privileged, namespace)
             if privileged:
                 # A refused --privileged may also show up as the daemon dying right away.
                 time.sleep(0.5)
@@ -120,7 +133,7 @@ def nested_daemon(
                 raise
             _docker(docker, "rm", "-f", "-v", name)
             privileged = False
-            _start(docker, name, options, labels, privileged)
+            _start(docker, name, options, labels, privileged, namespace)
         ip = _ip(docker, name)
         base_url = f"tcp://{ip}:{DIND_PORT}"
         _wait_ready(docker, name, base_url)

@@ -67,11 +67,13 @@ from conveyor.runner import stages as stage_bodies
 from conveyor.runner.containers import (
     EngineAccess,
     Workspace,
+    agent_args,
     bind_workspace,
     container_name,
     has_own_image,
     run_args,
     script_of,
+    split_namespace,
 )
 from conveyor.runner.engines import needs_engine, nested_daemon, refuse_none
 from conveyor.runner.history import History
@@ -170,7 +172,8 @@ class StageExecutor:
         name = container_name(self.ctx.number, stage.name, "dind-" + _secrets.token_hex(3))
         self.log.line(stage.name, f"starting a nested Docker daemon ({agent.dind.image})")
         labels = {"conveyor.run": str(self.ctx.number), "conveyor.stage": stage.name}
-        with nested_daemon(self.docker, agent.dind, name, labels) as daemon:
+        _, namespace = split_namespace(agent_args(agent, stage))
+        with nested_daemon(self.docker, agent.dind, name, labels, namespace) as daemon:
             mode = "privileged" if daemon.privileged else "fallback options"
             self.log.line(stage.name, f"nested daemon ready at {daemon.base_url} ({mode})")
             yield _Engine(daemon.access, daemon.base_url)

@@ -12,7 +12,6 @@ import json
 import sqlite3
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 from conveyor.errors import QueueError
@@ -26,14 +25,26 @@ from conveyor.receiver.queue.records import (
     NewEvent,
     Status,
     StatusUpdate,
+    built_elsewhere,
     event_record,
+    merge_counterpart,
     short_ref,
 )
 
 TARGETS_KEPT = 4096
 
 
-def commit_built_by(conn: sqlite3.Connection, event: NewEvent) -> tuple[int, str] | None:
+#: :func:`commit_built_by`'s lookup, written once for both stores (``?``: SQLite's placeholder;
+#: PostgreSQL's store substitutes its own)
+COMMIT_BUILT_BY = (
+    "SELECT id, kind FROM events WHERE project = ? AND ref = ? AND sha = ? AND kind = ?"
+    " AND status != 'ignored' ORDER BY id LIMIT 1"
+)
+
+
+def commit_built_by(
+    conn: Any, event: NewEvent, *, placeholder: str = "?"
+) -> tuple[int, str] | None:
     """The earlier event (id, kind) that builds the same commit of the same branch as ``event``
     when one is a merge request's merge and the other the push GitLab sends for it, else None.
 
@@ -45,19 +56,14 @@ def commit_built_by(conn: sqlite3.Connection, event: NewEvent) -> tuple[int, str
     action: the merged result is merge_commit_sha on the target branch"). A spec triggering on
     both would build that commit twice; the first of the two to arrive builds it. An ignored
     event does not count; a superseded one does (a newer commit of the branch is built instead).
+
+    ``conn``: a sqlite3 or psycopg connection whose rows read by column name.
     """
-    if event.status is not Status.QUEUED or not (event.project and event.ref and event.sha):
-        return None
-    if event.merged:
-        other = "push"
-    elif event.kind == "push":
-        other = "merge_request"
-    else:
+    other = merge_counterpart(event)
+    if other is None:
         return None
     row = conn.execute(
-        "SELECT id, kind FROM events WHERE project = ? AND ref = ? AND sha = ? AND kind = ?"
-        " AND status != 'ignored' ORDER BY id LIMIT 1",
-        (event.project, event.ref, event.sha, other),
+        COMMIT_BUILT_BY.replace("?", placeholder), (event.project, event.ref, event.sha, other)
     ).fetchone()
     return (int(row["id"]), str(row["kind"])) if row is not None else None
 
@@ -72,13 +78,7 @@ def insert_event(
     now = time.time()
     built = commit_built_by(conn, event)
     if built is not None:
-        other = "push" if built[1] == "push" else "merge request merge"
-        event = replace(
-            event,
-            status=Status.IGNORED,
-            reason=f"commit {(event.sha or '')[:12]} is built by event {built[0]} (its {other})",
-            pending_status=None,
-        )
+        event = built_elsewhere(event, *built)
     row = conn.execute(
         "INSERT INTO events (idempotency_key, delivery_uuid, webhook_id, event_header, kind,"
         " project, ref, sha, lane, deploy_targets, status, reason, received_at, updated_at, body)"

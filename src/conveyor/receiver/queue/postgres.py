@@ -25,6 +25,10 @@ How the rules that SQLite gets from its single writer hold across processes and 
   sequence, so without it two receivers committing events of one lane at once could each miss
   the other's (neither would supersede the older one). Under the lock, ids within a lane grow
   in commit order. Transaction locks end with the transaction, so they never outlive a process.
+* **A merge and its push build once** (:func:`conveyor.receiver.queue.events.commit_built_by`):
+  an event that may pair with another (a merged MR, a push) takes a transaction advisory lock on
+  its (project, ref, commit) after the lane locks, so of two receivers storing the pair at once
+  the second sees the first and is stored ignored.
 * **Dedupe** is the unique partial indexes on (project, idempotency_key) and (project,
   webhook_id): a concurrent duplicate waits for the first commit, then conflicts.
 * **Leases use the database's clock** (the offset to it is measured when a pool opens), so
@@ -57,7 +61,7 @@ from psycopg.rows import DictRow, dict_row
 from conveyor.errors import QueueError
 from conveyor.gitlab.events import PayloadError, parse_event
 from conveyor.gitlab.status import CommitState, StatusTarget, status_name, status_target
-from conveyor.receiver.queue.events import TARGETS_KEPT
+from conveyor.receiver.queue.events import TARGETS_KEPT, commit_built_by
 from conveyor.receiver.queue.records import (
     FINAL,
     Accepted,
@@ -68,16 +72,19 @@ from conveyor.receiver.queue.records import (
     Status,
     StatusHead,
     StatusUpdate,
+    built_elsewhere,
     event_record,
+    merge_counterpart,
     outbox_item,
     short_ref,
 )
 
 Conn = psycopg.Connection[DictRow]
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 URL_SCHEMES = ("postgresql://", "postgres://")
 _MIGRATE_LOCK = 0x636F6E76  # 'conv': the advisory lock class of conveyor's migrations
 _LANE_LOCK = 0x6C616E65  # 'lane': one advisory lock per lane (objid: the lane's hash)
+_COMMIT_LOCK = 0x73686131  # 'sha1': one per (project, ref, commit) a merge and its push share
 _CANDIDATES = 8  # rows locked per claim step
 
 _SCHEMA = """
@@ -171,7 +178,11 @@ CREATE TABLE IF NOT EXISTS status_heads (
 """
 
 # what each schema version adds to the one before (version 1: the whole schema above)
-_UPGRADES: dict[int, str] = {1: _SCHEMA}
+_UPGRADES: dict[int, str] = {
+    1: _SCHEMA,
+    # 2: the merge/push pair lookup (commit_built_by) by commit
+    2: "CREATE INDEX IF NOT EXISTS events_commit ON events(sha, kind);",
+}
 
 
 def is_url(location: str) -> bool:
@@ -405,10 +416,23 @@ def _record(row: dict[str, Any]) -> EventRecord:
     return event_record({**row, "lane": None if lane is None else lane.replace("\x1f", "\x00")})
 
 
-def _lock_lanes(conn: Conn, lanes: Sequence[str]) -> None:
-    """Hold each lane's transaction lock (sorted: two batches never wait on each other in a ring)."""
-    for lane in sorted(set(lanes)):
-        conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LANE_LOCK, lane))
+def _lock_batch(conn: Conn, batch: Sequence[NewEvent]) -> None:
+    """Hold the transaction locks the batch's inserts need: every lane, then every commit a merge
+    and its push may share. One order for all receivers (lanes before commits, each sorted), so
+    two batches never wait on each other in a ring."""
+    lanes = {_stored_lane(e.lane) or "" for e in batch if e.lane and e.status is Status.QUEUED}
+    commits = {
+        "\x1f".join((e.project or "", e.ref or "", e.sha or ""))
+        for e in batch
+        if merge_counterpart(e) is not None
+    }
+    _lock(conn, _LANE_LOCK, lanes)
+    _lock(conn, _COMMIT_LOCK, commits)
+
+
+def _lock(conn: Conn, kind: int, keys: set[str]) -> None:
+    for key in sorted(keys):
+        conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (kind, key))
 
 
 def _supersede(
@@ -420,10 +444,16 @@ def _supersede(
 ) -> None:
     older = conn.execute(
         "UPDATE events SET status = 'superseded', reason = %s, updated_at = %s, finished_at = %s"
-        " WHERE lane = %s AND status = 'queued' AND id < %s RETURNING id, project, sha, ref",
+        " WHERE lane = %s AND status = 'queued' AND id < %s RETURNING id, project, sha, ref,"
+        " EXISTS (SELECT 1 FROM status_outbox o WHERE o.event_id = events.id) AS reported",
         (f"superseded by event {event_id}", now, now, lane, event_id),
     ).fetchall()
     for row in older:
+        if not row["reported"]:
+            # as on SQLite (events.supersede): no status was queued, so nothing to cancel
+            if targets is not None:
+                targets.pop(row["id"], None)
+            continue
         _add_status(
             conn,
             row["id"],
@@ -440,6 +470,9 @@ def _supersede(
 
 def _insert_event(conn: Conn, event: NewEvent, targets: dict[int, StatusTarget]) -> Accepted:
     now = time.time()
+    built = commit_built_by(conn, event, placeholder="%s")
+    if built is not None:
+        event = built_elsewhere(event, *built)
     row = conn.execute(
         "INSERT INTO events (idempotency_key, delivery_uuid, webhook_id, event_header, kind,"
         " project, ref, sha, lane, deploy_targets, status, reason, received_at, updated_at, body)"
@@ -484,7 +517,7 @@ def _insert_event(conn: Conn, event: NewEvent, targets: dict[int, StatusTarget])
             _add_status(
                 conn, event_id, event.project, event.sha, event.status_ref, event.pending_status
             )
-    return Accepted(event_id=event_id, duplicate=False, status=event.status)
+    return Accepted(event_id=event_id, duplicate=False, status=event.status, reason=event.reason)
 
 
 def _end_attempts(
@@ -519,8 +552,7 @@ class PgBatchStore:
     def _store(self, batch: Sequence[NewEvent]) -> list[Accepted]:
         try:
             with self._db.transaction("store events") as conn:
-                lanes = [e.lane for e in batch if e.lane and e.status is Status.QUEUED]
-                _lock_lanes(conn, [_stored_lane(lane) or "" for lane in lanes])
+                _lock_batch(conn, batch)
                 return [_insert_event(conn, event, self._targets) for event in batch]
         except BaseException:
             self._targets.clear()
@@ -595,7 +627,7 @@ class PgQueue:
                     hint="fix the spec's triggers and push again",
                 )
             if row["lane"] is not None:
-                _lock_lanes(conn, [row["lane"]])
+                _lock(conn, _LANE_LOCK, {row["lane"]})
             new = conn.execute(
                 "INSERT INTO events (delivery_uuid, event_header, kind, project, ref, sha, lane,"
                 " deploy_targets, status, received_at, updated_at, body, replay_of)"

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -253,3 +253,26 @@ def short_ref(ref: str | None) -> str | None:
         if ref.startswith(prefix):
             return ref[len(prefix) :]
     return ref
+
+
+def merge_counterpart(event: NewEvent) -> str | None:
+    """The kind of event that builds the same commit of the same branch as ``event`` when one is
+    a merge request's merge and the other the push GitLab sends for it (``push`` for a merge,
+    ``merge_request`` for a push), else None. Where the stores look it up and why:
+    :func:`conveyor.receiver.queue.events.commit_built_by`."""
+    if event.status is not Status.QUEUED or not (event.project and event.ref and event.sha):
+        return None
+    if event.merged:
+        return "push"
+    return "merge_request" if event.kind == "push" else None
+
+
+def built_elsewhere(event: NewEvent, by_id: int, by_kind: str) -> NewEvent:
+    """``event`` stored ignored: event ``by_id`` (of ``by_kind``) builds its commit."""
+    other = "push" if by_kind == "push" else "merge request merge"
+    return replace(
+        event,
+        status=Status.IGNORED,
+        reason=f"commit {(event.sha or '')[:12]} is built by event {by_id} (its {other})",
+        pending_status=None,
+    )
