@@ -1,10 +1,10 @@
 """Retention: finished events past the policy go, in batches; unfinished ones and unsent
-statuses stay; the newest event stays; ``conveyor events prune``; ``serve`` prunes by itself."""
+statuses stay; the newest event stays; ``conveyor events prune``; ``serve`` prunes by itself.
+The queue-level tests run on both stores (the ``store`` fixture: sqlite | postgresql)."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -15,9 +15,11 @@ from click.testing import CliRunner
 from conveyor.cli.main import cli
 from conveyor.config import load_settings
 from conveyor.errors import ConfigError
-from conveyor.receiver.queue import EventQueue, IntakeWriter, NewEvent, Status, database_path
+from conveyor.receiver.queue import IntakeWriter, NewEvent, Status, database_path
+from conveyor.receiver.queue.location import Location, open_queue
 from conveyor.receiver.retention import Pruner, RetentionPolicy, prune
 from tests.receiver import test_serve_process as serving
+from tests.receiver.stores import sql
 
 DAY = 86400.0
 NOW = 1_800_000_000.0
@@ -42,7 +44,7 @@ def db(tmp_path: Path) -> Path:
     return database_path(tmp_path / "state")
 
 
-def store(db: Path, events: list[NewEvent]) -> list[int]:
+def put(db: Location, events: list[NewEvent]) -> list[int]:
     writer = IntakeWriter(db)
     try:
         futures = [writer.submit(e) for e in events]
@@ -51,39 +53,33 @@ def store(db: Path, events: list[NewEvent]) -> list[int]:
         writer.close()
 
 
-def set_status(db: Path, ids: list[int], status: str) -> None:
-    conn = sqlite3.connect(db)
-    with conn:
-        conn.executemany("UPDATE events SET status = ? WHERE id = ?", [(status, i) for i in ids])
-    conn.close()
+def set_status(db: Location, ids: list[int], status: str) -> None:
+    sql(db, "UPDATE events SET status = ? WHERE id = ?", [(status, i) for i in ids])
 
 
-def remaining(db: Path) -> list[int]:
-    queue = EventQueue(db)
+def remaining(db: Location) -> list[int]:
+    queue = open_queue(db)
     try:
         return sorted(r.id for r in queue.list_events(limit=1_000_000))
     finally:
         queue.close()
 
 
-def test_age_and_count_limits_keep_unfinished_events_and_unsent_statuses(db: Path) -> None:
+def test_age_and_count_limits_keep_unfinished_events_and_unsent_statuses(store: Location) -> None:
+    db = store
     # 40 days of history, one event every 12 hours: ids 1..80, oldest first
-    ids = store(db, [event(i, NOW - 40 * DAY + i * DAY / 2) for i in range(80)])
+    ids = put(db, [event(i, NOW - 40 * DAY + i * DAY / 2) for i in range(80)])
     set_status(db, ids[:3], "queued")  # old but waiting: never pruned
     set_status(db, ids[3:4], "running")
     set_status(db, ids[4:5], "done")
-    conn = sqlite3.connect(db)
-    with conn:  # event 6 is done but its final status is still to be posted
-        conn.execute(
-            "INSERT INTO status_outbox (event_id, project, sha, state) VALUES (?, 'demo/app', ?, 'success')",
-            (ids[5], "a" * 40),
-        )
-        conn.execute(
-            "INSERT INTO status_outbox (event_id, project, sha, state, sent_at) VALUES (?, 'demo/app', ?, 'success', 1)",
-            (ids[6], "a" * 40),
-        )
-    conn.close()
-    queue = EventQueue(db)
+    # event 6 is done but its final status is still to be posted; event 7's was sent
+    sql(
+        db,
+        "INSERT INTO status_outbox (event_id, project, sha, state, sent_at)"
+        " VALUES (?, 'demo/app', ?, 'success', ?)",
+        [(ids[5], "a" * 40, None), (ids[6], "a" * 40, 1)],
+    )
+    queue = open_queue(db)
     try:
         dry = prune(queue, RetentionPolicy.of(30, 0), dry_run=True, now=NOW)
         assert dry.dry_run and remaining(db) == ids
@@ -95,11 +91,9 @@ def test_age_and_count_limits_keep_unfinished_events_and_unsent_statuses(db: Pat
     assert report.events == dry.events == len(gone) and report.batches == 3
     assert dry.payload_bytes and dry.payload_bytes > 2000 * len(gone)
     assert remaining(db) == sorted(set(ids) - gone)
-    conn = sqlite3.connect(db)
-    outbox = [r[0] for r in conn.execute("SELECT event_id FROM status_outbox ORDER BY id")]
-    conn.close()
+    outbox = [r[0] for r in sql(db, "SELECT event_id FROM status_outbox ORDER BY id")]
     assert outbox == [ids[5]]  # the sent status went with its event
-    queue = EventQueue(db)
+    queue = open_queue(db)
     try:
         prune(queue, RetentionPolicy.of(0, 10), now=NOW)
     finally:
@@ -109,20 +103,22 @@ def test_age_and_count_limits_keep_unfinished_events_and_unsent_statuses(db: Pat
     assert set(left[:-10]) == set(ids[:4]) | {ids[5]}
 
 
-def test_newest_event_stays_so_ids_never_restart(db: Path) -> None:
-    ids = store(db, [event(i, NOW - 90 * DAY + i) for i in range(5)])
-    queue = EventQueue(db)
+def test_newest_event_stays_so_ids_never_restart(store: Location) -> None:
+    db = store
+    ids = put(db, [event(i, NOW - 90 * DAY + i) for i in range(5)])
+    queue = open_queue(db)
     try:
         prune(queue, RetentionPolicy.of(30, 100_000), now=NOW)
     finally:
         queue.close()
     assert remaining(db) == [ids[-1]]
-    [later] = store(db, [event(99, NOW)])
+    [later] = put(db, [event(99, NOW)])
     assert later == ids[-1] + 1  # a Jenkins build's CONVEYOR_EVENT_ID never names two events
 
 
-def test_pruner_runs_in_small_batches_while_intake_keeps_committing(db: Path) -> None:
-    store(db, [event(i, time.time() - 40 * DAY) for i in range(3000)])
+def test_pruner_runs_in_small_batches_while_intake_keeps_committing(store: Location) -> None:
+    db = store
+    put(db, [event(i, time.time() - 40 * DAY) for i in range(3000)])
     pruner = Pruner(db, RetentionPolicy.of(30, 0), interval_s=0.05, batch=200, pause_s=0.001)
     writer = IntakeWriter(db)
     pruner.start()
@@ -144,8 +140,8 @@ def test_pruner_runs_in_small_batches_while_intake_keeps_committing(db: Path) ->
 
 
 def test_events_prune_cli_dry_run_and_json(db: Path, tmp_path: Path) -> None:
-    ids = store(db, [event(i, time.time() - 40 * DAY) for i in range(5)])
-    store(db, [event(50, time.time())])
+    ids = put(db, [event(i, time.time() - 40 * DAY) for i in range(5)])
+    put(db, [event(50, time.time())])
     runner = CliRunner()
     env = {"CONVEYOR_STATE": str(tmp_path / "state"), "CONVEYOR_CONFIG": str(tmp_path / "x.toml")}
     (tmp_path / "x.toml").write_text("")
@@ -193,26 +189,27 @@ serve = serving.serve  # a real `conveyor serve` subprocess
 
 def test_serve_prunes_in_the_background(serve: Any, tmp_path: Path) -> None:
     db = database_path(tmp_path / "state")
-    ids = store(db, [event(i, time.time() - 10 * DAY) for i in range(50)])
-    store(db, [event(100, time.time())])
+    ids = put(db, [event(i, time.time() - 10 * DAY) for i in range(50)])
+    put(db, [event(100, time.time())])
     serve("--dispatch", "none", "--retention-days", "7")
     serving.wait(lambda: ids[-1] not in remaining(db))
     assert len(remaining(db)) == 1
 
 
-def test_a_superseded_event_that_never_reported_a_status_is_pruned(db: Path) -> None:
+def test_a_superseded_event_that_never_reported_a_status_is_pruned(store: Location) -> None:
     """With commit statuses off (no GitLab settings) a queued event has no "pending" status; when
     a newer one supersedes it, no "canceled" is queued either (nothing would ever send it, and an
     unsent status keeps its event from being pruned for ever)."""
+    db = store
     lane = dict(lane="demo/app\x00push\x00main")
-    ids = store(
+    ids = put(
         db,
         [
             NewEvent(**{**event(1, NOW - 40 * DAY, Status.QUEUED).__dict__, **lane}),
             NewEvent(**{**event(2, NOW, Status.QUEUED).__dict__, **lane}),
         ],
     )
-    queue = EventQueue(db)
+    queue = open_queue(db)
     try:
         assert queue.get(ids[0]).status is Status.SUPERSEDED  # type: ignore[union-attr]
         assert queue.statuses_for(ids[0]) == []

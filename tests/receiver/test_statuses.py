@@ -38,9 +38,11 @@ from conveyor.receiver.queue import (
     open_database,
     short_ref,
 )
+from conveyor.receiver.queue.location import Location, open_queue
 from conveyor.receiver.statuses import GitLabStatusPoster, StatusSender
 from tests.emulators.gitlab import GitLabEmulator
 from tests.receiver import payloads as p
+from tests.receiver.stores import sql
 
 HEADERS = {"push": "Push Hook", "tag_push": "Tag Push Hook", "merge_request": "Merge Request Hook"}
 
@@ -49,11 +51,11 @@ class World:
     """A queue, a sender posting to the emulator as ``user``, and the worker's moves."""
 
     def __init__(
-        self, db: Path, gitlab: GitLabEmulator, user: str = "maintainer", timeout: float = 10.0
+        self, db: Location, gitlab: GitLabEmulator, user: str = "maintainer", timeout: float = 10.0
     ) -> None:
         self.db = db
         self.gitlab = gitlab
-        self.queue = EventQueue(db, synchronous="NORMAL")
+        self.queue = open_queue(db, synchronous="NORMAL")
         self.metrics = Metrics()
         poster = GitLabStatusPoster(gitlab.url, gitlab.tokens[user], timeout=timeout)
         self.sender = StatusSender(db, poster, self.metrics, backoff_s=0.0)
@@ -115,8 +117,9 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path: Path, gitlab_emulator: GitLabEmulator) -> Any:
-    w = World(database_path(tmp_path / "state"), gitlab_emulator)
+def world(store: Location, gitlab_emulator: GitLabEmulator) -> Any:
+    """On both stores (the ``store`` fixture: sqlite | postgresql)."""
+    w = World(store, gitlab_emulator)
     yield w
     w.queue.close()
 
@@ -295,9 +298,9 @@ def test_final_status_is_retried_for_hours_not_dropped(world: World) -> None:
 
 
 def test_a_retried_final_that_got_through_is_not_posted_twice(
-    tmp_path: Path, gitlab_emulator: GitLabEmulator
+    store: Location, gitlab_emulator: GitLabEmulator
 ) -> None:
-    w = World(database_path(tmp_path / "state"), gitlab_emulator, timeout=0.3)
+    w = World(store, gitlab_emulator, timeout=0.3)
     event_id = w.store(app_push(w), pending=False)
     w.finish(w.claim(event_id))
     gitlab_emulator.faults.slow("POST", r"/statuses/", delay=0.8)  # GitLab takes it, too late
@@ -314,9 +317,9 @@ def test_a_retried_final_that_got_through_is_not_posted_twice(
 
 
 def test_backoff_grows_to_its_cap_and_the_window_ends_retries(
-    tmp_path: Path, gitlab_emulator: GitLabEmulator
+    store: Location, gitlab_emulator: GitLabEmulator
 ) -> None:
-    w = World(database_path(tmp_path / "state"), gitlab_emulator)
+    w = World(store, gitlab_emulator)
     w.sender = StatusSender(
         w.db,
         GitLabStatusPoster(gitlab_emulator.url, gitlab_emulator.tokens["maintainer"]),
@@ -329,19 +332,15 @@ def test_backoff_grows_to_its_cap_and_the_window_ends_retries(
     w.finish(w.claim(event_id))
     gitlab_emulator.faults.error("POST", r"/statuses/", status=503, times=6)
     delays = []
-    conn = sqlite3.connect(w.db)
     for _ in range(6):
-        conn.execute("UPDATE status_outbox SET next_at = 0")
-        conn.commit()
+        sql(w.db, "UPDATE status_outbox SET next_at = 0")
         before = time.time()
         w.drain()
-        next_at = conn.execute("SELECT next_at FROM status_outbox").fetchone()[0]
+        [(next_at,)] = sql(w.db, "SELECT next_at FROM status_outbox")
         delays.append(round(next_at - before))
     assert delays == [2, 4, 8, 16, 30, 30]
     # An hour after it was written, the next failure gives it up (and says so).
-    conn.execute("UPDATE status_outbox SET next_at = 0, created_at = created_at - 3600")
-    conn.commit()
-    conn.close()
+    sql(w.db, "UPDATE status_outbox SET next_at = 0, created_at = created_at - 3600")
     gitlab_emulator.faults.error("POST", r"/statuses/", status=503)
     w.drain()
     (row,) = w.outbox(event_id)
@@ -350,10 +349,10 @@ def test_backoff_grows_to_its_cap_and_the_window_ends_retries(
 
 
 def test_forbidden_on_a_protected_branch_names_push_or_merge_rights(
-    tmp_path: Path, gitlab_emulator: GitLabEmulator
+    store: Location, gitlab_emulator: GitLabEmulator
 ) -> None:
     gitlab_emulator.protect_branch("demo/app", "main", push="maintainer", merge="maintainer")
-    w = World(database_path(tmp_path / "state"), gitlab_emulator, user="developer")
+    w = World(store, gitlab_emulator, user="developer")
     event_id = w.store(app_push(w))  # the payload says ref_protected: true
     w.drain()
     (row,) = w.outbox(event_id)
@@ -487,12 +486,9 @@ def test_finished_heads_are_forgotten_after_a_while_active_ones_kept(world: Worl
     world.store(app_push(world, branch="release/1", after=p.SHA_C))  # stays pending
     world.finish(world.claim(done))
     world.drain()
-    conn = sqlite3.connect(world.db)
-    conn.execute("UPDATE status_heads SET updated_at = updated_at - 40 * 86400")
-    conn.commit()
+    sql(world.db, "UPDATE status_heads SET updated_at = updated_at - 40 * 86400")
     assert world.queue.prune_status_heads(older_than_s=30 * 86400) == 1
-    remaining = conn.execute("SELECT ref, state FROM status_heads").fetchall()
-    conn.close()
+    remaining = sql(world.db, "SELECT ref, state FROM status_heads")
     assert remaining == [("release/1", "pending")]
 
 
