@@ -14,7 +14,7 @@ from conveyor.cli.build import command as build_command
 from conveyor.cli.main import cli
 from conveyor.docker.build import BuildEvent, build_image, find_stage, plan_build
 from conveyor.docker.gitfacts import git_facts
-from conveyor.errors import BuildError
+from conveyor.errors import BuildError, UsageError
 from conveyor.spec.load import load_spec
 from tests.docker.fixtures import git_commit, run_output
 
@@ -238,3 +238,36 @@ def test_cli_plain_progress_off_a_terminal(tmp_path: Path, unique: Callable[[str
     assert "Step 1/14 : FROM busybox:latest" in lines
     assert any(line.startswith("Step 14/14 : LABEL ") for line in lines)
     assert "built " in result.stdout and "steps cached)" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("layout", "context", "dockerfile", "message"),
+    [
+        ({"web": "../outside"}, "web", "Dockerfile", "context 'web' resolves outside"),
+        ({"web/Dockerfile": "../../outside/secret"}, "web", "Dockerfile", "dockerfile"),
+    ],
+)
+def test_a_symlink_out_of_the_checkout_is_not_built(
+    tmp_path: Path, layout: dict[str, str], context: str, dockerfile: str, message: str
+) -> None:
+    """The spec's rules refuse ``..`` and absolute paths; a symlink the checkout carries (the
+    repository being built controls it) must not reach the host's files either."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("host file\n")
+    checkout = tmp_path / "checkout"
+    (checkout / "web").mkdir(parents=True)
+    for name, target in layout.items():
+        link = checkout / name
+        if link.is_dir():
+            link.rmdir()
+        link.symlink_to(target)
+    spec = tmp_path / "conveyor.yml"
+    spec.write_text(
+        "apiVersion: conveyor/v1\nproject: demo/app\nstages:\n  - name: image\n"
+        f'    build: {{context: {context}, dockerfile: {dockerfile}, tags: ["app:1"]}}\n'
+    )
+    loaded = load_spec(spec).spec
+    facts = git_facts(tmp_path, sha="c" * 40, branch="main")
+    with pytest.raises(UsageError, match=message):
+        plan_build(loaded, find_stage(loaded, "image"), facts, checkout)

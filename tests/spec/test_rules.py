@@ -5,6 +5,7 @@ counter-example (with the rules switched off) shows that it would have refused t
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,10 +13,12 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 import conveyor.spec.rules
-from conveyor.docker.build import build_tags
+from conveyor.docker.build import build_tags, plan_build
 from conveyor.docker.deploy.compose import _healthcheck, render_compose
 from conveyor.docker.deploy.model import DeployRequest, ImageRef
 from conveyor.docker.deploy.mounts import parse_ports
@@ -122,6 +125,18 @@ CASES = [
         HEAD + 'stages:\n  - name: image\n    build:\n      tags: ["{registry}/{project}:{sha}"]\n',
         (6, 14, "stages[0].build.tags[0]", "image tag '{registry}/{project}:{sha}' never expands"),
         (UsageError, lambda s: build_tags(s, _first(s), FACTS)),
+    ),
+    Case(
+        "context-leaves-checkout",
+        HEAD + 'stages:\n  - name: image\n    build: {context: "web/../..", tags: ["app:1"]}\n',
+        (5, 22, "stages[0].build.context", "build.context 'web/../..' leaves the checkout"),
+        (UsageError, lambda s: plan_build(s, _first(s), FACTS, Path.cwd() / "checkout")),
+    ),
+    Case(
+        "dockerfile-leaves-context",
+        HEAD + 'stages:\n  - name: image\n    build: {dockerfile: /etc/shadow, tags: ["app:1"]}\n',
+        (5, 25, "stages[0].build.dockerfile", "build.dockerfile '/etc/shadow' leaves the build"),
+        (UsageError, lambda s: plan_build(s, _first(s), FACTS, Path.cwd())),
     ),
     Case(
         "push-registry-not-host",
@@ -241,3 +256,14 @@ def test_a_spec_keeping_every_rule_passes(tmp_path: Path) -> None:
     )
     loaded, issues = check_paths([path])
     assert issues == [] and len(loaded) == 1
+
+
+@given(
+    st.lists(st.sampled_from(["a", "b", ".", "..", "", "c.d", "..."]), max_size=8),
+    st.booleans(),
+)
+def test_escapes_is_normpath_leaving_the_directory(parts: list[str], absolute: bool) -> None:
+    path = ("/" if absolute else "") + "/".join(parts)
+    normal = posixpath.normpath(path) if path else "."
+    expected = path.startswith("/") or normal == ".." or normal.startswith("../")
+    assert conveyor.spec.rules.escapes(path) is expected, (path, normal)

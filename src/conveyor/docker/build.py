@@ -189,7 +189,20 @@ def plan_build(
         for tag in (tag_safe(facts.branch) if facts.branch else "", "latest")
         if tag and f"{first.name}:{tag}" not in cache
     ]
+    root = workdir.resolve()
     context = (workdir / build.context).resolve()
+    dockerfile = (context / build.dockerfile).resolve()
+    # the spec's rules refuse `..` and absolute paths; a symlink in the checkout is caught here
+    if not context.is_relative_to(root):
+        raise UsageError(
+            f"stage {stage.name!r}: build context {build.context!r} resolves outside the checkout",
+            hint="a symlink in the checkout points out of it; use a directory inside it",
+        )
+    if not dockerfile.is_relative_to(context):
+        raise UsageError(
+            f"stage {stage.name!r}: dockerfile {build.dockerfile!r} resolves outside the context",
+            hint="a symlink in the checkout points out of it; use a file inside the context",
+        )
     return BuildRequest(
         context=context,
         tags=tags,

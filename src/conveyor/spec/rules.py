@@ -215,11 +215,47 @@ def _registry_host(registry: str) -> str | None:
     return host if ref.registry in (host, host.lower()) else None
 
 
+def escapes(path: str) -> bool:
+    """Does relative ``path`` leave the directory it is relative to (absolute, or ``..`` past it)?
+
+    The spec comes from the repository being built: a context of ``/`` or ``../..`` would send the
+    build host's files to the engine (and into an image that is pushed), and the Docker SDK reads a
+    Dockerfile outside the context from the host too (docker/utils/build.py ``process_dockerfile``)."""
+    if path.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", path):
+        return True
+    depth = 0
+    for part in re.split(r"[/\\]+", path):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return True
+        elif part not in ("", "."):
+            depth += 1
+    return False
+
+
 def _build(spec: Spec, loc: Loc, stage: Stage) -> list[Problem]:
-    """Every tag a valid image reference; a pushing stage's tags all on its registry, which is a
-    registry host (the push refuses anything else)."""
+    """The context inside the checkout and the Dockerfile inside the context; every tag a valid
+    image reference; a pushing stage's tags all on its registry, which is a registry host (the push
+    refuses anything else)."""
     assert stage.build is not None
     found: list[Problem] = []
+    if escapes(stage.build.context):
+        found.append(
+            Problem(
+                (*loc, "build", "context"),
+                f"build.context {stage.build.context!r} leaves the checkout: use a path inside "
+                "it, relative to its root",
+            )
+        )
+    if escapes(stage.build.dockerfile):
+        found.append(
+            Problem(
+                (*loc, "build", "dockerfile"),
+                f"build.dockerfile {stage.build.dockerfile!r} leaves the build context: use a "
+                "path inside it, relative to the context",
+            )
+        )
     host: str | None = None
     if stage.push is not None:
         host = _registry_host(stage.push.registry)
