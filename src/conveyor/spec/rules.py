@@ -240,22 +240,16 @@ def _build(spec: Spec, loc: Loc, stage: Stage) -> list[Problem]:
     refuses anything else)."""
     assert stage.build is not None
     found: list[Problem] = []
-    if escapes(stage.build.context):
-        found.append(
-            Problem(
-                (*loc, "build", "context"),
-                f"build.context {stage.build.context!r} leaves the checkout: use a path inside "
-                "it, relative to its root",
-            )
-        )
-    if escapes(stage.build.dockerfile):
-        found.append(
-            Problem(
-                (*loc, "build", "dockerfile"),
-                f"build.dockerfile {stage.build.dockerfile!r} leaves the build context: use a "
-                "path inside it, relative to the context",
-            )
-        )
+    for name, value, inside in (
+        (
+            "context",
+            stage.build.context,
+            "the checkout: use a path inside it, relative to its root",
+        ),
+        ("dockerfile", stage.build.dockerfile, "the build context: use a path inside it"),
+    ):
+        if escapes(value):
+            found.append(Problem((*loc, "build", name), f"build.{name} {value!r} leaves {inside}"))
     host: str | None = None
     if stage.push is not None:
         host = _registry_host(stage.push.registry)
