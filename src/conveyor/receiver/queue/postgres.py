@@ -61,7 +61,7 @@ from psycopg.rows import DictRow, dict_row
 from conveyor.errors import QueueError
 from conveyor.gitlab.events import PayloadError, parse_event
 from conveyor.gitlab.status import CommitState, StatusTarget, status_name, status_target
-from conveyor.receiver.queue.events import TARGETS_KEPT, commit_built_by
+from conveyor.receiver.queue.events import COMMIT_BUILT_BY, TARGETS_KEPT, commit_built_by
 from conveyor.receiver.queue.records import (
     FINAL,
     Accepted,
@@ -435,68 +435,94 @@ def _lock(conn: Conn, kind: int, keys: set[str]) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (kind, key))
 
 
-def _supersede(
-    conn: Conn,
-    event_id: int,
-    lane: str,
-    now: float,
-    targets: dict[int, StatusTarget] | None = None,
+_SUPERSEDE = (
+    "UPDATE events SET status = 'superseded', reason = 'superseded by event ' || {new},"
+    " updated_at = %s, finished_at = %s"
+    " WHERE {lane} AND lane = %s AND status = 'queued' AND id < {new}"
+    " RETURNING id, project, sha, ref,"
+    " EXISTS (SELECT 1 FROM status_outbox o WHERE o.event_id = events.id) AS reported"
+)
+#: One statement stores one delivery: the insert (nothing on a duplicate) and, for a queued event
+#: of a lane, the supersede of the lane's older queued events, which returns those that reported a
+#: status (a "canceled" follows for them). Independent of any earlier answer, so a batch's
+#: statements go out in one pipeline (one round trip a batch, not three or four a delivery).
+_INSERT = (
+    "WITH ins AS (INSERT INTO events (idempotency_key, delivery_uuid, webhook_id, event_header,"
+    " kind, project, ref, sha, lane, deploy_targets, status, reason, received_at, updated_at,"
+    " body) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT DO NOTHING RETURNING id),"
+    " sup AS ("
+    + _SUPERSEDE.format(new="(SELECT id FROM ins)", lane="%s::text IS NOT NULL")
+    + ") SELECT (SELECT id FROM ins) AS id,"
+    " (SELECT coalesce(json_agg(json_build_array(id, project, sha, ref)), '[]'::json)"
+    " FROM sup WHERE reported) AS canceled"
+)
+
+
+def _insert_args(event: NewEvent, now: float) -> tuple[Any, ...]:
+    lane = _stored_lane(event.lane) if event.status is Status.QUEUED else None
+    return (
+        event.idempotency_key,
+        event.delivery_uuid,
+        event.webhook_id,
+        event.event_header,
+        event.kind,
+        event.project,
+        event.ref,
+        event.sha,
+        _stored_lane(event.lane),
+        json.dumps(list(event.deploy_targets)),
+        event.status.value,
+        event.reason,
+        event.received_at,
+        now,
+        event.body,
+        now,
+        now,
+        lane,
+        lane,
+    )
+
+
+def _cancel(
+    conn: Conn, event_id: int, rows: Sequence[Sequence[Any]], targets: dict[int, StatusTarget]
 ) -> None:
-    older = conn.execute(
-        "UPDATE events SET status = 'superseded', reason = %s, updated_at = %s, finished_at = %s"
-        " WHERE lane = %s AND status = 'queued' AND id < %s RETURNING id, project, sha, ref,"
-        " EXISTS (SELECT 1 FROM status_outbox o WHERE o.event_id = events.id) AS reported",
-        (f"superseded by event {event_id}", now, now, lane, event_id),
-    ).fetchall()
-    for row in older:
-        if not row["reported"]:
-            # as on SQLite (events.supersede): no status was queued, so nothing to cancel
-            if targets is not None:
-                targets.pop(row["id"], None)
-            continue
+    """Queue "canceled" for the superseded events that reported a status (``rows``: id, project,
+    sha, ref). As on SQLite (events.supersede): one that never queued a status has nothing to
+    cancel, and a "canceled" nobody sends would keep it from being pruned."""
+    for old_id, project, sha, ref in rows:
         _add_status(
             conn,
-            row["id"],
-            row["project"],
-            row["sha"],
-            short_ref(row["ref"]),
+            old_id,
+            project,
+            sha,
+            short_ref(ref),
             StatusUpdate(
                 CommitState.CANCELED,
                 f"superseded by a newer event ({event_id})",
-                target=targets.pop(row["id"], None) if targets is not None else None,
+                target=targets.pop(old_id, None),
             ),
         )
 
 
-def _insert_event(conn: Conn, event: NewEvent, targets: dict[int, StatusTarget]) -> Accepted:
-    now = time.time()
-    built = commit_built_by(conn, event, placeholder="%s")
-    if built is not None:
-        event = built_elsewhere(event, *built)
-    row = conn.execute(
-        "INSERT INTO events (idempotency_key, delivery_uuid, webhook_id, event_header, kind,"
-        " project, ref, sha, lane, deploy_targets, status, reason, received_at, updated_at, body)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-        " ON CONFLICT DO NOTHING RETURNING id",
-        (
-            event.idempotency_key,
-            event.delivery_uuid,
-            event.webhook_id,
-            event.event_header,
-            event.kind,
-            event.project,
-            event.ref,
-            event.sha,
-            _stored_lane(event.lane),
-            json.dumps(list(event.deploy_targets)),
-            event.status.value,
-            event.reason,
-            event.received_at,
-            now,
-            event.body,
-        ),
-    ).fetchone()
-    if row is None:
+def _supersede(conn: Conn, event_id: int, lane: str, now: float) -> None:
+    """A replayed event supersedes its lane's older queued events."""
+    older = conn.execute(
+        _SUPERSEDE.format(new="%s::bigint", lane="true"), (event_id, now, now, lane, event_id)
+    ).fetchall()
+    _cancel(conn, event_id, [_old(r) for r in older if r["reported"]], {})
+
+
+def _old(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (row["id"], row["project"], row["sha"], row["ref"])
+
+
+def _inserted(
+    conn: Conn, event: NewEvent, row: dict[str, Any] | None, targets: dict[int, StatusTarget]
+) -> Accepted:
+    """What follows the insert statement of ``event``: a duplicate's stored answer, or the
+    canceled statuses, the status target kept and the pending status of a new event."""
+    if row is None or row["id"] is None:
         existing = conn.execute(
             "SELECT id, status FROM events WHERE project IS NOT DISTINCT FROM %s"
             " AND (idempotency_key = %s OR webhook_id = %s) ORDER BY id LIMIT 1",
@@ -507,8 +533,7 @@ def _insert_event(conn: Conn, event: NewEvent, targets: dict[int, StatusTarget])
         return Accepted(event_id=existing["id"], duplicate=True, status=Status(existing["status"]))
     event_id = int(row["id"])
     if event.status is Status.QUEUED:
-        if event.lane is not None:
-            _supersede(conn, event_id, _stored_lane(event.lane) or "", now, targets)
+        _cancel(conn, event_id, row["canceled"], targets)
         if event.status_target is not None:
             targets[event_id] = event.status_target
             if len(targets) > TARGETS_KEPT:
@@ -518,6 +543,51 @@ def _insert_event(conn: Conn, event: NewEvent, targets: dict[int, StatusTarget])
                 conn, event_id, event.project, event.sha, event.status_ref, event.pending_status
             )
     return Accepted(event_id=event_id, duplicate=False, status=event.status, reason=event.reason)
+
+
+def _commit_key(event: NewEvent) -> tuple[str, str, str] | None:
+    if merge_counterpart(event) is None:
+        return None
+    return (event.project or "", event.ref or "", event.sha or "")
+
+
+def _insert_batch(
+    conn: Conn, batch: Sequence[NewEvent], targets: dict[int, StatusTarget]
+) -> list[Accepted]:
+    """Store ``batch`` in order, pipelined: the merge/push lookups, then the inserts, then what
+    follows each. A batch holding both events of a merge/push pair is stored one by one instead
+    (the second's lookup must see the first's row)."""
+    keys = [k for k in map(_commit_key, batch) if k is not None]
+    if len(keys) != len(set(keys)):
+        return [_insert_event(conn, event, targets) for event in batch]
+    with conn.pipeline():
+        lookups = [
+            conn.execute(
+                COMMIT_BUILT_BY.replace("?", "%s"),
+                (event.project, event.ref, event.sha, merge_counterpart(event)),
+            )
+            if _commit_key(event) is not None
+            else None
+            for event in batch
+        ]
+        events = []
+        for event, lookup in zip(batch, lookups, strict=True):
+            built = lookup.fetchone() if lookup is not None else None
+            if built is not None:
+                event = built_elsewhere(event, int(built["id"]), str(built["kind"]))
+            events.append(event)
+        now = time.time()
+        inserts = [conn.execute(_INSERT, _insert_args(event, now)) for event in events]
+        rows = [cursor.fetchone() for cursor in inserts]
+        return [_inserted(conn, e, r, targets) for e, r in zip(events, rows, strict=True)]
+
+
+def _insert_event(conn: Conn, event: NewEvent, targets: dict[int, StatusTarget]) -> Accepted:
+    built = commit_built_by(conn, event, placeholder="%s")
+    if built is not None:
+        event = built_elsewhere(event, *built)
+    row = conn.execute(_INSERT, _insert_args(event, time.time())).fetchone()
+    return _inserted(conn, event, row, targets)
 
 
 def _end_attempts(
@@ -553,7 +623,7 @@ class PgBatchStore:
         try:
             with self._db.transaction("store events") as conn:
                 _lock_batch(conn, batch)
-                return [_insert_event(conn, event, self._targets) for event in batch]
+                return _insert_batch(conn, batch, self._targets)
         except BaseException:
             self._targets.clear()
             raise
