@@ -19,6 +19,7 @@ from conveyor.gitlab.status import CommitState, StatusTarget
 from conveyor.receiver.queue.outbox import StatusOutbox, add_status
 from conveyor.receiver.queue.records import (
     FINAL,
+    INSERT_COLUMNS,
     Accepted,
     Claim,
     EventRecord,
@@ -27,6 +28,7 @@ from conveyor.receiver.queue.records import (
     StatusUpdate,
     built_elsewhere,
     event_record,
+    insert_values,
     merge_counterpart,
     short_ref,
 )
@@ -80,27 +82,9 @@ def insert_event(
     if built is not None:
         event = built_elsewhere(event, *built)
     row = conn.execute(
-        "INSERT INTO events (idempotency_key, delivery_uuid, webhook_id, event_header, kind,"
-        " project, ref, sha, lane, deploy_targets, status, reason, received_at, updated_at, body)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        f"INSERT INTO events ({INSERT_COLUMNS}) VALUES ({', '.join('?' * 15)})"
         " ON CONFLICT DO NOTHING RETURNING id",
-        (
-            event.idempotency_key,
-            event.delivery_uuid,
-            event.webhook_id,
-            event.event_header,
-            event.kind,
-            event.project,
-            event.ref,
-            event.sha,
-            event.lane,
-            json.dumps(list(event.deploy_targets)),
-            event.status.value,
-            event.reason,
-            event.received_at,
-            now,
-            event.body,
-        ),
+        insert_values(event, lane=event.lane, now=now),
     ).fetchone()
     if row is None:
         existing = conn.execute(

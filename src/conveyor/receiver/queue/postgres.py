@@ -64,6 +64,7 @@ from conveyor.gitlab.status import CommitState, StatusTarget, status_name, statu
 from conveyor.receiver.queue.events import COMMIT_BUILT_BY, TARGETS_KEPT, commit_built_by
 from conveyor.receiver.queue.records import (
     FINAL,
+    INSERT_COLUMNS,
     Accepted,
     Claim,
     EventRecord,
@@ -74,6 +75,7 @@ from conveyor.receiver.queue.records import (
     StatusUpdate,
     built_elsewhere,
     event_record,
+    insert_values,
     merge_counterpart,
     outbox_item,
     short_ref,
@@ -447,9 +449,7 @@ _SUPERSEDE = (
 #: status (a "canceled" follows for them). Independent of any earlier answer, so a batch's
 #: statements go out in one pipeline (one round trip a batch, not three or four a delivery).
 _INSERT = (
-    "WITH ins AS (INSERT INTO events (idempotency_key, delivery_uuid, webhook_id, event_header,"
-    " kind, project, ref, sha, lane, deploy_targets, status, reason, received_at, updated_at,"
-    " body) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    f"WITH ins AS (INSERT INTO events ({INSERT_COLUMNS}) VALUES ({', '.join(['%s'] * 15)})"
     " ON CONFLICT DO NOTHING RETURNING id),"
     " sup AS ("
     + _SUPERSEDE.format(new="(SELECT id FROM ins)", lane="%s::text IS NOT NULL")
@@ -461,27 +461,7 @@ _INSERT = (
 
 def _insert_args(event: NewEvent, now: float) -> tuple[Any, ...]:
     lane = _stored_lane(event.lane) if event.status is Status.QUEUED else None
-    return (
-        event.idempotency_key,
-        event.delivery_uuid,
-        event.webhook_id,
-        event.event_header,
-        event.kind,
-        event.project,
-        event.ref,
-        event.sha,
-        _stored_lane(event.lane),
-        json.dumps(list(event.deploy_targets)),
-        event.status.value,
-        event.reason,
-        event.received_at,
-        now,
-        event.body,
-        now,
-        now,
-        lane,
-        lane,
-    )
+    return (*insert_values(event, lane=_stored_lane(event.lane), now=now), now, now, lane, lane)
 
 
 def _cancel(

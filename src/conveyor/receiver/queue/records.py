@@ -276,3 +276,31 @@ def built_elsewhere(event: NewEvent, by_id: int, by_kind: str) -> NewEvent:
         reason=f"commit {(event.sha or '')[:12]} is built by event {by_id} (its {other})",
         pending_status=None,
     )
+
+
+#: The columns an intake insert writes, in :func:`insert_values`' order (both stores).
+INSERT_COLUMNS = (
+    "idempotency_key, delivery_uuid, webhook_id, event_header, kind, project, ref, sha, lane,"
+    " deploy_targets, status, reason, received_at, updated_at, body"
+)
+
+
+def insert_values(event: NewEvent, *, lane: str | None, now: float) -> tuple[Any, ...]:
+    """``event``'s values for :data:`INSERT_COLUMNS` (``lane`` as the store keeps it)."""
+    return (
+        event.idempotency_key,
+        event.delivery_uuid,
+        event.webhook_id,
+        event.event_header,
+        event.kind,
+        event.project,
+        event.ref,
+        event.sha,
+        lane,
+        json.dumps(list(event.deploy_targets)),
+        event.status.value,
+        event.reason,
+        event.received_at,
+        now,
+        event.body,
+    )
