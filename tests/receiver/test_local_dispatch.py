@@ -139,7 +139,7 @@ jenkins: {job: demo/app}
 stages:
   - name: STAGE
     image: busybox:latest
-    run: ["sleep 4"]
+    run: ["sleep 300"]
 """
 
 
@@ -147,7 +147,9 @@ def test_kill_9_during_a_local_stage_fails_the_event_instead_of_running_it_twice
     tmp_path: Path, repo: Path
 ) -> None:
     """The run got past its point of no return (a stage started): after the crash the event is
-    failed with the stage named, the run is recorded as crashed, and nothing runs twice."""
+    failed with the stage named, the run is recorded as crashed, nothing runs twice, and the stage
+    container the dead receiver left running is removed."""
+    import docker
     from conveyor.receiver.queue import EventQueue, database_path
     from conveyor.runner.history import History
     from tests.receiver.test_serve_process import Serve, wait
@@ -177,10 +179,14 @@ def test_kill_9_during_a_local_stage_fails_the_event_instead_of_running_it_twice
         payload = local_push(repo, commit(repo, "hello from main"), 1)
         event_id = server_post(server.url, payload)
         wait(lambda: "stage" in ((record().dispatch_state or {}).get("local") or {}), 60)
+        engine = docker.from_env()
+        mine = {"label": [f"conveyor.stage={STAGE}"]}
+        wait(lambda: bool(engine.containers.list(filters=mine)), 60)
         server.proc.kill()
         server.proc.wait(10)
     finally:
         server.stop()
+    assert engine.containers.list(filters=mine), "the stage container outlives its receiver"
     restarted = Serve([spec], state, env, *args)
     try:
         wait(lambda: record().status is Status.FAILED, 60)
@@ -200,6 +206,8 @@ def test_kill_9_during_a_local_stage_fails_the_event_instead_of_running_it_twice
         queue.close()
     assert [a["outcome"] for a in attempts] == ["interrupted", "failed"]
     assert "not run again" in attempts[1]["note"]
+    assert engine.containers.list(all=True, filters=mine) == []
+    assert "removed 1 container(s) run #" in attempts[1]["note"]
 
 
 def server_post(url: str, payload: dict[str, Any]) -> int:

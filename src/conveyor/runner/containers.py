@@ -18,9 +18,12 @@ renderer and the runner both take it from here, which the parity tests check.
 
 from __future__ import annotations
 
+import hashlib
 import re
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from conveyor.errors import RunnerError
 from conveyor.spec.model import Agent, Stage
@@ -170,6 +173,23 @@ def script_of(commands: Sequence[str], owner: str | None = None) -> str:
         f"trap 'find \"$WORKSPACE\" -user 0 -exec chown {owner} {{}} + 2>/dev/null || true' EXIT\n"
     )
     return hand_back + body
+
+
+#: Labels every container of a run carries: the run's number, and which run history it is in (one
+#: per state dir and host: two receivers on one engine both have a run #1).
+RUN_LABEL = "conveyor.run"
+HISTORY_LABEL = "conveyor.history"
+
+
+def history_id(state_dir: Path) -> str:
+    """The value of :data:`HISTORY_LABEL` for runs recorded under ``state_dir`` on this host."""
+    where = f"{socket.gethostname()}:{state_dir.resolve()}"
+    return hashlib.sha256(where.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def run_labels(number: int, state_dir: Path, **more: str) -> dict[str, str]:
+    """The labels of a container of run ``number``: see :data:`RUN_LABEL`."""
+    return {RUN_LABEL: str(number), HISTORY_LABEL: history_id(state_dir), **more}
 
 
 def container_name(run_number: int, stage: str, suffix: str) -> str:

@@ -7,7 +7,8 @@ stages' environment too, as in a Jenkins build), and before it starts the attemp
 (``{"local": {"since": t}}``); the run number and each stage are recorded as they start, each before
 its containers do. A later attempt at the same event looks its run up in the run history first: a
 finished run gives its result (not run again); a run still going in this process is waited for; a
-run left ``running`` by a dead process is marked ``crashed`` and, when no stage had started (nothing
+run left ``running`` by a dead process is marked ``crashed``, the containers it left are removed
+(:mod:`conveyor.runner.leftovers`), and when no stage had started (nothing
 outside conveyor happened yet), run afresh, otherwise the event is failed with the stage it was cut
 off in (its stages may have had effects: deploys, pushes; `conveyor events replay` runs it again on
 purpose). No run found means none started: run it.
@@ -25,12 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.config import Settings
+from conveyor.errors import ConveyorError
 from conveyor.gitlab.checkout import checkout, gitlab_repo_url
 from conveyor.gitlab.events import trigger_of
 from conveyor.pipeline.context import EVENT_PARAMETER
 from conveyor.receiver.dispatch import DispatchJob, Interrupted, Outcome, Progress
 from conveyor.runner.execute import run_pipeline
 from conveyor.runner.history import History
+from conveyor.runner.leftovers import remove_run_containers
 from conveyor.runner.results import RunResult, StageResult
 from conveyor.spec.model import Spec
 
@@ -179,6 +182,16 @@ class LocalDispatcher:
         assert run.result is not None  # the thread ended with a result or an error
         return Outcome(succeeded=run.result.succeeded, detail=f"local {run.result.summary}")
 
+    def _remove_leftovers(self, number: int, progress: Progress) -> None:
+        """Stop what the dead run's stages still run (:mod:`conveyor.runner.leftovers`)."""
+        try:
+            removed = remove_run_containers(self._settings.state_dir, number)
+        except ConveyorError as exc:
+            progress.note(f"cannot remove the containers run #{number} left: {exc.message}")
+            return
+        if removed:
+            progress.note(f"removed {len(removed)} container(s) run #{number} left running")
+
     def _earlier_run(
         self, job: DispatchJob, earlier: Mapping[str, Any], progress: Progress
     ) -> Outcome | None:
@@ -202,6 +215,7 @@ class LocalDispatcher:
                 succeeded=record.status == "success",
                 detail=f"local run #{record.number} {summary} (finished by an earlier attempt)",
             )
+        self._remove_leftovers(record.number, progress)
         stage = earlier.get("stage")
         if not isinstance(stage, str):
             history.mark_crashed(record.number, "the receiver stopped before any stage started")

@@ -72,6 +72,7 @@ from conveyor.runner.containers import (
     container_name,
     has_own_image,
     run_args,
+    run_labels,
     script_of,
     split_namespace,
 )
@@ -171,7 +172,7 @@ class StageExecutor:
             return
         name = container_name(self.ctx.number, stage.name, "dind-" + _secrets.token_hex(3))
         self.log.line(stage.name, f"starting a nested Docker daemon ({agent.dind.image})")
-        labels = {"conveyor.run": str(self.ctx.number), "conveyor.stage": stage.name}
+        labels = run_labels(self.ctx.number, self.ctx.state_dir, **{"conveyor.stage": stage.name})
         _, namespace = split_namespace(agent_args(agent, stage))
         with nested_daemon(self.docker, agent.dind, name, labels, namespace) as daemon:
             mode = "privileged" if daemon.privileged else "fallback options"
@@ -213,11 +214,11 @@ class StageExecutor:
             stage=stage,
             engine=engine,
             env=self._stage_env(stage, stage.name if stage else label),
-            labels={
-                "conveyor.run": str(self.ctx.number),
-                "conveyor.project": spec.project,
-                "conveyor.stage": label,
-            },
+            labels=run_labels(
+                self.ctx.number,
+                self.ctx.state_dir,
+                **{"conveyor.project": spec.project, "conveyor.stage": label},
+            ),
         )
         env = {**self.cli_env, **run.env}
         return self._stream(label, stage, [self.docker, *run.argv], env, name)
