@@ -570,22 +570,6 @@ def _insert_event(conn: Conn, event: NewEvent, targets: dict[int, StatusTarget])
     return _inserted(conn, event, row, targets)
 
 
-def _end_attempts(
-    conn: Conn,
-    event_id: int,
-    outcome: str,
-    detail: str | None,
-    now: float,
-    *,
-    owner: str | None = None,
-) -> None:
-    conn.execute(
-        "UPDATE event_attempts SET ended_at = %s, outcome = %s, detail = %s"
-        " WHERE event_id = %s AND ended_at IS NULL AND (%s::text IS NULL OR owner = %s)",
-        (now, outcome, detail, event_id, owner, owner),
-    )
-
-
 class PgBatchStore:
     """The intake's side on PostgreSQL: each batch in one transaction (see :class:`BatchStore`)."""
 
@@ -756,19 +740,19 @@ class PgQueue:
 
     @staticmethod
     def _take(conn: Conn, event_id: int, owner: str, now: float, lease_s: float) -> Claim:
-        _end_attempts(conn, event_id, "lease expired", None, now)
+        # one statement: close what an expired lease left open, take the lease, open the attempt
         row = conn.execute(
-            "UPDATE events SET status = 'running', lease_owner = %s, lease_expires = %s,"
-            " attempts = attempts + 1, started_at = %s, updated_at = %s WHERE id = %s"
-            " RETURNING *",
-            (owner, now + lease_s, now, now, event_id),
+            "WITH lapsed AS (UPDATE event_attempts SET ended_at = %s, outcome = 'lease expired',"
+            " detail = NULL WHERE event_id = %s AND ended_at IS NULL),"
+            " taken AS (UPDATE events SET status = 'running', lease_owner = %s,"
+            " lease_expires = %s, attempts = attempts + 1, started_at = %s, updated_at = %s"
+            " WHERE id = %s RETURNING *),"
+            " opened AS (INSERT INTO event_attempts (event_id, attempt, owner, started_at)"
+            " SELECT id, attempts, %s, %s FROM taken)"
+            " SELECT * FROM taken",
+            (now, event_id, owner, now + lease_s, now, now, event_id, owner, now),
         ).fetchone()
         assert row is not None
-        conn.execute(
-            "INSERT INTO event_attempts (event_id, attempt, owner, started_at)"
-            " VALUES (%s, %s, %s, %s)",
-            (event_id, row["attempts"], owner, now),
-        )
         return Claim(record=_record(row), owner=owner)
 
     def recover_orphans(self) -> int:
@@ -819,14 +803,19 @@ class PgQueue:
     ) -> bool:
         rec = claim.record
         with self._db.transaction(what) as conn:
-            cur = conn.execute(
-                sql + " WHERE id = %s AND status = 'running' AND lease_owner = %s",
-                (*args, rec.id, claim.owner),
-            )
-            if cur.rowcount == 0:
+            # one statement: settle the event if the lease is still ours, close its attempt and
+            # free its deploy targets (nothing when the lease was lost)
+            row = conn.execute(
+                f"WITH settled AS ({sql} WHERE id = %s AND status = 'running'"
+                " AND lease_owner = %s RETURNING id),"
+                " closed AS (UPDATE event_attempts SET ended_at = %s, outcome = %s, detail = %s"
+                " WHERE event_id IN (SELECT id FROM settled) AND ended_at IS NULL AND owner = %s),"
+                " freed AS (DELETE FROM deploy_locks WHERE event_id IN (SELECT id FROM settled))"
+                " SELECT count(*) AS n FROM settled",
+                (*args, rec.id, claim.owner, time.time(), *outcome, claim.owner),
+            ).fetchone()
+            if row is None or not row["n"]:
                 return False
-            _end_attempts(conn, rec.id, outcome[0], outcome[1], time.time(), owner=claim.owner)
-            conn.execute("DELETE FROM deploy_locks WHERE event_id = %s", (rec.id,))
             if status is not None:
                 _add_status(conn, rec.id, rec.project, rec.sha, short_ref(rec.ref), status)
         return True
