@@ -150,6 +150,7 @@ def test_kill_9_during_a_local_stage_fails_the_event_instead_of_running_it_twice
     failed with the stage named, the run is recorded as crashed, nothing runs twice, and the stage
     container the dead receiver left running is removed."""
     import docker
+
     from conveyor.receiver.queue import EventQueue, database_path
     from conveyor.runner.history import History
     from tests.receiver.test_serve_process import Serve, wait
