@@ -15,7 +15,8 @@ import pytest
 from conveyor.errors import QueueError
 from conveyor.receiver.queue import NewEvent, Status
 from conveyor.receiver.queue.location import PgLocation, migrate, resolve
-from conveyor.receiver.queue.postgres import SCHEMA_VERSION, Database, PgBatchStore, PgQueue
+from conveyor.receiver.queue.pg_queue import PgQueue
+from conveyor.receiver.queue.postgres import SCHEMA_VERSION, Database, PgBatchStore
 from tests.receiver import pg
 
 

@@ -75,7 +75,8 @@ from conveyor.receiver.queue.store import (
 )
 
 if TYPE_CHECKING:  # mypy proves both stores keep the contract
-    from conveyor.receiver.queue.postgres import PgBatchStore, PgQueue
+    from conveyor.receiver.queue.pg_queue import PgQueue
+    from conveyor.receiver.queue.postgres import PgBatchStore
 
     _queue_store: type[QueueStore] = EventQueue
     _intake_store: type[IntakeStore] = BatchStore

@@ -61,7 +61,7 @@ def resolve(queue: str | None, state_dir: Path, env: Mapping[str, str] | None = 
 def open_queue(location: Location, *, synchronous: str = "FULL") -> QueueStore:
     """A worker-, sender- or operator-side view of the queue (one per thread)."""
     if isinstance(location, PgLocation):
-        from conveyor.receiver.queue.postgres import PgQueue
+        from conveyor.receiver.queue.pg_queue import PgQueue
 
         return PgQueue(location.url)
     from conveyor.receiver.queue.events import EventQueue

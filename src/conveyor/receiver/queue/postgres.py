@@ -1,6 +1,8 @@
 """The PostgreSQL store under the queue (``conveyor serve --queue postgresql://...``): the same
 contract as the SQLite store (:mod:`conveyor.receiver.queue.contract`), for two or more receivers
-and workers on several hosts sharing one database.
+and workers on several hosts sharing one database. This module holds the connection, the schema
+and its migrations, and the intake's side (:class:`PgBatchStore`); the workers', status sender's
+and operators' side is :class:`conveyor.receiver.queue.pg_queue.PgQueue`.
 
 Durability: every transaction commits with PostgreSQL's default ``synchronous_commit=on`` (the
 commit returns once its WAL is flushed), so the 2xx that follows :meth:`PgBatchStore.commit` is
@@ -33,7 +35,8 @@ How the rules that SQLite gets from its single writer hold across processes and 
   webhook_id): a concurrent duplicate waits for the first commit, then conflicts.
 * **Leases use the database's clock** (the offset to it is measured when a pool opens), so
   hosts with skewed clocks still agree on when a lease has expired.
-* **Orphans**: there is no single server holding the queue, so :meth:`PgQueue.recover_orphans`
+* **Orphans**: there is no single server holding the queue, so
+  :meth:`~conveyor.receiver.queue.pg_queue.PgQueue.recover_orphans`
   requeues only running events whose lease has already expired; a crashed receiver's claims
   run again when their leases lapse (``--lease``, 60 s by default).
 
@@ -63,21 +66,16 @@ from conveyor.gitlab.events import PayloadError, parse_event
 from conveyor.gitlab.status import CommitState, StatusTarget, status_name, status_target
 from conveyor.receiver.queue.events import COMMIT_BUILT_BY, TARGETS_KEPT, commit_built_by
 from conveyor.receiver.queue.records import (
-    FINAL,
     INSERT_COLUMNS,
     Accepted,
-    Claim,
     EventRecord,
     NewEvent,
-    OutboxItem,
     Status,
-    StatusHead,
     StatusUpdate,
     built_elsewhere,
     event_record,
     insert_values,
     merge_counterpart,
-    outbox_item,
     short_ref,
 )
 
@@ -85,9 +83,8 @@ Conn = psycopg.Connection[DictRow]
 SCHEMA_VERSION = 2
 URL_SCHEMES = ("postgresql://", "postgres://")
 _MIGRATE_LOCK = 0x636F6E76  # 'conv': the advisory lock class of conveyor's migrations
-_LANE_LOCK = 0x6C616E65  # 'lane': one advisory lock per lane (objid: the lane's hash)
+LANE_LOCK = 0x6C616E65  # 'lane': one advisory lock per lane (objid: the lane's hash)
 _COMMIT_LOCK = 0x73686131  # 'sha1': one per (project, ref, commit) a merge and its push share
-_CANDIDATES = 8  # rows locked per claim step
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -375,7 +372,7 @@ def _target_of(conn: Conn, event_id: int, project: str, ref: str | None) -> Stat
     return StatusTarget(project, ref, status_name(kind or ""))
 
 
-def _add_status(
+def add_status(
     conn: Conn,
     event_id: int,
     project: str | None,
@@ -413,7 +410,7 @@ def _stored_lane(lane: str | None) -> str | None:
     return None if lane is None else lane.replace("\x00", "\x1f")
 
 
-def _record(row: dict[str, Any]) -> EventRecord:
+def record_of(row: dict[str, Any]) -> EventRecord:
     lane = row["lane"]
     return event_record({**row, "lane": None if lane is None else lane.replace("\x1f", "\x00")})
 
@@ -428,11 +425,11 @@ def _lock_batch(conn: Conn, batch: Sequence[NewEvent]) -> None:
         for e in batch
         if merge_counterpart(e) is not None
     }
-    _lock(conn, _LANE_LOCK, lanes)
-    _lock(conn, _COMMIT_LOCK, commits)
+    lock(conn, LANE_LOCK, lanes)
+    lock(conn, _COMMIT_LOCK, commits)
 
 
-def _lock(conn: Conn, kind: int, keys: set[str]) -> None:
+def lock(conn: Conn, kind: int, keys: set[str]) -> None:
     for key in sorted(keys):
         conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (kind, key))
 
@@ -471,7 +468,7 @@ def _cancel(
     sha, ref). As on SQLite (events.supersede): one that never queued a status has nothing to
     cancel, and a "canceled" nobody sends would keep it from being pruned."""
     for old_id, project, sha, ref in rows:
-        _add_status(
+        add_status(
             conn,
             old_id,
             project,
@@ -485,7 +482,7 @@ def _cancel(
         )
 
 
-def _supersede(conn: Conn, event_id: int, lane: str, now: float) -> None:
+def supersede(conn: Conn, event_id: int, lane: str, now: float) -> None:
     """A replayed event supersedes its lane's older queued events."""
     older = conn.execute(
         _SUPERSEDE.format(new="%s::bigint", lane="true"), (event_id, now, now, lane, event_id)
@@ -519,7 +516,7 @@ def _inserted(
             if len(targets) > TARGETS_KEPT:
                 del targets[next(iter(targets))]
         if event.pending_status is not None:
-            _add_status(
+            add_status(
                 conn, event_id, event.project, event.sha, event.status_ref, event.pending_status
             )
     return Accepted(event_id=event_id, duplicate=False, status=event.status, reason=event.reason)
@@ -612,436 +609,5 @@ class PgBatchStore:
         return outcomes, None
 
 
-class PgQueue:
-    """The workers', status sender's and operators' side on PostgreSQL (:class:`QueueStore`)."""
-
-    def __init__(self, url: str, *, synchronous: str = "FULL") -> None:
-        del synchronous  # every PostgreSQL commit is durable (synchronous_commit=on)
-        self._db = database(url)
-        self.where = self._db.where
-
-    def close(self) -> None:
-        release(self._db)
-
-    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        return self._db.query(sql, args)
-
-    # ------------------------------------------------------------------ operators
-
-    def get(self, event_id: int) -> EventRecord | None:
-        rows = self._query("SELECT * FROM events WHERE id = %s", (event_id,))
-        return _record(rows[0]) if rows else None
-
-    def list_events(self, status: Status | None = None, limit: int = 100) -> list[EventRecord]:
-        if status is None:
-            rows = self._query("SELECT * FROM events ORDER BY id DESC LIMIT %s", (limit,))
-        else:
-            rows = self._query(
-                "SELECT * FROM events WHERE status = %s ORDER BY id DESC LIMIT %s",
-                (status.value, limit),
-            )
-        return [_record(r) for r in rows]
-
-    def counts(self) -> dict[Status, int]:
-        rows = self._query("SELECT status, COUNT(*) AS n FROM events GROUP BY status")
-        out = dict.fromkeys(Status, 0)
-        for row in rows:
-            out[Status(row["status"])] = int(row["n"])
-        return out
-
-    def replay(self, event_id: int, *, now: float | None = None) -> int:
-        now = time.time() if now is None else now
-        with self._db.transaction(f"replay event {event_id}") as conn:
-            row = conn.execute("SELECT * FROM events WHERE id = %s", (event_id,)).fetchone()
-            if row is None:
-                raise QueueError(f"no event with id {event_id}", hint="see `conveyor events list`")
-            if row["status"] == Status.IGNORED.value:
-                raise QueueError(
-                    f"event {event_id} was ignored ({row['reason']}); there is nothing to replay",
-                    hint="fix the spec's triggers and push again",
-                )
-            if row["lane"] is not None:
-                _lock(conn, _LANE_LOCK, {row["lane"]})
-            new = conn.execute(
-                "INSERT INTO events (delivery_uuid, event_header, kind, project, ref, sha, lane,"
-                " deploy_targets, status, received_at, updated_at, body, replay_of)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'queued', %s, %s, %s, %s) RETURNING id",
-                (
-                    row["delivery_uuid"],
-                    row["event_header"],
-                    row["kind"],
-                    row["project"],
-                    row["ref"],
-                    row["sha"],
-                    row["lane"],
-                    row["deploy_targets"],
-                    now,
-                    now,
-                    row["body"],
-                    event_id,
-                ),
-            ).fetchone()
-            assert new is not None
-            new_id = int(new["id"])
-            if row["lane"] is not None:
-                _supersede(conn, new_id, row["lane"], now)
-        return new_id
-
-    def attempts_for(self, event_id: int) -> list[dict[str, Any]]:
-        return self._query(
-            "SELECT attempt, owner, started_at, ended_at, outcome, note, detail"
-            " FROM event_attempts WHERE event_id = %s ORDER BY id",
-            (event_id,),
-        )
-
-    # ------------------------------------------------------------------ workers
-
-    def claim(self, owner: str, *, lease_s: float, now: float | None = None) -> Claim | None:
-        now = self._db.now() if now is None else now
-        with self._db.transaction("claim an event") as conn:
-            after = 0
-            for _ in range(64 // _CANDIDATES):
-                candidates = conn.execute(
-                    "SELECT id, deploy_targets FROM events WHERE id > %s AND"
-                    " ((status = 'queued' AND next_attempt_at <= %s)"
-                    " OR (status = 'running' AND lease_expires < %s))"
-                    " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
-                    (after, now, now, _CANDIDATES),
-                ).fetchall()
-                for cand in candidates:
-                    if self._hold_targets(conn, cand, now + lease_s, now):
-                        return self._take(conn, int(cand["id"]), owner, now, lease_s)
-                if len(candidates) < _CANDIDATES:
-                    break
-                after = int(candidates[-1]["id"])
-        return None
-
-    @staticmethod
-    def _hold_targets(conn: Conn, cand: dict[str, Any], until: float, now: float) -> bool:
-        targets = sorted(set(json.loads(cand["deploy_targets"])))
-        if not targets:
-            return True
-        try:
-            with conn.transaction():  # a savepoint: a busy target undoes the ones taken
-                for target in targets:
-                    got = conn.execute(
-                        "INSERT INTO deploy_locks (target, event_id, lease_expires)"
-                        " VALUES (%s, %s, %s) ON CONFLICT (target) DO UPDATE"
-                        " SET event_id = excluded.event_id, lease_expires = excluded.lease_expires"
-                        " WHERE deploy_locks.lease_expires < %s"
-                        " OR deploy_locks.event_id = excluded.event_id RETURNING target",
-                        (target, cand["id"], until, now),
-                    ).fetchone()
-                    if got is None:
-                        raise _Busy
-        except _Busy:
-            return False
-        return True
-
-    @staticmethod
-    def _take(conn: Conn, event_id: int, owner: str, now: float, lease_s: float) -> Claim:
-        # one statement: close what an expired lease left open, take the lease, open the attempt
-        row = conn.execute(
-            "WITH lapsed AS (UPDATE event_attempts SET ended_at = %s, outcome = 'lease expired',"
-            " detail = NULL WHERE event_id = %s AND ended_at IS NULL),"
-            " taken AS (UPDATE events SET status = 'running', lease_owner = %s,"
-            " lease_expires = %s, attempts = attempts + 1, started_at = %s, updated_at = %s"
-            " WHERE id = %s RETURNING *),"
-            " opened AS (INSERT INTO event_attempts (event_id, attempt, owner, started_at)"
-            " SELECT id, attempts, %s, %s FROM taken)"
-            " SELECT * FROM taken",
-            (now, event_id, owner, now + lease_s, now, now, event_id, owner, now),
-        ).fetchone()
-        assert row is not None
-        return Claim(record=_record(row), owner=owner)
-
-    def recover_orphans(self) -> int:
-        """Requeue running events whose lease has expired (no single server owns the database,
-        so a live receiver's claims are never touched; a dead one's lapse with their leases)."""
-        now = self._db.now()
-        with self._db.transaction("recover interrupted events") as conn:
-            rows = conn.execute(
-                "UPDATE events SET status = 'queued', lease_owner = NULL, lease_expires = NULL,"
-                " last_error = 'interrupted: its lease expired', updated_at = %s"
-                " WHERE status = 'running' AND lease_expires < %s RETURNING id",
-                (now, now),
-            ).fetchall()
-            ids = [int(r["id"]) for r in rows]
-            if ids:
-                conn.execute(
-                    "UPDATE event_attempts SET ended_at = %s, outcome = 'interrupted',"
-                    " detail = 'its lease expired' WHERE ended_at IS NULL AND event_id = ANY(%s)",
-                    (now, ids),
-                )
-                conn.execute("DELETE FROM deploy_locks WHERE event_id = ANY(%s)", (ids,))
-        return len(ids)
-
-    def heartbeat(self, claim: Claim, *, lease_s: float) -> bool:
-        now = self._db.now()
-        with self._db.transaction("extend a lease") as conn:
-            cur = conn.execute(
-                "UPDATE events SET lease_expires = %s, updated_at = %s"
-                " WHERE id = %s AND status = 'running' AND lease_owner = %s",
-                (now + lease_s, now, claim.record.id, claim.owner),
-            )
-            if cur.rowcount == 0:
-                return False
-            conn.execute(
-                "UPDATE deploy_locks SET lease_expires = %s WHERE event_id = %s",
-                (now + lease_s, claim.record.id),
-            )
-        return True
-
-    def _settle(
-        self,
-        claim: Claim,
-        sql: str,
-        args: Sequence[Any],
-        status: StatusUpdate | None,
-        what: str,
-        outcome: tuple[str, str | None],
-    ) -> bool:
-        rec = claim.record
-        with self._db.transaction(what) as conn:
-            # one statement: settle the event if the lease is still ours, close its attempt and
-            # free its deploy targets (nothing when the lease was lost)
-            row = conn.execute(
-                f"WITH settled AS ({sql} WHERE id = %s AND status = 'running'"
-                " AND lease_owner = %s RETURNING id),"
-                " closed AS (UPDATE event_attempts SET ended_at = %s, outcome = %s, detail = %s"
-                " WHERE event_id IN (SELECT id FROM settled) AND ended_at IS NULL AND owner = %s),"
-                " freed AS (DELETE FROM deploy_locks WHERE event_id IN (SELECT id FROM settled))"
-                " SELECT count(*) AS n FROM settled",
-                (*args, rec.id, claim.owner, time.time(), *outcome, claim.owner),
-            ).fetchone()
-            if row is None or not row["n"]:
-                return False
-            if status is not None:
-                _add_status(conn, rec.id, rec.project, rec.sha, short_ref(rec.ref), status)
-        return True
-
-    def progress(
-        self,
-        claim: Claim,
-        *,
-        result_url: str | None = None,
-        dispatch_state: dict[str, Any] | None = None,
-        status: StatusUpdate | None = None,
-        note: str | None = None,
-        durable: bool = False,
-    ) -> bool:
-        del durable  # every commit here is durable
-        rec = claim.record
-        state = json.dumps(dispatch_state, sort_keys=True) if dispatch_state is not None else None
-        with self._db.transaction("record progress") as conn:
-            cur = conn.execute(
-                "UPDATE events SET result_url = COALESCE(%s, result_url),"
-                " dispatch_state = COALESCE(%s, dispatch_state), updated_at = %s"
-                " WHERE id = %s AND status = 'running' AND lease_owner = %s",
-                (result_url, state, time.time(), rec.id, claim.owner),
-            )
-            if cur.rowcount == 0:
-                return False
-            if note is not None:
-                conn.execute(
-                    "UPDATE event_attempts SET note = COALESCE(note || '; ', '') || %s"
-                    " WHERE event_id = %s AND owner = %s AND ended_at IS NULL",
-                    (note, rec.id, claim.owner),
-                )
-            if status is not None:
-                _add_status(conn, rec.id, rec.project, rec.sha, short_ref(rec.ref), status)
-        return True
-
-    def finish(
-        self,
-        claim: Claim,
-        *,
-        succeeded: bool,
-        result_url: str | None,
-        detail: str | None,
-        status: StatusUpdate | None,
-    ) -> bool:
-        now = time.time()
-        state = Status.DONE.value if succeeded else Status.FAILED.value
-        return self._settle(
-            claim,
-            "UPDATE events SET status = %s, reason = %s, result_url = COALESCE(%s, result_url),"
-            " finished_at = %s, updated_at = %s, lease_owner = NULL, lease_expires = NULL",
-            (state, detail, result_url, now, now),
-            status,
-            "finish an event",
-            (state, detail),
-        )
-
-    def retry_later(self, claim: Claim, *, error: str, delay_s: float) -> bool:
-        now = self._db.now()
-        return self._settle(
-            claim,
-            "UPDATE events SET status = 'queued', last_error = %s, next_attempt_at = %s,"
-            " updated_at = %s, lease_owner = NULL, lease_expires = NULL",
-            (error, now + delay_s, now),
-            None,
-            "reschedule an event",
-            ("retry", error),
-        )
-
-    def dead_letter(self, claim: Claim, *, error: str, status: StatusUpdate | None) -> bool:
-        now = time.time()
-        return self._settle(
-            claim,
-            "UPDATE events SET status = 'dead', last_error = %s, reason = %s, finished_at = %s,"
-            " updated_at = %s, lease_owner = NULL, lease_expires = NULL",
-            (error, "retries exhausted", now, now),
-            status,
-            "dead-letter an event",
-            ("dead", error),
-        )
-
-    def release(self, claim: Claim) -> bool:
-        return self._settle(
-            claim,
-            "UPDATE events SET status = 'queued', attempts = GREATEST(attempts - 1, 0),"
-            " updated_at = %s, lease_owner = NULL, lease_expires = NULL",
-            (time.time(),),
-            None,
-            "release an event",
-            ("released", "shutdown: given back before it finished"),
-        )
-
-    # ------------------------------------------------------------------ retention
-
-    def prune_boundary(self, *, max_age_s: float | None, max_events: int | None, now: float) -> int:
-        top = self._query("SELECT MAX(id) AS hi FROM events")[0]["hi"]
-        if top is None:
-            return 0
-        boundary = 0
-        if max_age_s is not None:
-            # ids grow with arrival: the first id received after the cutoff, by the primary key
-            rows = self._query(
-                "SELECT id FROM events WHERE received_at >= %s ORDER BY id LIMIT 1",
-                (now - max_age_s,),
-            )
-            boundary = max(boundary, int(rows[0]["id"]) if rows else int(top))
-        if max_events is not None:
-            rows = self._query(
-                "SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET %s",
-                (max(max_events, 1) - 1,),
-            )
-            if rows:
-                boundary = max(boundary, int(rows[0]["id"]))
-        return min(boundary, int(top))
-
-    _PRUNABLE = (
-        " status IN (" + ", ".join(f"'{s.value}'" for s in sorted(FINAL)) + ")"
-        " AND NOT EXISTS (SELECT 1 FROM status_outbox o WHERE o.event_id = events.id"
-        " AND o.sent_at IS NULL AND o.gave_up = 0 AND o.dropped IS NULL)"
-    )
-
-    def prune_candidates(self, *, after: int, below: int, limit: int) -> list[int]:
-        rows = self._query(
-            "SELECT id FROM events WHERE id > %s AND id < %s AND"
-            + self._PRUNABLE
-            + " ORDER BY id LIMIT %s",
-            (after, below, limit),
-        )
-        return [int(r["id"]) for r in rows]
-
-    def prune_stats(self, *, below: int) -> tuple[int, int]:
-        row = self._query(
-            "SELECT COUNT(*) AS n, COALESCE(SUM(octet_length(body)), 0) AS b FROM events"
-            " WHERE id < %s AND" + self._PRUNABLE,
-            (below,),
-        )[0]
-        return int(row["n"]), int(row["b"])
-
-    def delete_events(self, ids: Sequence[int]) -> int:
-        if not ids:
-            return 0
-        with self._db.transaction("prune events") as conn:
-            gone = [
-                int(r["id"])
-                for r in conn.execute(
-                    "DELETE FROM events WHERE id = ANY(%s) AND" + self._PRUNABLE + " RETURNING id",
-                    (list(ids),),
-                ).fetchall()
-            ]
-            if gone:
-                conn.execute("DELETE FROM status_outbox WHERE event_id = ANY(%s)", (gone,))
-                conn.execute("DELETE FROM event_attempts WHERE event_id = ANY(%s)", (gone,))
-        return len(gone)
-
-    # ------------------------------------------------------------------ status outbox
-
-    def pending_statuses(self, *, limit: int = 500) -> list[OutboxItem]:
-        rows = self._query(
-            "SELECT * FROM status_outbox WHERE sent_at IS NULL AND gave_up = 0"
-            " AND dropped IS NULL ORDER BY id LIMIT %s",
-            (limit,),
-        )
-        return [outbox_item(r) for r in rows]
-
-    def status_head(self, key: tuple[str, str, str, str]) -> StatusHead | None:
-        rows = self._query(
-            "SELECT state, event_id FROM status_heads"
-            " WHERE target_project = %s AND sha = %s AND ref = %s AND name = %s",
-            key,
-        )
-        return StatusHead(rows[0]["state"], rows[0]["event_id"]) if rows else None
-
-    @staticmethod
-    def _set_head(conn: Conn, key: tuple[str, str, str, str], head: StatusHead) -> None:
-        conn.execute(
-            "INSERT INTO status_heads (target_project, sha, ref, name, state, event_id, updated_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (target_project, sha, ref, name)"
-            " DO UPDATE SET state = excluded.state, event_id = excluded.event_id,"
-            " updated_at = excluded.updated_at",
-            (*key, head.state, head.event_id, time.time()),
-        )
-
-    def learn_status_head(self, key: tuple[str, str, str, str], head: StatusHead) -> None:
-        with self._db.transaction("record a commit status's state") as conn:
-            self._set_head(conn, key, head)
-
-    def status_sent(self, item: OutboxItem, *, head: StatusHead | None = None) -> None:
-        with self._db.transaction("record a sent status") as conn:
-            conn.execute(
-                "UPDATE status_outbox SET sent_at = %s, attempts = attempts + 1 WHERE id = %s",
-                (time.time(), item.id),
-            )
-            self._set_head(conn, item.key, head or StatusHead(item.state, item.event_id))
-
-    def prune_status_heads(self, *, older_than_s: float) -> int:
-        with self._db.transaction("prune commit status heads") as conn:
-            cur = conn.execute(
-                "DELETE FROM status_heads WHERE updated_at < %s"
-                " AND state NOT IN ('pending', 'running')",
-                (time.time() - older_than_s,),
-            )
-        return int(cur.rowcount)
-
-    def status_dropped(self, item: OutboxItem, reason: str) -> None:
-        with self._db.transaction("record a dropped status") as conn:
-            conn.execute("UPDATE status_outbox SET dropped = %s WHERE id = %s", (reason, item.id))
-
-    def status_failed(self, item: OutboxItem, *, error: str, delay_s: float, give_up: bool) -> None:
-        with self._db.transaction("record a failed status") as conn:
-            conn.execute(
-                "UPDATE status_outbox SET attempts = attempts + 1, last_error = %s, next_at = %s,"
-                " gave_up = %s WHERE id = %s",
-                (error, time.time() + delay_s, 1 if give_up else 0, item.id),
-            )
-
-    def statuses_for(self, event_id: int) -> list[dict[str, Any]]:
-        return self._query(
-            "SELECT state, name, target_project, ref, target_url, description, sent_at, gave_up,"
-            " dropped, attempts, last_error FROM status_outbox WHERE event_id = %s ORDER BY id",
-            (event_id,),
-        )
-
-
 class ValueRefused(QueueError):
     """The database refused a value of one event (the rest of its batch is stored)."""
-
-
-class _Busy(Exception):
-    """A deploy target is held by another event (undoes the savepoint)."""
