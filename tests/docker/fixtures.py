@@ -121,10 +121,14 @@ def docker_client() -> Iterator[docker.DockerClient]:
 
 
 def remove_prefixed(client: docker.DockerClient, prefix: str) -> None:
-    """Remove every container, image tag, volume and network whose name starts with ``prefix``."""
+    """Remove every container, image tag, volume and network whose name starts with ``prefix``.
+
+    What is gone by the time it is removed is fine: a swarm removes its task containers itself, so
+    one listed here may vanish before ``remove`` reaches it (a 404)."""
     for container in client.containers.list(all=True, ignore_removed=True):
         if container.name.startswith(prefix):
-            container.remove(force=True, v=True)
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True, v=True)
     for image in client.images.list():
         names = list(image.tags) + list(image.attrs.get("RepoDigests") or [])
         ours = [n for n in names if n.startswith(prefix) or f"/{prefix}" in n]
@@ -137,10 +141,12 @@ def remove_prefixed(client: docker.DockerClient, prefix: str) -> None:
                 client.images.remove(target, force=len(ours) == len(names))
     for volume in client.volumes.list():
         if volume.name.startswith(prefix):
-            volume.remove(force=True)
+            with contextlib.suppress(docker.errors.NotFound):
+                volume.remove(force=True)
     for network in client.networks.list():
         if network.name.startswith(prefix):
-            network.remove()
+            with contextlib.suppress(docker.errors.NotFound):
+                network.remove()
 
 
 @pytest.fixture
