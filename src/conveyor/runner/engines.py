@@ -39,7 +39,8 @@ class NestedDaemon:
     privileged: bool
 
 
-def _docker(docker: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def docker_cli(docker: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``docker ARGS`` (the runner's one place for it); a CLI that cannot start is a DockerError."""
     try:
         return subprocess.run(
             [docker, *args], capture_output=True, text=True, timeout=timeout, check=False
@@ -65,9 +66,9 @@ def _start(
         args += [*options.fallback_args, *HOST_FALLBACK_EXTRA]
     # --tls=false says "no TLS" explicitly: dockerd otherwise delays its start by ~15 s as a warning
     args += [options.image, f"--storage-driver={options.storage_driver}", "--tls=false"]
-    done = _docker(docker, *args)
+    done = docker_cli(docker, *args)
     if done.returncode != 0:
-        _docker(docker, "rm", "-f", "-v", name)
+        docker_cli(docker, "rm", "-f", "-v", name)
         raise DockerError(
             f"cannot start the nested daemon ({options.image}): {done.stderr.strip()}"
         )
@@ -75,7 +76,7 @@ def _start(
 
 
 def _ip(docker: str, name: str) -> str:
-    done = _docker(
+    done = docker_cli(
         docker, "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}", name
     )
     ips = done.stdout.split()
@@ -88,9 +89,9 @@ def _wait_ready(docker: str, name: str, base_url: str) -> None:
     deadline = time.monotonic() + READY_TIMEOUT
     last = ""
     while time.monotonic() < deadline:
-        running = _docker(docker, "inspect", "-f", "{{.State.Running}}", name)
+        running = docker_cli(docker, "inspect", "-f", "{{.State.Running}}", name)
         if running.stdout.strip() != "true":
-            logs = _docker(docker, "logs", "--tail", "20", name)
+            logs = docker_cli(docker, "logs", "--tail", "20", name)
             raise DockerError(
                 "the nested daemon exited while starting:\n" + (logs.stdout + logs.stderr).strip()
             )
@@ -125,13 +126,13 @@ def nested_daemon(
             if privileged:
                 # A refused --privileged may also show up as the daemon dying right away.
                 time.sleep(0.5)
-                state = _docker(docker, "inspect", "-f", "{{.State.Running}}", name)
+                state = docker_cli(docker, "inspect", "-f", "{{.State.Running}}", name)
                 if state.stdout.strip() != "true":
                     raise DockerError("privileged nested daemon exited at once")
         except DockerError:
             if not privileged:
                 raise
-            _docker(docker, "rm", "-f", "-v", name)
+            docker_cli(docker, "rm", "-f", "-v", name)
             privileged = False
             _start(docker, name, options, labels, privileged, namespace)
         ip = _ip(docker, name)
@@ -146,7 +147,7 @@ def nested_daemon(
             privileged=privileged,
         )
     finally:
-        _docker(docker, "rm", "-f", "-v", name)
+        docker_cli(docker, "rm", "-f", "-v", name)
 
 
 def needs_engine(kind: str, own_image: bool) -> bool:

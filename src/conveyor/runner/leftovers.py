@@ -10,23 +10,18 @@ attempt at the event marks the run ``crashed`` and removes what still runs under
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 from conveyor.errors import DockerError
 from conveyor.runner.containers import HISTORY_LABEL, RUN_LABEL, history_id
+from conveyor.runner.engines import docker_cli
 
 
 def _docker(*args: str) -> str:
     docker = shutil.which("docker")
     if docker is None:
         raise DockerError("the docker CLI is not installed")
-    try:
-        done = subprocess.run(
-            [docker, *args], capture_output=True, text=True, timeout=120, check=False
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise DockerError(f"docker {args[0]}: {exc}") from None
+    done = docker_cli(docker, *args)
     if done.returncode != 0:
         raise DockerError(f"docker {args[0]}: {done.stderr.strip()[:500]}")
     return done.stdout

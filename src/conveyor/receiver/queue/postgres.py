@@ -420,11 +420,7 @@ def _lock_batch(conn: Conn, batch: Sequence[NewEvent]) -> None:
     and its push may share. One order for all receivers (lanes before commits, each sorted), so
     two batches never wait on each other in a ring."""
     lanes = {_stored_lane(e.lane) or "" for e in batch if e.lane and e.status is Status.QUEUED}
-    commits = {
-        "\x1f".join((e.project or "", e.ref or "", e.sha or ""))
-        for e in batch
-        if merge_counterpart(e) is not None
-    }
+    commits = {"\x1f".join(key) for key in map(_commit_key, batch) if key is not None}
     lock(conn, LANE_LOCK, lanes)
     lock(conn, _COMMIT_LOCK, commits)
 
