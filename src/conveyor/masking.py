@@ -19,12 +19,13 @@ MASK = "****"
 
 
 def _pieces(value: str) -> list[str]:
-    """``value`` and, when it spans lines, each of its non-empty lines (``\\r`` trimmed, as the
-    runner trims the lines it reads)."""
-    if "\n" not in value:
-        return [value] if value else []
+    """``value`` and each of its non-empty lines with ``\\r`` trimmed, as the runner trims the
+    lines it reads: a value spanning lines, and one ending in ``\\r`` (a token file written with
+    CRLF), which the runner would otherwise print trimmed, and unmasked."""
+    if not value:
+        return []
     lines = [line.strip("\r") for line in value.split("\n")]
-    return [value, *(line for line in lines if line)]
+    return [value, *(line for line in lines if line and line != value)]
 
 
 class Masker:
