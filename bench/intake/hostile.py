@@ -5,11 +5,16 @@
 Each sender opens a connection, sends a well-formed GitLab push of ``--size`` bytes with a
 wrong ``X-Gitlab-Token``, reads the answer (401 expected), and starts again, until the
 duration is over. Prints one JSON line: requests sent and the answers' status counts.
+
+The project comes first, as GitLab writes it (the receiver refuses such a body once 64 KB of
+it are in); ``--padded`` puts the filler before it instead, the attacker who knows that rule:
+that body must be read whole before it can be refused.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import socket
 import threading
@@ -17,9 +22,18 @@ import time
 from collections import Counter
 
 
-def body(size: int) -> bytes:
-    head = b'{"object_kind": "push", "ref": "refs/heads/main", "project": {"path_with_namespace": "bench/app"}, "commits": [{"message": "'
-    tail = b'"}]}'
+def body(size: int, *, padded: bool = False) -> bytes:
+    project = b'"project": {"path_with_namespace": "bench/app"}'
+    if padded:
+        head = b'{"object_kind": "push", "ref": "refs/heads/main", "message": "'
+        tail = b'", ' + project + b"}"
+    else:
+        head = (
+            b'{"object_kind": "push", "ref": "refs/heads/main", '
+            + project
+            + b', "commits": [{"message": "'
+        )
+        tail = b'"}]}'
     return head + b"a" * (size - len(head) - len(tail)) + tail
 
 
@@ -35,7 +49,9 @@ def sender(
         status = 0
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-                sock.sendall(request)
+                # answered and closed before the whole body was sent: read the answer
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    sock.sendall(request)
                 status = int(sock.recv(64).split(b" ", 2)[1])
         except (OSError, ValueError, IndexError):
             status = -1
@@ -49,8 +65,9 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=4)
     parser.add_argument("--size", type=int, default=5_000_000)
     parser.add_argument("--duration", type=float, default=12.0)
+    parser.add_argument("--padded", action="store_true", help="the project after the filler")
     args = parser.parse_args()
-    payload = body(args.size)
+    payload = body(args.size, padded=args.padded)
     counts: Counter[int] = Counter()
     lock = threading.Lock()
     deadline = time.monotonic() + args.duration

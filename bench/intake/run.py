@@ -18,7 +18,8 @@ Measurements, each for both servers:
 * fixed rate: ``loadgen.py rate`` (our own open-loop generator: latency from each request's
   *scheduled* time, so stalls are not hidden; wrk2 is not in Debian) at ``--rate``/s.
 * conveyor only, hostile: 4 unauthenticated senders looping 5 MB bodies (``hostile.py``) while
-  valid deliveries arrive at 100/s (``loadgen.py rate``); the same without them beside it.
+  valid deliveries arrive at 100/s (``loadgen.py rate``); the same without them beside it, and
+  with the bodies padded so that their project comes after the 5 MB (``--padded``).
 
 * ``--baseline SRC``: a third server, ``conveyor serve`` run from another checkout's ``src``
   (e.g. ``git archive main src | tar -x -C /tmp/main``), measured the same way in the same run:
@@ -262,7 +263,9 @@ def fixed_rate(kind: str, tmp: Path, args: argparse.Namespace) -> dict[str, Any]
     return {"server": kind, **res, "loadavg_1m": round(os.getloadavg()[0], 2)}
 
 
-def hostile(tmp: Path, args: argparse.Namespace, senders: int, kind: str) -> dict[str, Any]:
+def hostile(
+    tmp: Path, args: argparse.Namespace, senders: int, kind: str, *, padded: bool = False
+) -> dict[str, Any]:
     server = start(kind, tmp)
     attack = None
     try:
@@ -272,6 +275,7 @@ def hostile(tmp: Path, args: argparse.Namespace, senders: int, kind: str) -> dic
                 [
                     *(sys.executable, str(HERE / "hostile.py"), "--port", str(server.port)),
                     *("--senders", str(senders), "--duration", str(args.duration + 2)),
+                    *(("--padded",) if padded else ()),
                 ],
                 stdout=subprocess.PIPE,
                 text=True,
@@ -284,7 +288,7 @@ def hostile(tmp: Path, args: argparse.Namespace, senders: int, kind: str) -> dic
         if attack is not None and attack.poll() is None:
             attack.kill()
         server.stop()
-    return {"server": kind, "hostile_senders": senders, **res}
+    return {"server": kind, "hostile_senders": senders, "padded": padded, **res}
 
 
 def main() -> None:
@@ -324,9 +328,9 @@ def main() -> None:
                 runs.append({"round": rnd + 1, **fixed_rate(kind, tmp, args)})
                 print(json.dumps(runs[-1]), flush=True)
         if not args.skip_hostile:
-            for senders in (0, 4):
+            for senders, padded in ((0, False), (4, False), (4, True)):
                 for kind in kinds[1:]:
-                    runs.append(hostile(tmp, args, senders, kind))
+                    runs.append(hostile(tmp, args, senders, kind, padded=padded))
                     print(json.dumps(runs[-1]), flush=True)
     report(runs, body_file_size=len(payload(1)))
     print(f"# load average after: {os.getloadavg()}")
@@ -354,7 +358,9 @@ def report(runs: list[dict[str, Any]], body_file_size: int) -> None:
     for r in runs:
         if "hostile_senders" in r:
             print(
-                f"{r['server']}, hostile senders {r['hostile_senders']}: valid 2xx {r['accepted']}/{r['sent']},"
+                f"{r['server']}, hostile senders {r['hostile_senders']}"
+                f"{' (padded: project after 5 MB)' if r.get('padded') else ''}:"
+                f" valid 2xx {r['accepted']}/{r['sent']},"
                 f" p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms;"
                 f" hostile answers {r.get('statuses', {})}"
             )

@@ -23,7 +23,7 @@ from conveyor.receiver.queue import EventQueue, IntakeWriter, NewEvent, Status, 
 from conveyor.receiver.queue import intake as intake_mod
 from conveyor.receiver.verify import sign
 from conveyor.receiver.worker import WorkerOptions
-from conveyor.tokens import project_token
+from conveyor.tokens import project_id_token, project_token
 from tests.receiver import payloads as p
 from tests.receiver.conftest import Running
 
@@ -440,3 +440,72 @@ def test_large_bodies_beyond_the_memory_budget_get_503_retry_after(start_receive
         headers=p.headers(payload, key="after"),
     )
     assert again.status_code == 202
+
+
+# ------------------------------------------------- large unauthenticated bodies (item 5)
+
+FIVE_MB = 5 * 1000 * 1000
+
+
+def _promised(port: int, headers: dict[str, str], length: int, sent: bytes) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    head = "".join(f"{k}: {v}\r\n" for k, v in {**headers, "Content-Length": str(length)}.items())
+    sock.sendall(f"POST {HOOK} HTTP/1.1\r\nHost: x\r\n{head}\r\n".encode() + sent)
+    return sock
+
+
+def _answer_within(sock: socket.socket, seconds: float) -> bytes:
+    sock.settimeout(seconds)
+    try:
+        return sock.recv(65536)
+    except TimeoutError:
+        return b""
+
+
+def test_a_large_body_with_a_wrong_token_is_refused_before_it_is_read(
+    start_receiver: Any,
+) -> None:
+    """A 5 MB delivery whose first 100 KB name its project and whose token matches none of
+    them is answered 401 then, and closed: the other 4.9 MB are never read."""
+    running = start_receiver(worker_options=WorkerOptions(workers=0))
+    port = int(running.url.rsplit(":", 1)[1])
+    body = p.body(big_push(FIVE_MB))
+    headers = p.headers(p.push(), token="not-the-token")
+    with _promised(port, headers, len(body), body[:100_000]) as sock:
+        answer = _answer_within(sock, 5)
+    assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+    assert b"token_invalid" in answer and b"connection: close" in answer.lower()
+    assert rows(running) == []
+
+
+def test_a_large_body_naming_no_project_early_is_read_whole_then_judged(
+    start_receiver: Any,
+) -> None:
+    """A body that names no project in its first 64 KB (a tag with a long message comes first)
+    cannot be judged early: it is read whole, then refused or accepted as any other."""
+    running = start_receiver(worker_options=WorkerOptions(workers=0))
+    port = int(running.url.rsplit(":", 1)[1])
+    tag = p.tag_push()
+    payload = {"message": "m" * 200_000}  # a tag's message, before the project
+    payload.update((k, v) for k, v in tag.items() if k != "message")
+    body = p.body(payload)
+    assert body.index(b"path_with_namespace") > 200_000
+    with _promised(port, p.headers(payload, token="wrong"), len(body), body[:100_000]) as sock:
+        assert _answer_within(sock, 1.0) == b""  # still reading
+        sock.sendall(body[100_000:])
+        assert _answer_within(sock, 10).startswith(b"HTTP/1.1 401")
+    with _promised(port, p.headers(payload), len(body), body) as sock:
+        assert _answer_within(sock, 10).startswith(b"HTTP/1.1 202")
+
+
+@pytest.mark.parametrize("scheme", ["path token", "id token"])
+def test_a_large_body_with_the_right_token_is_read_and_accepted(
+    start_receiver: Any, scheme: str
+) -> None:
+    running = start_receiver(worker_options=WorkerOptions(workers=0))
+    payload = big_push(2 * 1000 * 1000)
+    token = project_id_token(p.SECRET, 15) if scheme == "id token" else None
+    answer = running.client.post(
+        HOOK, content=p.body(payload), headers=p.headers(payload, token=token), timeout=30
+    )
+    assert answer.status_code == 202, answer.text

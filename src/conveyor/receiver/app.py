@@ -7,7 +7,12 @@ A delivery is checked in this order, cheapest first; the first failure answers:
 2. The body is read up to the limit (413 beyond; large bodies only within the memory budget,
    else 503 + ``Retry-After``). Before anything parses it, the token is checked against the
    projects the raw bytes name (``claims.py``, a byte scan) -> else 401: an unauthenticated
-   sender never costs a parse. The body must then be a JSON object (orjson; 400, naming the field
+   sender never costs a parse. A body longer than ``EARLY_CHECK_BYTES`` is checked the same
+   way once that much of it has arrived, if its project's path is in it: a token that matches
+   none of the projects named so far is refused at once (401, connection closed), so such a
+   sender never costs the rest of the read either. (GitLab writes a payload's project, id
+   before path, near its start, before commits and other large fields; a body naming no project
+   in its first ``EARLY_CHECK_BYTES``, such as a tag push with a long message, is read whole.) The body must then be a JSON object (orjson; 400, naming the field
    that holds text that cannot be stored) naming its project (``project.path_with_namespace``).
 3. The token must equal the project's derived token, keyed on its numeric id (current or,
    during a rotation overlap, previous secret; an old path-keyed token until the project's first
@@ -37,7 +42,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -99,6 +104,7 @@ DEFAULT_BODY_MEMORY = 64 * 1024 * 1024
 SMALL_BODY = 64 * 1024  # bodies up to this size are not counted against the body budget
 INLINE_PARSE_BYTES = 256 * 1024  # larger bodies are parsed (and signatures checked) on a thread
 DIAGNOSE_BYTES = 1024 * 1024  # up to this size an invalid body is re-read to name the bad field
+EARLY_CHECK_BYTES = 64 * 1024  # a longer body's token is checked once this much has arrived
 RETRY_AFTER_S = 5
 HEALTH_TIMEOUT_S = 2.0
 MAX_KEY_LENGTH = 255
@@ -360,9 +366,17 @@ async def _chunks(receive: Receive) -> AsyncIterator[bytes]:
 
 
 async def _read_body(
-    receiver: Receiver, receive: Receive, declared: int | None, hold: _Hold
+    receiver: Receiver,
+    receive: Receive,
+    declared: int | None,
+    hold: _Hold,
+    early: Callable[[bytes], _Answer | None] | None = None,
 ) -> bytes:
-    """The whole body, within the size limit, the time limit and the memory budget."""
+    """The whole body, within the size limit, the time limit and the memory budget.
+
+    ``early``: called once with the first ``EARLY_CHECK_BYTES`` (or more) of a body that is
+    longer; an answer it returns is given at once and the rest is not read.
+    """
     opts = receiver.options
 
     def cover(total: int) -> None:
@@ -391,6 +405,13 @@ async def _read_body(
             if declared is None:
                 cover(size)
             chunks.append(chunk)
+            if early is not None and size >= EARLY_CHECK_BYTES and size != declared:
+                prefix = b"".join(chunks)
+                chunks = [prefix]
+                answer = early(prefix)
+                if answer is not None:
+                    raise _Refused(answer)
+                early = None
     except _Disconnected:
         raise _Refused(_reject(receiver, 400, "disconnected", "client disconnected")) from None
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -543,7 +564,14 @@ async def _deliver(receiver: Receiver, scope: Scope, receive: Receive, hold: _Ho
     idem_key = headers.get("idempotency-key") or None
     if idem_key is not None and len(idem_key) > MAX_KEY_LENGTH:
         return _reject(receiver, 400, "idempotency_key", "Idempotency-Key too long", close=True)
-    body = await _read_body(receiver, receive, declared, hold)
+
+    def early(prefix: bytes) -> _Answer | None:
+        claims = claimed_projects(prefix)
+        if not claims.paths or _claims_authenticate(receiver, token, claims, datetime.now(UTC)):
+            return None  # no project named yet (read on), or one this token may be for
+        return _reject(receiver, 401, "token_invalid", "invalid X-Gitlab-Token", close=True)
+
+    body = await _read_body(receiver, receive, declared, hold, early)
     now = datetime.now(UTC)
     # Authenticate from what is cheap: the projects the raw body names (a byte scan), so an
     # unauthenticated sender never makes us parse its body.
