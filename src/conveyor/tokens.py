@@ -20,6 +20,7 @@ Rotation: set ``CONVEYOR_SECRET`` to the new secret, keep the old one in
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from collections.abc import Sequence
@@ -31,8 +32,19 @@ _CONTEXT = b"conveyor/v1/gitlab-hook-token\x00"
 _ID_CONTEXT = b"conveyor/v2/gitlab-hook-token/project-id\x00"
 
 
+_CACHED = 4096  # tokens kept (the receiver checks several a delivery); bounded, like the names
+_CACHED_NAME = 512  # longer paths (a hostile payload's) are hashed each time, never kept
+
+
 def project_token(secret: str, project_path: str) -> str:
     """The path-keyed token (64 hex chars): old hooks, and Jenkins trigger secrets (job path)."""
+    if len(project_path) <= _CACHED_NAME:
+        return _project_token(secret, project_path)
+    return _project_token.__wrapped__(secret, project_path)
+
+
+@functools.lru_cache(maxsize=_CACHED)
+def _project_token(secret: str, project_path: str) -> str:
     mac = hmac.new(secret.encode("utf-8"), _CONTEXT + project_path.encode("utf-8"), hashlib.sha256)
     return mac.hexdigest()
 
@@ -46,6 +58,11 @@ def project_id_token(secret: str, project_id: int) -> str:
     """The token GitLab must send in ``X-Gitlab-Token`` for project ``project_id`` (64 hex)."""
     if isinstance(project_id, bool) or not isinstance(project_id, int) or project_id < 1:
         raise ValueError(f"a GitLab project id is a positive integer, got {project_id!r}")
+    return _project_id_token(secret, project_id)
+
+
+@functools.lru_cache(maxsize=_CACHED)
+def _project_id_token(secret: str, project_id: int) -> str:
     message = _ID_CONTEXT + str(project_id).encode("ascii")
     return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
 

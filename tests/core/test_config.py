@@ -149,3 +149,23 @@ def test_id_token_is_keyed_on_the_id_alone() -> None:
 def test_previous_secret_needs_an_end_of_overlap() -> None:
     with pytest.raises(ConfigError, match="CONVEYOR_SECRET_PREVIOUS_UNTIL"):
         load_settings({"CONVEYOR_SECRET": "s2", "CONVEYOR_SECRET_PREVIOUS": "s1"})
+
+
+def test_tokens_are_cached_only_for_names_of_bounded_length() -> None:
+    import hashlib
+    import hmac
+
+    from conveyor import tokens
+
+    def plain(path: str) -> str:
+        message = b"conveyor/v1/gitlab-hook-token\x00" + path.encode()
+        return hmac.new(b"s3cret", message, hashlib.sha256).hexdigest()
+
+    before = tokens._project_token.cache_info().currsize
+    assert tokens.project_token("s3cret", "group/cached-name") == plain("group/cached-name")
+    assert tokens._project_token.cache_info().currsize == before + 1
+    long_path = "g/" + "x" * 100_000  # a hostile payload's path is never kept in memory
+    assert tokens.project_token("s3cret", long_path) == plain(long_path)
+    assert tokens._project_token.cache_info().currsize == before + 1
+    assert tokens.project_id_token("s3cret", 7) == tokens.project_id_token("s3cret", 7)
+    assert tokens.project_id_token("s3cret", 7) != tokens.project_id_token("other", 7)

@@ -10,7 +10,6 @@ not show in process lists).
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import sys
 from collections.abc import Mapping
@@ -24,6 +23,7 @@ from conveyor.cli.options import state_dir, state_option
 from conveyor.config import load_settings
 from conveyor.dashboard import TOKEN_ENV as DASHBOARD_TOKEN_ENV
 from conveyor.errors import ConfigError
+from conveyor.receiver import runtime
 from conveyor.receiver.app import (
     DEFAULT_BODY_MEMORY,
     DEFAULT_MAX_BODY,
@@ -126,15 +126,6 @@ class Limits:
 def run_server(receiver: Receiver, *, host: str, port: int, limits: Limits | None = None) -> None:
     """Serve ``receiver`` with uvicorn until SIGINT/SIGTERM (then shut down gracefully)."""
     limits = limits or Limits()
-    # The logging HOWTO's "Optimization" settings: the JSON lines carry none of these fields,
-    # and computing them is a third of the cost of each per-event line.
-    logging._srcfile = None
-    logging.logThreads = False
-    logging.logProcesses = False
-    logging.logMultiprocessing = False
-    # Worker and writer threads share the GIL with the event loop: a short switch interval
-    # keeps a busy worker from delaying acknowledgements by the default 5 ms slices.
-    sys.setswitchinterval(0.0005)
     config = uvicorn.Config(
         create_app(receiver),
         host=host,
@@ -155,9 +146,11 @@ def run_server(receiver: Receiver, *, host: str, port: int, limits: Limits | Non
         lifespan="on",
         timeout_graceful_shutdown=30,
     )
-    # A thread holding the GIL (a large body's scan or parse, a worker) yields it to the event
-    # loop after this long, not CPython's default 5 ms: valid deliveries wait less behind them.
+    # A thread holding the GIL (a large body's scan or parse, a worker, the intake writer)
+    # yields it to the event loop after this long, not CPython's default 5 ms: valid
+    # deliveries wait less behind them.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    runtime.settle()  # logging fields off, the imports' objects out of the collector's way
     uvicorn.Server(config).run()
 
 

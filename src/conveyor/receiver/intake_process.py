@@ -22,6 +22,7 @@ import sys
 from typing import IO, Any
 
 from conveyor.errors import QueueError
+from conveyor.receiver import runtime
 from conveyor.receiver.logs import setup_logging
 from conveyor.receiver.queue import (
     Accepted,
@@ -105,14 +106,13 @@ def main() -> None:
         errors="backslashreplace",
     )
     setup_logging(level, stream, handler_class=BatchedHandler)
-    logging._srcfile = None  # the logging HOWTO's optimizations: fields the JSON lines omit
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     inbox, outbox = sys.stdin.buffer, sys.stdout.buffer
     try:
         store = open_intake(location)
     except QueueError as exc:
         write_frame(outbox, ("error", exc.message))
         return
+    runtime.settle()  # as in the server: logging fields off, the imports' objects frozen
     write_frame(outbox, ("ready",))
     try:
         serve(store, inbox, outbox)

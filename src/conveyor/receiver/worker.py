@@ -13,7 +13,6 @@ after which their next ``tick`` raises :class:`Interrupted` and the event is rel
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -22,6 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from conveyor.errors import ConveyorError, QueueError
 from conveyor.gitlab.events import PayloadError, parse_event
@@ -210,7 +211,8 @@ class WorkerPool:
             "conveyor_event_queue_wait_seconds", max(0.0, time.time() - rec.received_at)
         )
         try:
-            event = parse_event(rec.event_header, json.loads(rec.body))
+            # orjson, as at intake (JSONDecodeError is a ValueError): the body it accepted then
+            event = parse_event(rec.event_header, orjson.loads(rec.body))
         except (PayloadError, ValueError, RecursionError) as exc:
             queue.dead_letter(claim, error=f"stored payload unreadable: {exc}", status=None)
             log.error("stored payload unreadable", extra=extra)
