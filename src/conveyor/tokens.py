@@ -32,7 +32,7 @@ _CONTEXT = b"conveyor/v1/gitlab-hook-token\x00"
 _ID_CONTEXT = b"conveyor/v2/gitlab-hook-token/project-id\x00"
 
 
-_CACHED = 4096  # tokens kept (the receiver checks several a delivery); bounded, like the names
+_CACHED = 4096  # tokens kept (the receiver checks several a delivery), a bounded number
 _CACHED_NAME = 512  # longer paths (a hostile payload's) are hashed each time, never kept
 
 

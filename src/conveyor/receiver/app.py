@@ -12,7 +12,8 @@ A delivery is checked in this order, cheapest first; the first failure answers:
    none of the projects named so far is refused at once (401, connection closed), so such a
    sender never costs the rest of the read either. (GitLab writes a payload's project, id
    before path, near its start, before commits and other large fields; a body naming no project
-   in its first ``EARLY_CHECK_BYTES``, such as a tag push with a long message, is read whole.) The body must then be a JSON object (orjson; 400, naming the field
+   in its first ``EARLY_CHECK_BYTES``, such as a tag push with a long message, is read whole.)
+   The body must then be a JSON object (orjson; 400, naming the field
    that holds text that cannot be stored) naming its project (``project.path_with_namespace``).
 3. The token must equal the project's derived token, keyed on its numeric id (current or,
    during a rotation overlap, previous secret; an old path-keyed token until the project's first
@@ -417,6 +418,10 @@ async def _read_body(
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+def _wrong_token(receiver: Receiver, *, close: bool = False) -> _Answer:
+    return _reject(receiver, 401, "token_invalid", "invalid X-Gitlab-Token", close=close)
+
+
 def _too_large(receiver: Receiver) -> _Answer:
     limit = receiver.options.max_body_bytes
     return _reject(receiver, 413, "too_large", f"body over {limit} bytes", close=True)
@@ -569,7 +574,7 @@ async def _deliver(receiver: Receiver, scope: Scope, receive: Receive, hold: _Ho
         claims = claimed_projects(prefix)
         if not claims.paths or _claims_authenticate(receiver, token, claims, datetime.now(UTC)):
             return None  # no project named yet (read on), or one this token may be for
-        return _reject(receiver, 401, "token_invalid", "invalid X-Gitlab-Token", close=True)
+        return _wrong_token(receiver, close=True)
 
     body = await _read_body(receiver, receive, declared, hold, early)
     now = datetime.now(UTC)
@@ -591,7 +596,7 @@ async def _deliver(receiver: Receiver, scope: Scope, receive: Receive, hold: _Ho
             "payload names no project; the token cannot be verified",
         )
     if not _claims_authenticate(receiver, token, claims, now):
-        return _reject(receiver, 401, "token_invalid", "invalid X-Gitlab-Token")
+        return _wrong_token(receiver)
     webhook_id: str | None = None
     if opts.signing_keys or opts.require_signature:
         check = functools.partial(
@@ -620,7 +625,7 @@ async def _deliver(receiver: Receiver, scope: Scope, receive: Receive, hold: _Ho
     # keyed on the project id (routing.Router.check_token; path tokens of old hooks until retired)
     project_id = project_id_of(payload)
     if not receiver.router.check_token(receiver.settings, token, project_id, project, now):
-        return _reject(receiver, 401, "token_invalid", "invalid X-Gitlab-Token")
+        return _wrong_token(receiver)
     new = _route(receiver, event_header.strip(), payload, body, idem_key, headers, webhook_id)
     del payload  # only the raw body is kept while the event is committed
     if isinstance(new, _Answer):
