@@ -17,9 +17,12 @@ Measurements, each for both servers:
   included: webhook's forks count), which the other work on a shared machine disturbs less.
 * fixed rate: ``loadgen.py rate`` (our own open-loop generator: latency from each request's
   *scheduled* time, so stalls are not hidden; wrk2 is not in Debian) at ``--rate``/s.
-* conveyor only, hostile: 4 unauthenticated senders looping 5 MB bodies (``hostile.py``) while
-  valid deliveries arrive at 100/s (``loadgen.py rate``); the same without them beside it, and
-  with the bodies padded so that their project comes after the 5 MB (``--padded``).
+* hostile: 4 unauthenticated senders looping 5 MB bodies (``hostile.py``) while valid
+  deliveries arrive at 100/s (``loadgen.py rate``); the same without them beside it, and with
+  the bodies padded so that their project comes after the 5 MB (``--padded``). Two more runs
+  tell the receiver's share from the machine's: ``webhook`` under the same attack (the peer),
+  and ``conveyor`` while the attack hits a ``webhook`` beside it instead (``attack on``): the
+  attack's CPU is spent on the same 2 cores, but none of it in conveyor.
 
 * ``--baseline SRC``: a third server, ``conveyor serve`` run from another checkout's ``src``
   (e.g. ``git archive main src | tar -x -C /tmp/main``), measured the same way in the same run:
@@ -264,16 +267,27 @@ def fixed_rate(kind: str, tmp: Path, args: argparse.Namespace) -> dict[str, Any]
 
 
 def hostile(
-    tmp: Path, args: argparse.Namespace, senders: int, kind: str, *, padded: bool = False
+    tmp: Path,
+    args: argparse.Namespace,
+    senders: int,
+    kind: str,
+    *,
+    padded: bool = False,
+    attacked: str | None = None,
 ) -> dict[str, Any]:
+    """Valid deliveries at 100/s to ``kind`` while ``senders`` attack it, or, with ``attacked``,
+    a server of that kind started beside it (the control: the attack's load, elsewhere)."""
     server = start(kind, tmp)
+    target = server
     attack = None
     try:
+        if attacked is not None:
+            target = start(attacked, tmp)
         loadgen(server.port, "throughput", "--count", "500", "--connections", "8")
         if senders:
             attack = subprocess.Popen(
                 [
-                    *(sys.executable, str(HERE / "hostile.py"), "--port", str(server.port)),
+                    *(sys.executable, str(HERE / "hostile.py"), "--port", str(target.port)),
                     *("--senders", str(senders), "--duration", str(args.duration + 2)),
                     *(("--padded",) if padded else ()),
                 ],
@@ -288,7 +302,15 @@ def hostile(
         if attack is not None and attack.poll() is None:
             attack.kill()
         server.stop()
-    return {"server": kind, "hostile_senders": senders, "padded": padded, **res}
+        if target is not server:
+            target.stop()
+    return {
+        "server": kind,
+        "hostile_senders": senders,
+        "padded": padded,
+        "attack_on": attacked or kind,
+        **res,
+    }
 
 
 def main() -> None:
@@ -332,6 +354,10 @@ def main() -> None:
                 for kind in kinds[1:]:
                     runs.append(hostile(tmp, args, senders, kind, padded=padded))
                     print(json.dumps(runs[-1]), flush=True)
+            # the peer under the same attack, and conveyor beside an attack it does not receive
+            for kind, attacked in (("webhook", None), ("conveyor", "webhook")):
+                runs.append(hostile(tmp, args, 4, kind, attacked=attacked))
+                print(json.dumps(runs[-1]), flush=True)
     report(runs, body_file_size=len(payload(1)))
     print(f"# load average after: {os.getloadavg()}")
 
@@ -359,7 +385,8 @@ def report(runs: list[dict[str, Any]], body_file_size: int) -> None:
         if "hostile_senders" in r:
             print(
                 f"{r['server']}, hostile senders {r['hostile_senders']}"
-                f"{' (padded: project after 5 MB)' if r.get('padded') else ''}:"
+                f"{' (padded: project after 5 MB)' if r.get('padded') else ''}"
+                f"{'' if r['attack_on'] == r['server'] else ' attacking ' + r['attack_on']}:"
                 f" valid 2xx {r['accepted']}/{r['sent']},"
                 f" p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms;"
                 f" hostile answers {r.get('statuses', {})}"

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
+from conveyor.gitlab import refs
 from conveyor.gitlab.refs import (
     is_zero_sha,
     project_path_problem,
@@ -141,3 +142,16 @@ def test_zero_shas_of_both_hash_functions() -> None:
 )
 def test_project_paths_follow_gitlabs_path_format(path: str, valid: bool) -> None:
     assert (project_path_problem(path) is None) is valid
+
+
+def test_verdicts_are_cached_for_short_names_only() -> None:
+    """A branch's pushes check the same ref again and again (kept); a hostile payload's long
+    names are checked each time and never fill the cache."""
+    refs._cached_refname_problem.cache_clear()
+    assert refname_problem("refs/heads/main") is None
+    assert refname_problem("refs/heads/main") is None
+    assert refs._cached_refname_problem.cache_info().hits == 1
+    long_bad = "refs/heads/" + "a" * 300 + "..b"
+    assert refname_problem(long_bad) == "contains '..'"
+    assert refname_problem("refs/heads/" + "b" * 300) is None
+    assert refs._cached_refname_problem.cache_info().currsize == 1

@@ -90,3 +90,21 @@ def test_unsigned_delivery_with_id_and_timestamp_is_accepted_unless_required() -
     assert check_signature(headers, b"{}", keys, now=NOW.timestamp()).ok
     refused = check_signature(headers, b"{}", keys, now=NOW.timestamp(), require=True)
     assert not refused.ok and refused.reason == "signature_missing"
+
+
+def test_id_of_answers_the_first_id_learnt_for_a_spec_and_follows_relearning(
+    tmp_path: Path,
+) -> None:
+    """``id_of`` is a map kept beside the ids (one lookup a delivery, not a scan of them all):
+    it must answer what a scan in learning order would, after every change and a reload."""
+    path = tmp_path / "project-ids.json"
+    ids = ProjectIds(path)
+    ids.learn(7, "Group/App")
+    ids.learn(9, "group/app")  # the project was recreated: a second id for the same spec
+    ids.learn(11, None)  # an id whose path named no spec
+    assert ids.id_of("GROUP/APP") == 7
+    ids.learn(7, "group/other")  # the first id now belongs to another spec
+    assert (ids.id_of("group/app"), ids.id_of("group/other")) == (9, 7)
+    assert ids.id_of("group/none") is None
+    reloaded = ProjectIds(path)
+    assert (reloaded.id_of("group/app"), reloaded.id_of("Group/Other")) == (9, 7)

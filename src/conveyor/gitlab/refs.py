@@ -30,6 +30,7 @@ field was wrong.
 
 from __future__ import annotations
 
+import functools
 import re
 
 SHA1_ZERO = "0" * 40
@@ -43,6 +44,10 @@ _BAD_BYTE = re.compile(rb"[\x00-\x20\x7f~^:?*\[\\]")
 _BAD_BYTES = bytes([*range(0x21), 0x7F, *b"~^:?*[\\"])  # the same set, for bytes.translate
 _LOCK_SUFFIX = b".lock"  # refs.c LOCK_SUFFIX
 _PATH_SEGMENT = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.\-]*")
+# Verdicts kept for the refs deliveries repeat (a branch's every push checks its ref three
+# times: the parser, the router, the checkout); longer names are checked each time, never kept.
+_CACHED = 1024
+_CACHED_NAME = 256
 
 
 def is_zero_sha(sha: str | None) -> bool:
@@ -51,7 +56,19 @@ def is_zero_sha(sha: str | None) -> bool:
 
 
 def refname_problem(refname: str) -> str | None:
-    """Why git's ``check-ref-format`` refuses ``refname``, or ``None`` when git accepts it.
+    """Why git's ``check-ref-format`` refuses ``refname``, or ``None`` when git accepts it."""
+    if len(refname) <= _CACHED_NAME:
+        return _cached_refname_problem(refname)
+    return _refname_problem(refname)
+
+
+@functools.lru_cache(maxsize=_CACHED)
+def _cached_refname_problem(refname: str) -> str | None:
+    return _refname_problem(refname)
+
+
+def _refname_problem(refname: str) -> str | None:
+    """:func:`refname_problem`, computed.
 
     refs.c walks each component byte by byte; every one of its rules is a property of the whole
     name (a component starts after ``/``), so the same verdict is reached here with C-speed

@@ -111,6 +111,7 @@ class ProjectIds:
         self.path = path
         self._lock = threading.Lock()
         self._ids: dict[int, str | None] = {}  # id -> spec project (lower-case) or None
+        self._first: dict[str, int] = {}  # spec project -> the first id learnt for it
         if path is not None and path.exists():
             try:
                 raw = json.loads(path.read_text(encoding="utf-8"))
@@ -124,6 +125,15 @@ class ProjectIds:
             for key, value in raw.items():
                 if str(key).isdigit() and (value is None or isinstance(value, str)):
                     self._ids[int(key)] = value
+            self._index()
+
+    def _index(self) -> None:
+        """``id_of``'s map (a lookup each delivery, where a scan would grow with the fleet)."""
+        first: dict[str, int] = {}
+        for project_id, project in self._ids.items():
+            if project is not None:
+                first.setdefault(project, project_id)
+        self._first = first
 
     def known(self, project_id: int) -> bool:
         with self._lock:
@@ -134,9 +144,8 @@ class ProjectIds:
             return self._ids.get(project_id)
 
     def id_of(self, project: str) -> int | None:
-        key = project.lower()
-        with self._lock:
-            return next((i for i, p in self._ids.items() if p == key), None)
+        """The first id learnt for spec project ``project`` (any case), or ``None``."""
+        return self._first.get(project.lower())
 
     def learn(self, project_id: int, project: str | None) -> None:
         value = project.lower() if project is not None else None
@@ -144,6 +153,7 @@ class ProjectIds:
             if project_id in self._ids and (value is None or self._ids[project_id] == value):
                 return
             self._ids[project_id] = value
+            self._index()
             snapshot = {str(k): v for k, v in sorted(self._ids.items())}
         log.info("project id learnt", extra={"project_id": project_id, "project": project})
         if self.path is not None:
@@ -160,6 +170,7 @@ class Router:
     def __init__(self, specs: Iterable[Spec], ids: ProjectIds | None = None) -> None:
         self.ids = ids if ids is not None else ProjectIds()
         self._specs: dict[str, Spec] = {}
+        self._deploy_targets: dict[str, tuple[str, ...]] = {}  # per spec, computed once
         for spec in specs:
             key = spec.project.lower()
             if key in self._specs:
@@ -168,6 +179,7 @@ class Router:
                     hint="keep one spec per GitLab project among the paths given to `conveyor serve`",
                 )
             self._specs[key] = spec
+            self._deploy_targets[key] = deploy_targets_of(spec)
 
     @property
     def projects(self) -> list[str]:
@@ -253,4 +265,5 @@ class Router:
                 return Ignore(
                     f"target branch {event.target_branch!r} not in triggers.merge_request.target_branches"
                 )
-        return Route(spec=spec, lane=lane_of(event), deploy_targets=deploy_targets_of(spec))
+        targets = self._deploy_targets[spec.project.lower()]
+        return Route(spec=spec, lane=lane_of(event), deploy_targets=targets)
