@@ -24,6 +24,9 @@ Measurements, each for both servers:
   and ``conveyor`` while the attack hits a ``webhook`` beside it instead (``attack on``): the
   attack's CPU is spent on the same 2 cores, but none of it in conveyor.
 
+* ``--floor``: one more server, ``floor.py``: uvicorn, orjson and SQLite group commit with none
+  of conveyor's checks, in throughput and fixed rate only. The gap from conveyor to it is
+  conveyor's own code; the gap from it to webhook is the stack's.
 * ``--baseline SRC``: a third server, ``conveyor serve`` run from another checkout's ``src``
   (e.g. ``git archive main src | tar -x -C /tmp/main``), measured the same way in the same run:
   the code before a change beside it, on the same (possibly busy) machine.
@@ -108,7 +111,8 @@ class Server:
     def rows(self) -> int:
         if self.kind == "webhook":
             return 0
-        conn = sqlite3.connect(self.state / "receiver" / "events.db")
+        db = self.state / ("floor.db" if self.kind == "floor" else "receiver/events.db")
+        conn = sqlite3.connect(db)
         try:
             return int(conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
         finally:
@@ -139,6 +143,10 @@ def start(kind: str, tmp: Path) -> Server:
             env["PYTHONPATH"] = str(BASELINE_SRC)
         cmd = [sys.executable, "-m", "conveyor.cli.main", "serve", str(SPEC), "--dispatch", "none"]
         cmd += ["--port", str(port), "--state", str(state)]
+    elif kind == "floor":
+        env = dict(os.environ)
+        cmd = [sys.executable, str(HERE / "floor.py"), "--port", str(port), "--token", TOKEN]
+        cmd += ["--db", str(state / "floor.db")]
     else:
         hooks = [
             {
@@ -321,13 +329,19 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--skip-hostile", action="store_true")
+    parser.add_argument("--floor", action="store_true", help="measure floor.py as well")
     parser.add_argument(
         "--baseline", type=Path, help="another checkout's src/: its conveyor is measured too"
     )
     args = parser.parse_args()
     global BASELINE_SRC
     BASELINE_SRC = args.baseline.resolve() if args.baseline else None
-    kinds = ("webhook", "conveyor", *(("baseline",) if BASELINE_SRC else ()))
+    kinds = (
+        "webhook",
+        "conveyor",
+        *(("baseline",) if BASELINE_SRC else ()),
+        *(("floor",) if args.floor else ()),
+    )
     ensure_tools()
     webhook_version = subprocess.run(["webhook", "-version"], capture_output=True, text=True)
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
@@ -351,7 +365,7 @@ def main() -> None:
                 print(json.dumps(runs[-1]), flush=True)
         if not args.skip_hostile:
             for senders, padded in ((0, False), (4, False), (4, True)):
-                for kind in kinds[1:]:
+                for kind in (k for k in kinds[1:] if k != "floor"):
                     runs.append(hostile(tmp, args, senders, kind, padded=padded))
                     print(json.dumps(runs[-1]), flush=True)
             # the peer under the same attack, and conveyor beside an attack it does not receive
