@@ -37,6 +37,7 @@ from conveyor.receiver.protocol import configured
 from conveyor.receiver.queue.location import QUEUE_URL_ENV, resolve, state_of
 from conveyor.receiver.retention import RetentionPolicy
 from conveyor.receiver.routing import ProjectIds, Router
+from conveyor.receiver.sources import SOURCES_ENV, parse_sources
 from conveyor.receiver.verify import decode_signing_key
 from conveyor.receiver.worker import WorkerOptions
 from conveyor.spec.load import load_specs
@@ -74,9 +75,14 @@ def build_receiver(
     retention_events: int | None = None,
     queue: str | None = None,
     lease: float = 60.0,
+    hook_sources: tuple[str, ...] = (),
 ) -> Receiver:
     """Everything ``serve`` needs, checked before a port is opened (raises ConveyorError)."""
     env = os.environ if env is None else env
+    if hook_sources:
+        sources = parse_sources(hook_sources)
+    else:
+        sources = parse_sources([env.get(SOURCES_ENV, "")], origin=SOURCES_ENV)
     settings = load_settings(env)
     settings.require("secret")
     # --state moves the whole state (queue and local run history), not the queue alone
@@ -103,6 +109,7 @@ def build_receiver(
             require_signature=require_signature,
             spec_files=tuple(item.path for item in loaded),
             dashboard_token=env.get(DASHBOARD_TOKEN_ENV) or None,
+            hook_sources=sources,
             retention=RetentionPolicy.of(
                 settings.retention_days if retention_days is None else retention_days,
                 settings.retention_events if retention_events is None else retention_events,
@@ -218,6 +225,15 @@ def run_server(receiver: Receiver, *, host: str, port: int, limits: Limits | Non
     help="Open connections at most (the longest-idle one is closed to make room).",
 )
 @click.option(
+    "--hook-source",
+    "hook_sources",
+    multiple=True,
+    metavar="CIDR",
+    help=f"Accept deliveries only from these addresses or networks (repeat, or comma-separate; "
+    f"default ${SOURCES_ENV}, else any): GitLab's webhook addresses. Others get 403 before their "
+    "body is read.",
+)
+@click.option(
     "--require-signature", is_flag=True, help=f"Refuse unsigned deliveries ({SIGNING_TOKEN_ENV})."
 )
 @click.option(
@@ -265,6 +281,7 @@ def command(
     header_timeout: float,
     idle_timeout: float,
     max_connections: int,
+    hook_sources: tuple[str, ...],
     require_signature: bool,
     grace: float,
     lease: float,
@@ -287,6 +304,7 @@ def command(
         retention_events=retention_events,
         queue=queue,
         lease=lease,
+        hook_sources=hook_sources,
     )
     limits = Limits(
         header_timeout_s=header_timeout,

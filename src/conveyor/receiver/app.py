@@ -92,6 +92,7 @@ from conveyor.receiver.queue.location import (
 )
 from conveyor.receiver.retention import Pruner, RetentionPolicy
 from conveyor.receiver.routing import Ignore, Router
+from conveyor.receiver.sources import Network, source_allowed
 from conveyor.receiver.statuses import GitLabStatusPoster, StatusSender
 from conveyor.receiver.verify import DEFAULT_TOLERANCE_S, check_signature, token_matches
 from conveyor.receiver.worker import WorkerOptions, WorkerPool
@@ -124,6 +125,7 @@ class ReceiverOptions:
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)  # see retention.py
     spec_files: tuple[Path, ...] = ()  # the served specs (the dashboard's deploys)
     dashboard_token: str | None = None  # CONVEYOR_DASHBOARD_TOKEN (see conveyor.dashboard.access)
+    hook_sources: tuple[Network, ...] = ()  # --hook-source: empty, any address (see sources.py)
 
 
 class Receiver:
@@ -543,6 +545,14 @@ async def _deliver(receiver: Receiver, scope: Scope, receive: Receive, hold: _Ho
     headers = _headers(scope)
     event_header = headers.get("x-gitlab-event")
     receiver.metrics.inc("conveyor_webhooks_received_total", kind=_kind_label(event_header))
+    if opts.hook_sources and not source_allowed(scope.get("client"), opts.hook_sources):
+        return _reject(
+            receiver,
+            403,
+            "source_not_allowed",
+            "deliveries are accepted only from the configured GitLab addresses (--hook-source)",
+            close=True,
+        )
     length = headers.get("content-length")
     declared: int | None = None
     if length is not None:
