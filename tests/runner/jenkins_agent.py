@@ -40,6 +40,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import requests.exceptions
 
 from conveyor.jenkins.jenkinsfile import DIND_ARGS, PREPARE_STAGE, SOCKET_ARGS
 from conveyor.pipeline.context import Trigger, build_variables, trigger_parameters
@@ -455,7 +456,12 @@ def dind_service(
                 client.api.trust_env = False
                 client.ping()
                 break
-            except docker.errors.DockerException:
+            except (docker.errors.DockerException, requests.exceptions.RequestException):
+                # docker-proxy accepts on the published port before the daemon listens: until
+                # then the handshake ends at EOF (SSLError) or the connection is reset
+                if client is not None:
+                    client.close()
+                    client = None
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)

@@ -19,11 +19,12 @@ from __future__ import annotations
 import io
 import logging
 import sys
+import time
 from typing import IO, Any
 
 from conveyor.errors import QueueError
 from conveyor.receiver import runtime
-from conveyor.receiver.logs import setup_logging
+from conveyor.receiver.logs import json_line, setup_logging
 from conveyor.receiver.queue import (
     Accepted,
     BatchStore,
@@ -51,11 +52,51 @@ class BatchedHandler(logging.StreamHandler):  # type: ignore[type-arg]
         finally:
             self.release()
 
+    def add_lines(self, lines: list[str]) -> None:
+        """Lines already formatted (:func:`conveyor.receiver.logs.json_line`), in one write."""
+        self.acquire()
+        try:
+            self.stream.write("\n".join(lines) + "\n")
+        finally:
+            self.release()
+
+
+def _handlers() -> list[BatchedHandler]:
+    return [h for h in logging.getLogger("conveyor").handlers if isinstance(h, BatchedHandler)]
+
 
 def _flush_logs() -> None:
-    for handler in logging.getLogger("conveyor").handlers:
-        if isinstance(handler, BatchedHandler):
-            handler.flush_lines()
+    for handler in _handlers():
+        handler.flush_lines()
+
+
+def _log_stored(events: list[NewEvent], outcomes: list[Accepted | str]) -> None:
+    """An ``event stored`` line for each new event, formatted at once (the lines a logger call
+    would write, without the 25 µs an event of making and handling a record for each)."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    now = time.time()
+    lines = [
+        json_line(
+            now,
+            "info",
+            log.name,
+            "event stored",
+            {
+                "event_id": outcome.event_id,
+                "project": event.project,
+                "kind": event.kind,
+                "ref": event.ref,
+                "status": outcome.status.value,
+                "reason": outcome.reason,
+            },
+        )
+        for event, outcome in zip(events, outcomes, strict=True)
+        if isinstance(outcome, Accepted) and not outcome.duplicate
+    ]
+    if lines:
+        for handler in _handlers():
+            handler.add_lines(lines)
 
 
 def serve(store: IntakeStore, inbox: IO[bytes], outbox: IO[bytes]) -> None:
@@ -81,19 +122,7 @@ def serve(store: IntakeStore, inbox: IO[bytes], outbox: IO[bytes]) -> None:
             outcomes, storage_error = store.commit(events)
             results = [("error", "event queue: this store takes no worker writes")] * len(ops)
         write_frame(outbox, ("batch", outcomes, storage_error, results))
-        for event, outcome in zip(events, outcomes, strict=True):
-            if isinstance(outcome, Accepted) and not outcome.duplicate:
-                log.info(
-                    "event stored",
-                    extra={
-                        "event_id": outcome.event_id,
-                        "project": event.project,
-                        "kind": event.kind,
-                        "ref": event.ref,
-                        "status": outcome.status.value,
-                        "reason": outcome.reason,
-                    },
-                )
+        _log_stored(events, outcomes)
         _flush_logs()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -20,25 +21,41 @@ _STANDARD = frozenset(
 )
 
 
+def json_line(
+    created: float, level: str, logger: str, msg: str, fields: Mapping[str, object]
+) -> str:
+    """One log line (without its newline): the format :class:`JsonFormatter` writes."""
+    data: dict[str, object] = {
+        "ts": datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds"),
+        "level": level,
+        "logger": logger,
+        "msg": msg,
+        **fields,
+    }
+    return _dumps(data)
+
+
+def _dumps(data: Mapping[str, object]) -> str:
+    try:
+        return orjson.dumps(data, default=str).decode()  # every event logs: keep it cheap
+    except TypeError:  # text orjson refuses (a lone surrogate): the stdlib escapes it
+        return json.dumps(data, default=str, ensure_ascii=False)
+
+
 class JsonFormatter(logging.Formatter):
-    """Formats a record as one line of JSON."""
+    """Formats a record as one line of JSON (:func:`json_line`)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        data: dict[str, object] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
+        fields = {
+            key: value
+            for key, value in vars(record).items()
+            if key not in _STANDARD and not key.startswith("_")
         }
-        for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
-                data[key] = value
         if record.exc_info:
-            data["exc"] = self.formatException(record.exc_info)
-        try:
-            return orjson.dumps(data, default=str).decode()  # every event logs: keep it cheap
-        except TypeError:  # text orjson refuses (a lone surrogate): the stdlib escapes it
-            return json.dumps(data, default=str, ensure_ascii=False)
+            fields["exc"] = self.formatException(record.exc_info)
+        return json_line(
+            record.created, record.levelname.lower(), record.name, record.getMessage(), fields
+        )
 
 
 def setup_logging(
