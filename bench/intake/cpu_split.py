@@ -1,0 +1,134 @@
+"""Where a delivery's CPU goes: ``conveyor serve`` under wrk, split by process and thread.
+
+    .venv/bin/python bench/intake/cpu_split.py [--rounds 3] [--baseline SRC]
+
+One ``wrk -t2 -c32 -d10s`` run (as ``run.py``) against a fresh ``conveyor serve --dispatch none``,
+then, per request: the serving process's user and system CPU (its event loop thread apart from
+its other threads: the intake writer, the workers, the checkpointer), the intake process's, wrk's
+own, and how idle the machine stayed. ``--baseline SRC`` alternates with a server run from
+another checkout's ``src``, so that each pair shares the machine's state of the moment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import run
+from run import payload
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _ticks(stat: Path) -> tuple[int, int]:
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]), int(fields[12])
+
+
+def _threads(pid: int) -> dict[int, tuple[int, int]]:
+    out: dict[int, tuple[int, int]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out[int(task.name)] = _ticks(task / "stat")
+        except OSError:  # the thread ended meanwhile
+            continue
+    return out
+
+
+def _child(pid: int) -> int:
+    """The intake process (started by whichever thread of ``pid`` ran the receiver's start)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        if children:
+            return int(children[0])
+    raise SystemExit("conveyor serve has no intake process")
+
+
+def _machine() -> tuple[int, int]:
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return values[3] + values[4], sum(values)  # idle + iowait, all
+
+
+def measure(kind: str, tmp: Path, body: Path) -> dict[str, object]:
+    server = run.start(kind, tmp)
+    try:
+        run.wrk(server.port, body, 2, 2, 32)  # warm-up
+        intake = _child(server.proc.pid)
+        threads0, intake0, machine0 = (
+            _threads(server.proc.pid),
+            _ticks(Path(f"/proc/{intake}/stat")),
+            _machine(),
+        )
+        started = time.monotonic()
+        usage0 = os.times()
+        res = run.wrk(server.port, body, 10, 2, 32)
+        usage1 = os.times()
+        threads1, intake1, machine1 = (
+            _threads(server.proc.pid),
+            _ticks(Path(f"/proc/{intake}/stat")),
+            _machine(),
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        server.stop()
+    n = max(res["requests"], 1)
+
+    def per(ticks: float) -> float:
+        return round(ticks / TICK / n * 1e6, 1)
+
+    main = threads1.get(server.proc.pid, (0, 0))
+    main0 = threads0.get(server.proc.pid, (0, 0))
+    others = [
+        (
+            tid,
+            threads1[tid][0] - threads0.get(tid, (0, 0))[0],
+            threads1[tid][1] - threads0.get(tid, (0, 0))[1],
+        )
+        for tid in threads1
+        if tid != server.proc.pid
+    ]
+    wrk_cpu = (usage1.children_user - usage0.children_user) + (
+        usage1.children_system - usage0.children_system
+    )
+    return {
+        "server": kind,
+        "per_s": round((res["requests"] - res["non2xx"]) / (res["duration_us"] / 1e6)),
+        "loop_thread_user_us": per(main[0] - main0[0]),
+        "loop_thread_sys_us": per(main[1] - main0[1]),
+        "other_threads_us": per(sum(u + s for _, u, s in others)),
+        "busiest_other_thread_us": per(max((u + s for _, u, s in others), default=0)),
+        "intake_user_us": per(intake1[0] - intake0[0]),
+        "intake_sys_us": per(intake1[1] - intake0[1]),
+        "wrk_us": round(wrk_cpu / n * 1e6, 1),
+        "machine_idle_pct": round(
+            100 * (machine1[0] - machine0[0]) / max(machine1[1] - machine0[1], 1)
+        ),
+        "seconds": round(elapsed, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--baseline", type=Path, help="another checkout's src, alternated")
+    args = parser.parse_args()
+    run.ensure_tools()
+    kinds = ["conveyor"]
+    if args.baseline is not None:
+        run.BASELINE_SRC = args.baseline.resolve()
+        kinds.append("baseline")
+    with tempfile.TemporaryDirectory(prefix="conveyor-bench-cpu-") as tmp_name:
+        tmp = Path(tmp_name)
+        body = tmp / "push.json"
+        body.write_bytes(payload(1))
+        for rnd in range(args.rounds):
+            for kind in kinds if rnd % 2 == 0 else kinds[::-1]:
+                print(json.dumps(measure(kind, tmp, body)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
