@@ -80,27 +80,22 @@ def measure(kind: str, tmp: Path, body: Path) -> dict[str, object]:
     def per(ticks: float) -> float:
         return round(ticks / TICK / n * 1e6, 1)
 
-    main = threads1.get(server.proc.pid, (0, 0))
-    main0 = threads0.get(server.proc.pid, (0, 0))
-    others = [
-        (
-            tid,
-            threads1[tid][0] - threads0.get(tid, (0, 0))[0],
-            threads1[tid][1] - threads0.get(tid, (0, 0))[1],
-        )
-        for tid in threads1
-        if tid != server.proc.pid
-    ]
+    def spent(tid: int) -> tuple[int, int]:
+        (user1, sys1), (user0, sys0) = threads1[tid], threads0.get(tid, (0, 0))
+        return user1 - user0, sys1 - sys0
+
+    loop_user, loop_sys = spent(server.proc.pid)
+    others = [sum(spent(tid)) for tid in threads1 if tid != server.proc.pid]
     wrk_cpu = (usage1.children_user - usage0.children_user) + (
         usage1.children_system - usage0.children_system
     )
     return {
         "server": kind,
         "per_s": round((res["requests"] - res["non2xx"]) / (res["duration_us"] / 1e6)),
-        "loop_thread_user_us": per(main[0] - main0[0]),
-        "loop_thread_sys_us": per(main[1] - main0[1]),
-        "other_threads_us": per(sum(u + s for _, u, s in others)),
-        "busiest_other_thread_us": per(max((u + s for _, u, s in others), default=0)),
+        "loop_thread_user_us": per(loop_user),
+        "loop_thread_sys_us": per(loop_sys),
+        "other_threads_us": per(sum(others)),
+        "busiest_other_thread_us": per(max(others, default=0)),
         "intake_user_us": per(intake1[0] - intake0[0]),
         "intake_sys_us": per(intake1[1] - intake0[1]),
         "wrk_us": round(wrk_cpu / n * 1e6, 1),
