@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import sqlite3
+import sys
 import threading
 import time
 from pathlib import Path
@@ -104,19 +105,103 @@ def test_any_failure_inside_a_batch_fails_only_that_delivery(
     assert [o.duplicate for o in (outcomes[0], outcomes[2], again[0])] == [False] * 3  # type: ignore[union-attr]
 
 
+def test_a_killed_idle_intake_process_is_replaced_at_once(start_receiver: Any) -> None:
+    running = start_receiver(worker_options=WorkerOptions(workers=0))
+    intake = running.receiver.intake
+    assert intake is not None and intake.pid is not None
+    first = intake.pid
+    os.kill(first, signal.SIGKILL)
+    running.wait_for(lambda: intake.pid not in (None, first))  # seen with nothing in flight
+    good = post(running, p.push())
+    assert good.status_code == 202
+    assert [r.ref for r in rows(running)] == ["refs/heads/main"]
+    assert running.client.get("/healthz").status_code == 200
+
+
 def test_a_killed_intake_process_fails_its_batch_and_the_next_delivery_is_stored(
     start_receiver: Any,
 ) -> None:
     running = start_receiver(worker_options=WorkerOptions(workers=0))
     intake = running.receiver.intake
     assert intake is not None and intake.pid is not None
-    os.kill(intake.pid, signal.SIGKILL)
-    time.sleep(0.2)
-    failed = post(running, p.push(branch="lost"))
+    first = intake.pid
+    os.kill(first, signal.SIGSTOP)  # the batch is written, never read
+    answers: list[httpx.Response] = []
+    sender = threading.Thread(target=lambda: answers.append(post(running, p.push(branch="lost"))))
+    sender.start()
+    running.wait_for(lambda: intake._inflight is not None)
+    os.kill(first, signal.SIGKILL)
+    sender.join(10)
+    [failed] = answers
     assert failed.status_code == 503 and failed.json()["reason"] == "storage"
     assert failed.headers["retry-after"]
     good = post(running, p.push())
     assert good.status_code == 202
+    assert intake.pid != first
+    assert [r.ref for r in rows(running)] == ["refs/heads/main"]
+    assert running.client.get("/healthz").status_code == 200
+
+
+def test_an_intake_process_that_cannot_start_fails_fast_until_one_can(
+    start_receiver: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(intake_mod, "RESTART_AFTER_S", 0.5)
+    running = start_receiver(worker_options=WorkerOptions(workers=0))
+    intake = running.receiver.intake
+    assert intake is not None and intake.pid is not None
+    command = intake._command
+    intake._command = [sys.executable, "-c", "raise SystemExit(3)"]  # a broken install, say
+    os.kill(intake.pid, signal.SIGKILL)
+    running.wait_for(lambda: intake.storage_error is not None)
+    assert "did not start" in (intake.storage_error or "")
+    started = time.monotonic()
+    refused = post(running, p.push(branch="refused"))
+    assert refused.status_code == 503 and refused.json()["reason"] == "storage"
+    assert time.monotonic() - started < 2  # answered, not left waiting for a process
+    health = running.client.get("/healthz")
+    assert health.status_code == 503 and "did not start" in health.json()["intake"]["error"]
+    intake._command = command
+    time.sleep(0.6)
+    assert post(running, p.push()).status_code == 202
+    assert [r.ref for r in rows(running)] == ["refs/heads/main"]
+    assert running.client.get("/healthz").status_code == 200
+
+
+def test_a_batch_larger_than_the_pipe_never_blocks_the_event_loop(start_receiver: Any) -> None:
+    running = start_receiver(worker_options=WorkerOptions(workers=0))
+    intake = running.receiver.intake
+    assert intake is not None and intake.pid is not None
+    os.kill(intake.pid, signal.SIGSTOP)  # the pipe fills after 64 KB of the 3 MB batch
+    answers: list[int] = []
+    big = p.push(message="x" * 3_000_000)
+    sender = threading.Thread(target=lambda: answers.append(post(running, big).status_code))
+    try:
+        sender.start()
+        running.wait_for(lambda: intake._inflight is not None)
+        # The loop still serves: a write that blocked it would leave this unanswered.
+        assert running.client.get("/metrics", timeout=5).status_code == 200
+    finally:
+        os.kill(intake.pid, signal.SIGCONT)
+        sender.join(20)
+    assert answers == [202]
+    assert len(rows(running)) == 1
+
+
+def test_a_batch_that_cannot_be_sent_fails_alone_and_the_writer_goes_on(
+    start_receiver: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running = start_receiver(worker_options=WorkerOptions(workers=0))
+    real = intake_mod.encode_frame
+
+    def encode(message: tuple[Any, ...]) -> bytes:
+        if message[0] == "batch" and message[1][0].ref == "refs/heads/boom":
+            raise RuntimeError("injected failure")
+        return real(message)
+
+    monkeypatch.setattr(intake_mod, "encode_frame", encode)
+    failed = post(running, p.push(branch="boom"))
+    assert failed.status_code == 503 and failed.json()["reason"] == "storage"
+    assert post(running, p.push()).status_code == 202
     assert [r.ref for r in rows(running)] == ["refs/heads/main"]
     assert running.client.get("/healthz").status_code == 200
 
@@ -184,13 +269,17 @@ def test_healthz_fails_while_the_writer_is_wedged(start_receiver: Any) -> None:
     assert running.client.get("/healthz").status_code == 200
 
 
-def test_a_dead_writer_fails_healthz_and_deliveries_fast(start_receiver: Any) -> None:
+def test_a_stopped_writer_fails_healthz_and_deliveries_fast(start_receiver: Any) -> None:
     running = start_receiver(worker_options=WorkerOptions(workers=0))
     intake = running.receiver.intake
-    assert intake is not None
-    intake._inbox.put(None)  # the thread ends as if it had died
-    running.wait_for(lambda: not intake._thread.is_alive())
-    assert running.client.get("/healthz").status_code == 503
+    assert intake is not None and intake.pid is not None
+    pid = intake.pid
+    intake.close()
+    assert intake.pid is None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # the intake process is gone, not left behind
+    health = running.client.get("/healthz")
+    assert health.status_code == 503 and "stopped" in health.json()["intake"]["error"]
     started = time.monotonic()
     answer = post(running, p.push())
     assert answer.status_code == 503 and time.monotonic() - started < 2

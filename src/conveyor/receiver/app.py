@@ -164,7 +164,8 @@ class Receiver:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> None:
+    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Start intake (on ``loop``, the server's: see IntakeWriter), workers and statuses."""
         self._lock.acquire()
         recovery = open_queue(self.db_path)
         try:
@@ -193,7 +194,7 @@ class Receiver:
                 statuses.wake()
 
         level = logging.getLevelName(log.getEffectiveLevel()).lower()
-        self.intake = IntakeWriter(self.db_path, on_commit=committed, log_level=level)
+        self.intake = IntakeWriter(self.db_path, loop=loop, on_commit=committed, log_level=level)
         self.pool = WorkerPool(
             self.db_path,
             self.router,
@@ -728,7 +729,7 @@ def create_app(receiver: Receiver, *, manage_lifecycle: bool = True) -> ASGIApp:
         pool = receiver.pool
         workers = pool.alive if pool is not None else 0
         expected = receiver.worker_options.workers if receiver.options.run_workers else 0
-        # Intake is healthy only if a probe makes the round trip through the writer thread
+        # Intake is healthy only if a probe makes the round trip through the intake process
         # (behind any waiting batch) and its last commit did not fail.
         intake: dict[str, Any] = {"ok": False}
         if receiver.intake is not None:
@@ -769,7 +770,7 @@ def create_app(receiver: Receiver, *, manage_lifecycle: bool = True) -> ASGIApp:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if manage_lifecycle:
-            await asyncio.to_thread(receiver.start)
+            await asyncio.to_thread(receiver.start, asyncio.get_running_loop())
         dashboard.start()
         try:
             yield

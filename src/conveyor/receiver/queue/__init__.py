@@ -5,8 +5,9 @@ runs ``journal_mode=WAL`` with ``synchronous=FULL``: every commit fsyncs the WAL
 committed event survives a power loss or kernel crash, not only a killed process (``NORMAL``
 would survive ``kill -9`` but may lose the last commits on power loss, which would break the
 promise made by the 2xx). The cost of the fsync is paid once per *batch*: the
-:class:`IntakeWriter` thread commits every event waiting at that moment in one transaction
-(group commit), then acknowledges them all. Its connection never checkpoints (a checkpoint
+:class:`IntakeWriter` (on the server's event loop) sends every event waiting at that moment to
+the intake process, which commits them in one transaction (group commit) before it replies,
+and then acknowledges them all. Its connection never checkpoints (a checkpoint
 fsyncs the database file and would stall acknowledgements); the :class:`Checkpointer`
 thread does that in the background.
 
@@ -49,9 +50,8 @@ from conveyor.receiver.queue.intake import (
     IntakeWriter,
     Op,
     WriterQueue,
-    read_frame,
-    write_frame,
 )
+from conveyor.receiver.queue.intake_pipe import read_frame, write_frame
 from conveyor.receiver.queue.outbox import StatusOutbox
 from conveyor.receiver.queue.records import (
     FINAL,

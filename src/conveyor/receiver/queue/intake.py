@@ -1,18 +1,16 @@
 """The intake: verified deliveries committed with group commit, in a process of its own.
 
-:class:`IntakeWriter` (in the server) batches every delivery waiting at a moment and sends the
-batch over a pipe (:func:`write_frame` / :func:`read_frame`) to ``conveyor.receiver.intake_process``,
-whose :class:`BatchStore` commits it in one ``synchronous=FULL`` transaction before the reply.
+:class:`IntakeWriter` (on the server's event loop) batches every delivery waiting at a moment
+and sends the batch over a pipe (:mod:`conveyor.receiver.queue.intake_pipe`) to
+``conveyor.receiver.intake_process``, whose :class:`BatchStore` commits it in one
+``synchronous=FULL`` transaction before the reply.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import pickle
-import queue as stdlib_queue
 import sqlite3
-import subprocess
 import sys
 import threading
 import time
@@ -22,11 +20,12 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import Any, cast
 
 from conveyor.errors import QueueError
 from conveyor.gitlab.status import StatusTarget
 from conveyor.receiver.queue.events import EventQueue, insert_event
+from conveyor.receiver.queue.intake_pipe import IntakePipe, encode_frame
 from conveyor.receiver.queue.location import Location, child_arg, child_env
 from conveyor.receiver.queue.records import Accepted, Claim, NewEvent, Status, StatusUpdate
 from conveyor.receiver.queue.store import open_database, transaction
@@ -51,22 +50,6 @@ class Op:
 
 
 OpResult = tuple[str, Any]  # ("ok", the method's result) or ("error", message)
-
-_Waiter = Future[Accepted] | tuple[asyncio.AbstractEventLoop, "asyncio.Future[Accepted]"]
-_Call = tuple[Op, "Future[Any]"]
-# an event, a worker's write, a probe, or stop
-_Entry = tuple[NewEvent, _Waiter] | _Call | Future[float] | None
-_Outcome = Accepted | QueueError
-
-
-def _settle_async(items: list[tuple[asyncio.Future[Accepted], _Outcome]]) -> None:
-    for future, outcome in items:
-        if future.done():
-            continue
-        if isinstance(outcome, QueueError):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
 
 
 class BatchStore:
@@ -154,127 +137,129 @@ class IntakeWriter:
     """Stores verified deliveries with group commit, in a process of its own.
 
     :meth:`store` (async) and :meth:`submit` (a concurrent Future) resolve with
-    :class:`Accepted` once the row is committed, or fail with :class:`QueueError`. A thread
-    takes every delivery waiting at that moment, sends the batch to the intake process
-    (``conveyor.receiver.intake_process``: a :class:`BatchStore`, ``synchronous=FULL``), and
-    answers them all when it replies; the answers of one batch reach an event loop in a single
-    wake-up. The commits run outside this process's GIL, so acknowledging never competes with
-    them for it. ``on_commit`` is called after each batch that queued new work.
+    :class:`Accepted` once the row is committed, or fail with :class:`QueueError`. The writer
+    runs on one event loop: the server's (``loop``), or a private one in a thread of its own
+    when none is given. Whenever the intake process (``conveyor.receiver.intake_process``: a
+    :class:`BatchStore`, ``synchronous=FULL``) is not busy, the loop sends it every delivery
+    waiting at that moment as one batch, and answers them all from the reply, in the same
+    callback that reads it: on the server's loop, a delivery costs no thread hand-off and no
+    wake-up of its own. The commits run outside this process's GIL. ``on_commit`` is called
+    after each batch that queued new work.
 
     :meth:`call` (blocking, for worker threads) sends a worker's write (:data:`WORKER_OPS`) with
     the next batch and returns its result once committed: :class:`WriterQueue` routes a
     worker's claims, leases and outcomes this way, so no other connection takes SQLite's write
     lock while deliveries are waiting for theirs.
 
-    If the intake process dies, its batch fails (503: GitLab resends) and the next batch
-    starts a new one. :meth:`probe` is a round trip through the same inbox and process, so a
-    writer that is dead, wedged or failing its commits shows in ``/healthz``.
+    The pipes never block the loop (:class:`IntakePipe`). If the intake process dies, the
+    loop sees it at once: the batch it held fails (503: GitLab resends) and a new process is
+    started for what waits. :meth:`probe` is a round trip through the same process, behind
+    any waiting batch, so a writer that is stopped, wedged or failing its commits shows in
+    ``/healthz``. A delivery not committed within ``store_timeout_s`` fails (a sweep once a
+    second, not a timer each).
     """
 
     def __init__(
         self,
         path: Location,
         *,
+        loop: asyncio.AbstractEventLoop | None = None,
         max_batch: int = 512,
         store_timeout_s: float = 30.0,
         on_commit: Callable[[], None] | None = None,
         log_level: str = "warning",
     ) -> None:
         self._path = path
-        self._log_level = log_level
+        self._command = [
+            sys.executable,
+            "-m",
+            "conveyor.receiver.intake_process",
+            child_arg(path),
+            log_level,
+        ]
         self._max_batch = max_batch
         self._store_timeout_s = store_timeout_s
         self._on_commit = on_commit
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._spawn()
-        self._inbox: stdlib_queue.SimpleQueue[_Entry] = stdlib_queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="conveyor-intake", daemon=True)
         self._stopped = False
-        self.storage_error: str | None = None  # the last batch's storage failure, until one commits
-        self._thread.start()
+        # The loop's state (touched on its thread only).
+        self._events: list[_Event] = []
+        self._calls: list[_Call] = []
+        self._probes: list[_Probe] = []
+        self._inflight: _Batch | None = None
+        self._kick_scheduled = False
+        self._sweeping = False
+        self._closing: Future[None] | None = None
+        self._input_ended = False
+        self._start_error: str | None = None  # the last start's failure, until one starts
+        self._start_failed_at = 0.0
+        self._batch_error: str | None = None  # the last batch's storage failure, until one commits
+        self._thread: threading.Thread | None = None
+        self._loop_thread: int | None = None
+        if loop is None:
+            loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(
+                target=loop.run_forever, name="conveyor-intake", daemon=True
+            )
+            self._thread.start()
+        self._loop = loop
+        pipe = self._new_pipe()
+        first = pipe.wait_ready()
+        if first is None or first[0] != "ready":
+            pipe.kill()
+            self._stop_own_loop()
+            detail = first[1] if first is not None else "it exited"
+            raise QueueError(f"event queue {path}: the intake process did not start: {detail}")
+        self._pipe: IntakePipe | None = pipe
+        self._ready = True
+        loop.call_soon_threadsafe(self._attach)
 
-    # ------------------------------------------------------------------ the intake process
+    # ------------------------------------------------------------------ callers' side
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
+        pipe = self._pipe
+        return pipe.pid if pipe is not None else None
 
-    def _spawn(self) -> None:
-        cmd = [sys.executable, "-m", "conveyor.receiver.intake_process", child_arg(self._path)]
-        self._proc = subprocess.Popen(
-            [*cmd, self._log_level],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            bufsize=0,
-            env=child_env(self._path),
-        )
-        reply = self._exchange(None)
-        if reply is None or reply[0] != "ready":
-            self._kill()
-            detail = reply[1] if reply is not None else "it exited"
-            raise QueueError(
-                f"event queue {self._path}: the intake process did not start: {detail}"
-            )
-
-    def _kill(self) -> None:
-        if self._proc is not None:
-            with suppress(OSError):
-                self._proc.kill()
-            self._proc.wait()
-            for pipe in (self._proc.stdin, self._proc.stdout):
-                if pipe is not None:
-                    pipe.close()
-            self._proc = None
-
-    def _exchange(self, message: tuple[Any, ...] | None) -> tuple[Any, ...] | None:
-        """Send ``message`` (None: only read) and read the reply; None if the process is gone."""
-        proc = self._proc
-        if proc is None or proc.stdin is None or proc.stdout is None:
-            return None
-        try:
-            if message is not None:
-                write_frame(proc.stdin, message)
-            return read_frame(proc.stdout)
-        except (OSError, ValueError, EOFError, pickle.UnpicklingError):
-            return None  # ValueError: the pipe was closed by close() meanwhile
-
-    def _call(self, message: tuple[Any, ...]) -> tuple[Any, ...]:
-        """One round trip; a dead process fails this call, and the next one starts a new one."""
-        if self._proc is None:
-            self._spawn()
-        reply = self._exchange(message)
-        if reply is None:
-            code = self._proc.poll() if self._proc is not None else None
-            self._kill()
-            raise QueueError(f"event queue: the intake process exited ({code})")
-        return reply
-
-    # ------------------------------------------------------------------ callers' side
+    @property
+    def storage_error(self) -> str | None:
+        """Why intake cannot commit now: the last batch's storage failure (until a batch
+        commits) or the last start's (until one starts)."""
+        return self._batch_error or self._start_error
 
     def _refusal(self) -> QueueError | None:
         if self._stopped:
             return QueueError("event queue: the intake writer is stopped")
-        if not self._thread.is_alive():
-            return QueueError("event queue: the intake writer thread is not running")
+        if self._loop.is_closed() or (self._thread is not None and not self._thread.is_alive()):
+            return QueueError("event queue: the intake writer's event loop is not running")
         return None
+
+    def _post(
+        self, callback: Callable[..., None], *args: Any, closing: bool = False
+    ) -> QueueError | None:
+        """Run ``callback(*args)`` on the writer's loop (from any thread); why not if it cannot
+        (``closing``: the close's own steps, which a stopped writer still takes)."""
+        refusal = None if closing else self._refusal()
+        if refusal is None:
+            try:
+                self._loop.call_soon_threadsafe(callback, *args)
+            except RuntimeError:  # the loop was closed meanwhile
+                return QueueError("event queue: the intake writer's event loop is not running")
+        return refusal
 
     def submit(self, event: NewEvent) -> Future[Accepted]:
         future: Future[Accepted] = Future()
-        refusal = self._refusal()
+        refusal = self._post(self._add_event, (event, future, time.monotonic()))
         if refusal is not None:
             future.set_exception(refusal)
-            return future
-        self._inbox.put((event, future))
         return future
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Run ``EventQueue.<name>(*args, **kwargs)`` in the intake process, with the next batch;
         its result once committed (QueueError if it failed, or did not commit in time)."""
-        refusal = self._refusal()
+        future: Future[Any] = Future()
+        refusal = self._post(self._add_call, (Op(name, args, kwargs), future))
         if refusal is not None:
             raise refusal
-        future: Future[Any] = Future()
-        self._inbox.put((Op(name, args, kwargs), future))
         try:
             return future.result(self._store_timeout_s)
         except FutureTimeout:
@@ -287,127 +272,209 @@ class IntakeWriter:
         refusal = self._refusal()
         if refusal is not None:
             raise refusal
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Accepted] = loop.create_future()
-        self._inbox.put((event, (loop, future)))
-        try:
-            async with asyncio.timeout(self._store_timeout_s):
-                return await future
-        except TimeoutError:
-            # It may still commit later: the sender's resend is then answered as a duplicate.
-            raise QueueError(
-                f"event queue: not committed within {self._store_timeout_s:g} s"
-            ) from None
+        if asyncio.get_running_loop() is not self._loop:
+            return await asyncio.wrap_future(self.submit(event))
+        future: asyncio.Future[Accepted] = self._loop.create_future()
+        self._add_event((event, future, time.monotonic()))
+        return await future
 
     async def probe(self, timeout_s: float) -> float:
         """Round trip through the writer (behind any waiting batch); its duration in seconds.
 
-        Raises QueueError if the writer is stopped, dead, does not answer in time, or its
-        last commit failed for a storage reason.
+        Raises QueueError if the writer is stopped, does not answer in time, cannot start its
+        process, or its last commit failed for a storage reason.
         """
-        refusal = self._refusal()
-        if refusal is not None:
-            raise refusal
         started = time.perf_counter()
         future: Future[float] = Future()
-        self._inbox.put(future)
+        refusal = self._post(self._add_probe, future)
+        if refusal is not None:
+            raise refusal
         try:
             await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
         except TimeoutError:
             raise QueueError(
                 f"event queue: the intake writer did not answer in {timeout_s:g} s"
             ) from None
-        if self.storage_error is not None:
-            raise QueueError(f"event queue: the last commit failed: {self.storage_error}")
+        error = self.storage_error
+        if error is not None:
+            raise QueueError(f"event queue: the last commit failed: {error}")
         return time.perf_counter() - started
 
     def close(self, timeout_s: float = 30.0) -> None:
-        """Commit what is waiting, then stop the thread and the intake process."""
+        """Commit what is waiting, then stop the intake process (and the writer's own loop).
+
+        Not on the writer's loop: it waits for it. A hung intake process is killed after
+        ``timeout_s``: its batch was never acknowledged, so GitLab resends it.
+        """
         if self._stopped:
             return
+        if self._loop_thread == threading.get_ident():
+            raise RuntimeError("IntakeWriter.close() waits for its own event loop")
+        closed: Future[None] = Future()
+        if self._post(self._begin_close, closed, closing=True) is None:
+            with suppress(FutureTimeout):
+                closed.result(timeout_s)
+            if not closed.done():
+                killed: Future[None] = Future()
+                if self._post(self._abort, killed, closing=True) is None:
+                    with suppress(FutureTimeout):
+                        killed.result(5.0)
         self._stopped = True
-        self._inbox.put(None)
-        self._thread.join(timeout_s)
-        proc = self._proc
-        if proc is not None and not self._thread.is_alive() and proc.stdin is not None:
-            proc.stdin.close()  # end of input: the process closes its database and exits
-            with suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout_s)
-        # A hung intake process (the thread still waits on it) is killed: its batch was never
-        # acknowledged, so GitLab resends it. Nothing is left running after a stop.
-        self._kill()
+        self._stop_own_loop()
+        pipe = self._pipe
+        if pipe is not None and (self._loop.is_closed() or not self._loop.is_running()):
+            pipe.kill()  # nobody runs the loop any more: nothing else will
+            self._pipe = None
 
-    # ------------------------------------------------------------------ the thread
-
-    def _run(self) -> None:
-        stop = False
-        while not stop:
-            first = self._inbox.get()
-            if first is None:
-                break
-            batch: list[tuple[NewEvent, _Waiter]] = []
-            calls: list[_Call] = []
-            probes: list[Future[float]] = []
-            item: _Entry = first
-            while True:
-                if item is None:
-                    stop = True
-                    break
-                if isinstance(item, Future):
-                    probes.append(item)
-                elif isinstance(item[0], Op):
-                    calls.append(item)
-                else:
-                    batch.append(item)
-                if len(batch) + len(calls) >= self._max_batch:
-                    break
-                try:
-                    item = self._inbox.get_nowait()
-                except stdlib_queue.Empty:
-                    break
-            try:
-                if batch or calls:
-                    self._commit(batch, calls)
-                for probe in probes:
-                    self._answer_probe(probe)
-            except Exception:
-                log.exception("intake writer: unexpected error (the thread goes on)")
-
-    def _answer_probe(self, probe: Future[float]) -> None:
-        try:
-            reply = self._call(("probe",))
-            if reply[1] is not None:
-                raise QueueError(reply[1])
-        except QueueError as exc:
-            with suppress(InvalidStateError):
-                probe.set_exception(exc)
+    def _stop_own_loop(self) -> None:
+        if self._thread is None:
             return
-        with suppress(InvalidStateError):
-            probe.set_result(time.time())
+        with suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        if not self._thread.is_alive():
+            self._loop.close()
 
-    def _commit(self, batch: list[tuple[NewEvent, _Waiter]], calls: list[_Call]) -> None:
-        outcomes: list[_Outcome]
-        results: list[OpResult]
-        try:
-            reply = self._call(("batch", [event for event, _ in batch], [op for op, _ in calls]))
-            outcomes = [o if isinstance(o, Accepted) else QueueError(o) for o in reply[1]]
-            self.storage_error = reply[2]
-            results = reply[3]
-        except QueueError as exc:
-            self.storage_error = exc.message
-            outcomes = [exc] * len(batch)
-            results = [("error", exc.message)] * len(calls)
-        self._answer(batch, outcomes)
-        for (_, future), (kind, value) in zip(calls, results, strict=True):
-            with suppress(InvalidStateError):
-                if kind == "ok":
-                    future.set_result(value)
-                else:
-                    future.set_exception(QueueError(value))
-        queued_new = any(
-            isinstance(o, Accepted) and not o.duplicate and o.status is Status.QUEUED
-            for o in outcomes
+    # ------------------------------------------------------------------ the loop's side
+
+    def _attach(self) -> None:
+        self._loop_thread = threading.get_ident()
+        if self._pipe is not None:
+            self._pipe.attach()
+        self._kick()
+
+    def _new_pipe(self) -> IntakePipe:
+        return IntakePipe(
+            self._loop, self._command, child_env(self._path), self._message, self._lost
         )
+
+    def _add_event(self, entry: _Event) -> None:
+        self._events.append(entry)
+        self._schedule()
+
+    def _add_call(self, entry: _Call) -> None:
+        self._calls.append(entry)
+        self._schedule()
+
+    def _add_probe(self, future: _Probe) -> None:
+        self._probes.append(future)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        # Once per loop iteration: what the loop's callbacks add meanwhile joins the batch.
+        if not self._kick_scheduled and self._inflight is None:
+            self._kick_scheduled = True
+            self._loop.call_soon(self._kick)
+        if not self._sweeping and self._events:
+            self._sweeping = True
+            self._loop.call_later(SWEEP_S, self._sweep)
+
+    def _kick(self) -> None:
+        """Send the next batch if the intake process is free (or start one)."""
+        self._kick_scheduled = False
+        while self._inflight is None and self._waiting():
+            if self._pipe is None and not self._launch():
+                return
+            if not self._ready:
+                return  # sent once the new process says it is ready
+            assert self._pipe is not None
+            if self._send(self._pipe):
+                return
+        if self._inflight is None and self._closing is not None:
+            if self._pipe is None:
+                self._closed()
+            elif not self._input_ended:
+                self._input_ended = True
+                self._pipe.end_input()  # the process commits nothing more and exits
+
+    def _send(self, pipe: IntakePipe) -> bool:
+        """Send one batch (True) or fail it if it cannot be encoded (False: try the next)."""
+        calls = self._calls[: self._max_batch]
+        del self._calls[: len(calls)]
+        room = self._max_batch - len(calls)
+        events = self._events[:room]
+        del self._events[: len(events)]
+        probes, self._probes = self._probes, []
+        batch = _Batch(events, calls, probes)
+        try:
+            if events or calls:
+                message: tuple[Any, ...] = ("batch", [e[0] for e in events], [c[0] for c in calls])
+            else:
+                message = ("probe",)
+            frame = encode_frame(message)
+        except Exception as exc:
+            log.exception("intake writer: a batch could not be encoded (the writer goes on)")
+            self._fail(batch, QueueError(f"event queue: cannot send the batch ({exc})"))
+            return False
+        self._inflight = batch
+        pipe.send(frame)
+        return True
+
+    def _launch(self) -> bool:
+        """Start a new intake process (False: it cannot be now; what waits has failed)."""
+        if self._closing is not None:
+            self._fail_waiting(QueueError("event queue: the intake writer is stopped"))
+            return False
+        since = time.monotonic() - self._start_failed_at
+        if self._start_error is not None and since < RESTART_AFTER_S:
+            self._fail_waiting(QueueError(f"event queue: {self._start_error}"))
+            return False
+        try:
+            pipe = self._new_pipe()
+        except OSError as exc:
+            self._start_failed(f"cannot start the intake process ({exc.strerror or exc})")
+            return False
+        self._pipe, self._ready, self._input_ended = pipe, False, False
+        pipe.attach()
+        return True
+
+    def _start_failed(self, why: str) -> None:
+        self._start_error = why
+        self._start_failed_at = time.monotonic()
+        log.error("intake process did not start", extra={"error": why})
+        self._fail_waiting(QueueError(f"event queue: {why}"))
+
+    def _message(self, message: tuple[Any, ...]) -> None:
+        try:
+            self._receive(message)
+        except Exception:
+            log.exception("intake writer: unexpected error (the writer goes on)")
+            pipe, self._pipe = self._pipe, None
+            if pipe is not None:
+                pipe.kill()
+                self._lost("the intake writer failed on its reply")
+        self._kick()
+
+    def _receive(self, message: tuple[Any, ...]) -> None:
+        if not self._ready:
+            if message[0] == "ready":
+                self._ready, self._start_error = True, None
+                return
+            pipe, self._pipe = self._pipe, None
+            if pipe is not None:
+                pipe.kill()
+            self._start_failed(f"the intake process did not start: {message[1]}")
+            return
+        batch, self._inflight = self._inflight, None
+        if batch is None:
+            raise ValueError(f"a reply nobody waits for: {message[0]!r}")
+        if message[0] == "probe":
+            self._answer_probes(batch.probes, message[1])
+            return
+        _, outcomes, storage_error, results = message
+        self._batch_error = storage_error
+        queued_new = False
+        for (_, future, _), outcome in zip(batch.events, outcomes, strict=True):
+            if isinstance(outcome, Accepted):
+                _settle(future, outcome)
+                queued_new = queued_new or (
+                    not outcome.duplicate and outcome.status is Status.QUEUED
+                )
+            else:
+                _settle(future, QueueError(outcome))
+        for (_, future), (kind, value) in zip(batch.calls, results, strict=True):
+            _settle(future, value if kind == "ok" else QueueError(value))
+        self._answer_probes(batch.probes, None)
         if queued_new and self._on_commit is not None:
             try:
                 self._on_commit()
@@ -415,49 +482,107 @@ class IntakeWriter:
                 log.exception("intake writer: on_commit failed")
 
     @staticmethod
-    def _answer(batch: list[tuple[NewEvent, _Waiter]], outcomes: list[_Outcome]) -> None:
-        by_loop: dict[
-            asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Accepted], _Outcome]]
-        ] = {}
-        for (_, waiter), outcome in zip(batch, outcomes, strict=True):
-            if isinstance(waiter, Future):
-                with suppress(InvalidStateError):
-                    if isinstance(outcome, QueueError):
-                        waiter.set_exception(outcome)
-                    else:
-                        waiter.set_result(outcome)
-            else:
-                loop, future = waiter
-                by_loop.setdefault(loop, []).append((future, outcome))
-        for loop, items in by_loop.items():
-            # RuntimeError: the loop is closed, nobody waits for these answers any more.
-            with suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle_async, items)
+    def _answer_probes(probes: list[_Probe], error: str | None) -> None:
+        for probe in probes:
+            _settle(probe, QueueError(error) if error is not None else time.time())
+
+    def _lost(self, why: str) -> None:
+        """The intake process is gone (its pipe is closed): fail its batch, start another."""
+        was_ready = self._ready
+        self._pipe, self._ready = None, False
+        batch, self._inflight = self._inflight, None
+        if self._closing is not None and batch is None and not self._waiting():
+            self._closed()  # the end of a close: the process exited at the end of its input
+            return
+        log.error("intake process lost", extra={"error": why})
+        if batch is not None:
+            self._fail(batch, QueueError(f"event queue: {why}"))
+        if not was_ready:
+            self._start_failed(f"the intake process did not start: {why}")
+        elif self._closing is None:
+            self._launch()  # at once, not with the next delivery's wait
+        self._kick()
+
+    def _sweep(self) -> None:
+        """Fail deliveries waiting longer than ``store_timeout_s`` (they may still commit
+        later: the sender's resend is then answered as a duplicate)."""
+        self._sweeping = False
+        limit = time.monotonic() - self._store_timeout_s
+        waiting = self._events + (self._inflight.events if self._inflight is not None else [])
+        late = QueueError(f"event queue: not committed within {self._store_timeout_s:g} s")
+        for _, future, since in waiting:
+            if since < limit:
+                _settle(future, late)
+        if any(not future.done() for _, future, _ in waiting):
+            self._sweeping = True
+            self._loop.call_later(SWEEP_S, self._sweep)
+
+    def _waiting(self) -> bool:
+        return bool(self._events or self._calls or self._probes)
+
+    def _fail(self, batch: _Batch, error: QueueError) -> None:
+        for _, future, _ in batch.events:
+            _settle(future, error)
+        for _, call in batch.calls:
+            _settle(call, error)
+        for probe in batch.probes:
+            _settle(probe, error)
+
+    def _fail_waiting(self, error: QueueError) -> None:
+        batch = _Batch(self._events, self._calls, self._probes)
+        self._events, self._calls, self._probes = [], [], []
+        self._fail(batch, error)
+
+    def _begin_close(self, closed: Future[None]) -> None:
+        self._closing = closed
+        self._stopped = True
+        self._kick()
+
+    def _closed(self) -> None:
+        if self._closing is not None and not self._closing.done():
+            self._closing.set_result(None)
+
+    def _abort(self, killed: Future[None]) -> None:
+        """The close did not finish in time (a hung process): kill it, fail what waits."""
+        stopped = QueueError("event queue: the intake writer is stopped")
+        pipe, self._pipe = self._pipe, None
+        if pipe is not None:
+            pipe.kill()
+        batch, self._inflight = self._inflight, None
+        if batch is not None:
+            self._fail(batch, stopped)
+        self._fail_waiting(stopped)
+        self._closed()
+        killed.set_result(None)
 
 
-def write_frame(pipe: IO[bytes], message: tuple[Any, ...]) -> None:
-    """One message on a pipe between conveyor's own processes: length, then pickle."""
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    pipe.write(len(data).to_bytes(4, "big") + data)
-    pipe.flush()
+SWEEP_S = 1.0  # how often deliveries waiting too long are looked for
+RESTART_AFTER_S = 1.0  # after a failed start, the next waits this long (meanwhile: 503)
+
+_Waiter = Future[Accepted] | asyncio.Future[Accepted]
+_Event = tuple[NewEvent, _Waiter, float]  # the delivery, who waits, since (monotonic)
+_Call = tuple[Op, "Future[Any]"]
+_Probe = Future[float]
 
 
-def read_frame(pipe: IO[bytes]) -> tuple[Any, ...]:
-    """The next message (EOFError at the end of the pipe)."""
-    head = _read_exactly(pipe, 4)
-    message: tuple[Any, ...] = pickle.loads(_read_exactly(pipe, int.from_bytes(head, "big")))
-    return message
+@dataclass(slots=True)
+class _Batch:
+    """What was sent to the intake process in one message, waiting for its reply."""
+
+    events: list[_Event]
+    calls: list[_Call]
+    probes: list[_Probe]
 
 
-def _read_exactly(pipe: IO[bytes], size: int) -> bytes:
-    chunks: list[bytes] = []
-    while size:
-        chunk = pipe.read(size)
-        if not chunk:
-            raise EOFError
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
+def _settle(future: Future[Any] | asyncio.Future[Any], outcome: Any) -> None:
+    """Answer ``future`` unless it is answered already (or cancelled)."""
+    if future.done():
+        return
+    with suppress(InvalidStateError, asyncio.InvalidStateError):
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
 
 
 class WriterQueue(EventQueue):
