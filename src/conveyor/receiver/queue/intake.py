@@ -414,6 +414,7 @@ class IntakeWriter:
         """Start a new intake process (False: it cannot be now; what waits has failed)."""
         if self._closing is not None:
             self._fail_waiting(QueueError("event queue: the intake writer is stopped"))
+            self._closed()
             return False
         since = time.monotonic() - self._start_failed_at
         if self._start_error is not None and since < RESTART_AFTER_S:
@@ -455,11 +456,14 @@ class IntakeWriter:
                 pipe.kill()
             self._start_failed(f"the intake process did not start: {message[1]}")
             return
-        batch, self._inflight = self._inflight, None
+        # The batch stays in flight until it is answered: if answering fails, _lost fails
+        # what is left of it.
+        batch = self._inflight
         if batch is None:
             raise ValueError(f"a reply nobody waits for: {message[0]!r}")
         if message[0] == "probe":
             self._answer_probes(batch.probes, message[1])
+            self._inflight = None
             return
         _, outcomes, storage_error, results = message
         self._batch_error = storage_error
@@ -475,6 +479,7 @@ class IntakeWriter:
         for (_, future), (kind, value) in zip(batch.calls, results, strict=True):
             _settle(future, value if kind == "ok" else QueueError(value))
         self._answer_probes(batch.probes, None)
+        self._inflight = None
         if queued_new and self._on_commit is not None:
             try:
                 self._on_commit()

@@ -20,6 +20,7 @@ from typing import IO, Any
 
 FRAME_HEAD = 4  # bytes of length before each pickled message
 READ_CHUNK = 1 << 20
+EXIT_WAIT_S = 0.1  # how long the end of its output may precede a process's exit
 
 
 def encode_frame(message: tuple[Any, ...]) -> bytes:
@@ -182,8 +183,7 @@ class IntakePipe:
             self._lose(f"cannot read from the intake process ({exc.strerror or exc})")
             return
         if not data:
-            code = self._proc.poll() if self._proc is not None else None
-            self._lose(f"the intake process exited ({code})")
+            self._lose(self._ended())
             return
         try:
             messages = self._reader.feed(data)
@@ -194,6 +194,17 @@ class IntakePipe:
             if self._proc is None:
                 return  # on_message ended this pipe
             self._on_message(message)
+
+    def _ended(self) -> str:
+        """Why the process's output ended: it exited (its code), or it closed its output."""
+        if self._proc is None:
+            return "the intake process exited"
+        with suppress(subprocess.TimeoutExpired):
+            self._proc.wait(EXIT_WAIT_S)  # its output ends as it exits: a moment at most
+        code = self._proc.returncode
+        if code is None:
+            return "the intake process closed its output"
+        return f"the intake process exited ({code})"
 
     def _lose(self, why: str) -> None:
         if self._proc is None:
