@@ -12,9 +12,11 @@ ids and 64 zeros for "no commit".
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Any
 
+from conveyor.receiver.queue import NewEvent, Status
 from conveyor.tokens import project_token
 
 ZERO = "0" * 40
@@ -275,3 +277,17 @@ def headers(
 
 def body(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload).encode()
+
+
+def stored(key: str | None, **fields: Any) -> NewEvent:
+    """A queued push as the receiver hands it to the intake writer (``fields`` override)."""
+    event: dict[str, Any] = {
+        "event_header": "Push Hook",
+        "body": b"{}",
+        "status": Status.QUEUED,
+        "received_at": time.time(),
+        "idempotency_key": key,
+        "project": "demo/app",
+        "ref": "refs/heads/main",
+    }
+    return NewEvent(**(event | fields))

@@ -207,37 +207,17 @@ def test_a_batch_that_cannot_be_sent_fails_alone_and_the_writer_goes_on(
 
 
 def _event(ref: str, key: str) -> NewEvent:
-    return NewEvent(
-        event_header="Push Hook",
-        body=b"{}",
-        status=Status.QUEUED,
-        received_at=time.time(),
-        idempotency_key=key,
-        project="demo/app",
-        ref=ref,
-    )
+    return p.stored(key, ref=ref)
 
 
 def test_a_failing_delivery_does_not_take_its_batch_with_it(tmp_path: Path) -> None:
     writer = IntakeWriter(tmp_path / "events.db")
-
-    def event(ref: str, key: str) -> NewEvent:
-        return NewEvent(
-            event_header="Push Hook",
-            body=b"{}",
-            status=Status.QUEUED,
-            received_at=time.time(),
-            idempotency_key=key,
-            project="demo/app",
-            ref=ref,
-        )
-
     try:
         # One batch: the middle event cannot be stored (its text is not UTF-8).
         futures = [
-            writer.submit(event("refs/heads/a", "a")),
-            writer.submit(event("refs/heads/" + LONE, "b")),
-            writer.submit(event("refs/heads/c", "c")),
+            writer.submit(_event("refs/heads/a", "a")),
+            writer.submit(_event("refs/heads/" + LONE, "b")),
+            writer.submit(_event("refs/heads/c", "c")),
         ]
         outcomes = [f.exception(10) or f.result() for f in futures]
     finally:
@@ -365,20 +345,9 @@ def test_a_database_from_the_previous_version_is_migrated_and_keeps_working(
         assert conn.execute("PRAGMA user_version").fetchone()[0] == queue_mod.SCHEMA_VERSION
         conn.close()
     writer = IntakeWriter(db)
-
-    def event(project: str, key: str) -> NewEvent:
-        return NewEvent(
-            event_header="Push Hook",
-            body=b"{}",
-            status=Status.QUEUED,
-            received_at=time.time(),
-            idempotency_key=key,
-            project=project,
-        )
-
     try:
-        same = writer.submit(event("demo/app", "old-key")).result(10)
-        other = writer.submit(event("demo/other", "old-key")).result(10)
+        same = writer.submit(p.stored("old-key", ref=None)).result(10)
+        other = writer.submit(p.stored("old-key", ref=None, project="demo/other")).result(10)
     finally:
         writer.close()
     assert same.duplicate and same.event_id == 1

@@ -19,6 +19,7 @@ from conveyor.errors import QueueError
 from conveyor.receiver.queue import IntakeWriter, NewEvent, Status
 from conveyor.receiver.queue.intake_pipe import FrameReader, IntakePipe, encode_frame
 from conveyor.receiver.queue.location import open_queue
+from tests.receiver import payloads as p
 
 messages = st.lists(
     st.tuples(st.text(max_size=20), st.binary(max_size=300), st.integers()), max_size=8
@@ -100,15 +101,7 @@ def test_end_input_lets_the_process_finish_what_was_sent() -> None:
 
 
 def event(key: str) -> NewEvent:
-    return NewEvent(
-        event_header="Push Hook",
-        body=b"{}",
-        status=Status.QUEUED,
-        received_at=time.time(),
-        idempotency_key=key,
-        project="demo/app",
-        ref="refs/heads/main",
-    )
+    return p.stored(key)
 
 
 def test_a_delivery_not_committed_in_time_fails_and_the_writer_goes_on(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from conveyor.receiver.queue import NewEvent, Status
 from conveyor.receiver.queue.location import PgLocation, migrate, resolve
 from conveyor.receiver.queue.pg_queue import PgQueue
 from conveyor.receiver.queue.postgres import SCHEMA_VERSION, Database, PgBatchStore
-from tests.receiver import pg
+from tests.receiver import payloads, pg
 
 
 @pytest.fixture
@@ -30,18 +30,7 @@ def url() -> Iterator[str]:
 
 
 def new(key: str, *, lane: str | None = None, targets: tuple[str, ...] = ()) -> NewEvent:
-    return NewEvent(
-        event_header="Push Hook",
-        body=b"{}",
-        status=Status.QUEUED,
-        received_at=time.time(),
-        idempotency_key=key,
-        project="demo/app",
-        ref="refs/heads/main",
-        sha="a" * 40,
-        lane=lane,
-        deploy_targets=targets,
-    )
+    return payloads.stored(key, sha="a" * 40, lane=lane, deploy_targets=targets)
 
 
 def test_receivers_starting_at_once_migrate_once(url: str) -> None:

@@ -21,6 +21,7 @@ from conveyor.receiver.queue import (
     open_database,
 )
 from conveyor.receiver.queue.location import Location, open_queue
+from tests.receiver import payloads
 
 
 def new(
@@ -30,14 +31,10 @@ def new(
     targets: tuple[str, ...] = (),
     status: Status = Status.QUEUED,
 ) -> NewEvent:
-    return NewEvent(
-        event_header="Push Hook",
+    return payloads.stored(
+        key,
         body=b'{"ref": "refs/heads/main"}',
         status=status,
-        received_at=time.time(),
-        idempotency_key=key,
-        project="demo/app",
-        ref="refs/heads/main",
         sha="a" * 40,
         lane=lane,
         deploy_targets=targets,

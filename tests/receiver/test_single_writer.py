@@ -7,7 +7,6 @@ the server's process takes SQLite's write lock while deliveries wait for theirs.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +20,7 @@ from tests.receiver import payloads as p
 
 
 def _event(key: str, lane: str | None = None) -> NewEvent:
-    return NewEvent(
-        event_header="Push Hook",
-        body=b"{}",
-        status=Status.QUEUED,
-        received_at=time.time(),
-        idempotency_key=key,
-        project="demo/app",
-        ref="refs/heads/main",
-        sha="a" * 40,
-        lane=lane,
-    )
+    return p.stored(key, sha="a" * 40, lane=lane)
 
 
 def test_workers_write_nothing_in_the_servers_process(
