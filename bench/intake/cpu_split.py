@@ -4,7 +4,7 @@
 
 One ``wrk -t2 -c32 -d10s`` run (as ``run.py``) against a fresh ``conveyor serve --dispatch none``,
 then, per request: the serving process's user and system CPU (its event loop thread apart from
-its other threads: the intake writer, the workers, the checkpointer), the intake process's, wrk's
+its other threads: the workers, the checkpointer, the pruner), the intake process's, wrk's
 own, and how idle the machine stayed. ``--baseline SRC`` alternates with a server run from
 another checkout's ``src``, so that each pair shares the machine's state of the moment.
 """

@@ -129,7 +129,7 @@ def test_a_killed_intake_process_fails_its_batch_and_the_next_delivery_is_stored
     answers: list[httpx.Response] = []
     sender = threading.Thread(target=lambda: answers.append(post(running, p.push(branch="lost"))))
     sender.start()
-    running.wait_for(lambda: intake._inflight is not None)
+    running.wait_for(lambda: bool(intake._flight))
     os.kill(first, signal.SIGKILL)
     sender.join(10)
     [failed] = answers
@@ -177,7 +177,7 @@ def test_a_batch_larger_than_the_pipe_never_blocks_the_event_loop(start_receiver
     sender = threading.Thread(target=lambda: answers.append(post(running, big).status_code))
     try:
         sender.start()
-        running.wait_for(lambda: intake._inflight is not None)
+        running.wait_for(lambda: bool(intake._flight))
         # The loop still serves: a write that blocked it would leave this unanswered.
         assert running.client.get("/metrics", timeout=5).status_code == 200
     finally:

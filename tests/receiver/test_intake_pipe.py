@@ -146,3 +146,51 @@ def test_close_commits_everything_already_submitted(tmp_path: Path) -> None:
         assert len(queue.list_events(limit=100)) == 60
     finally:
         queue.close()
+
+
+def _wait(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+def test_a_second_batch_is_sent_before_the_first_is_answered(tmp_path: Path) -> None:
+    writer = IntakeWriter(tmp_path / "events.db")
+    assert writer.pid is not None
+    pid = writer.pid
+    try:
+        os.kill(pid, signal.SIGSTOP)
+        first = writer.submit(event("a"))
+        _wait(lambda: len(writer._flight) == 1)
+        second = writer.submit(event("b"))
+        _wait(lambda: len(writer._flight) == 2)  # sent behind the first, not held back
+        third = writer.submit(event("c"))
+        time.sleep(0.1)
+        assert len(writer._flight) == 2 and len(writer._events) == 1  # at most IN_FLIGHT
+        os.kill(pid, signal.SIGCONT)
+        ids = [f.result(10).event_id for f in (first, second, third)]
+        assert ids == sorted(ids)  # each reply answered the batch it belongs to
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        writer.close()
+
+
+def test_every_batch_in_flight_fails_when_the_process_dies(tmp_path: Path) -> None:
+    writer = IntakeWriter(tmp_path / "events.db")
+    assert writer.pid is not None
+    pid = writer.pid
+    try:
+        os.kill(pid, signal.SIGSTOP)
+        first = writer.submit(event("a"))
+        _wait(lambda: len(writer._flight) == 1)
+        second = writer.submit(event("b"))
+        _wait(lambda: len(writer._flight) == 2)
+        os.kill(pid, signal.SIGKILL)
+        for future in (first, second):
+            with pytest.raises(QueueError, match="exited"):
+                future.result(10)
+        _wait(lambda: writer.pid not in (None, pid))
+        assert writer.submit(event("b")).result(10).duplicate is False  # never committed
+    finally:
+        writer.close()

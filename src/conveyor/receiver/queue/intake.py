@@ -14,6 +14,7 @@ import sqlite3
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -139,11 +140,11 @@ class IntakeWriter:
     :meth:`store` (async) and :meth:`submit` (a concurrent Future) resolve with
     :class:`Accepted` once the row is committed, or fail with :class:`QueueError`. The writer
     runs on one event loop: the server's (``loop``), or a private one in a thread of its own
-    when none is given. Whenever the intake process (``conveyor.receiver.intake_process``: a
-    :class:`BatchStore`, ``synchronous=FULL``) is not busy, the loop sends it every delivery
-    waiting at that moment as one batch, and answers them all from the reply, in the same
-    callback that reads it: on the server's loop, a delivery costs no thread hand-off and no
-    wake-up of its own. The commits run outside this process's GIL. ``on_commit`` is called
+    when none is given. Whenever fewer than :data:`IN_FLIGHT` batches wait for the intake
+    process (``conveyor.receiver.intake_process``: a :class:`BatchStore`,
+    ``synchronous=FULL``), the loop sends it every delivery waiting at that moment as one
+    batch, and answers them all from the reply, in the same callback that reads it: on the
+    server's loop, a delivery costs no thread hand-off and no wake-up of its own. The commits run outside this process's GIL. ``on_commit`` is called
     after each batch that queued new work.
 
     :meth:`call` (blocking, for worker threads) sends a worker's write (:data:`WORKER_OPS`) with
@@ -152,7 +153,7 @@ class IntakeWriter:
     lock while deliveries are waiting for theirs.
 
     The pipes never block the loop (:class:`IntakePipe`). If the intake process dies, the
-    loop sees it at once: the batch it held fails (503: GitLab resends) and a new process is
+    loop sees it at once: the batches it held fail (503: GitLab resends) and a new process is
     started for what waits. :meth:`probe` is a round trip through the same process, behind
     any waiting batch, so a writer that is stopped, wedged or failing its commits shows in
     ``/healthz``. A delivery not committed within ``store_timeout_s`` fails (a sweep once a
@@ -185,7 +186,7 @@ class IntakeWriter:
         self._events: list[_Event] = []
         self._calls: list[_Call] = []
         self._probes: list[_Probe] = []
-        self._inflight: _Batch | None = None
+        self._flight: deque[_Batch] = deque()  # sent, in order, each waiting for its reply
         self._kick_scheduled = False
         self._sweeping = False
         self._closing: Future[None] | None = None
@@ -362,7 +363,7 @@ class IntakeWriter:
 
     def _schedule(self) -> None:
         # Once per loop iteration: what the loop's callbacks add meanwhile joins the batch.
-        if not self._kick_scheduled and self._inflight is None:
+        if not self._kick_scheduled and len(self._flight) < IN_FLIGHT:
             self._kick_scheduled = True
             self._loop.call_soon(self._kick)
         if not self._sweeping and self._events:
@@ -370,9 +371,10 @@ class IntakeWriter:
             self._loop.call_later(SWEEP_S, self._sweep)
 
     def _kick(self) -> None:
-        """Send the next batch if the intake process is free (or start one)."""
+        """Send the next batches while fewer than IN_FLIGHT wait for replies (or start a
+        process)."""
         self._kick_scheduled = False
-        while self._inflight is None and self._waiting():
+        while len(self._flight) < IN_FLIGHT and self._waiting():
             if self._pipe is None and not self._launch():
                 return
             if not self._ready:
@@ -380,7 +382,7 @@ class IntakeWriter:
             assert self._pipe is not None
             if self._send(self._pipe):
                 return
-        if self._inflight is None and self._closing is not None:
+        if not self._flight and self._closing is not None:
             if self._pipe is None:
                 self._closed()
             elif not self._input_ended:
@@ -406,7 +408,7 @@ class IntakeWriter:
             log.exception("intake writer: a batch could not be encoded (the writer goes on)")
             self._fail(batch, QueueError(f"event queue: cannot send the batch ({exc})"))
             return False
-        self._inflight = batch
+        self._flight.append(batch)
         pipe.send(frame)
         return True
 
@@ -456,14 +458,14 @@ class IntakeWriter:
                 pipe.kill()
             self._start_failed(f"the intake process did not start: {message[1]}")
             return
-        # The batch stays in flight until it is answered: if answering fails, _lost fails
-        # what is left of it.
-        batch = self._inflight
-        if batch is None:
+        # Replies come in the order the batches were sent. A batch stays in flight until it is
+        # answered: if answering fails, _lost fails what is left of it.
+        if not self._flight:
             raise ValueError(f"a reply nobody waits for: {message[0]!r}")
+        batch = self._flight[0]
         if message[0] == "probe":
             self._answer_probes(batch.probes, message[1])
-            self._inflight = None
+            self._flight.popleft()
             return
         _, outcomes, storage_error, results = message
         self._batch_error = storage_error
@@ -479,7 +481,7 @@ class IntakeWriter:
         for (_, future), (kind, value) in zip(batch.calls, results, strict=True):
             _settle(future, value if kind == "ok" else QueueError(value))
         self._answer_probes(batch.probes, None)
-        self._inflight = None
+        self._flight.popleft()
         if queued_new and self._on_commit is not None:
             try:
                 self._on_commit()
@@ -492,15 +494,15 @@ class IntakeWriter:
             _settle(probe, QueueError(error) if error is not None else time.time())
 
     def _lost(self, why: str) -> None:
-        """The intake process is gone (its pipe is closed): fail its batch, start another."""
+        """The intake process is gone (its pipe is closed): fail its batches, start another."""
         was_ready = self._ready
         self._pipe, self._ready = None, False
-        batch, self._inflight = self._inflight, None
-        if self._closing is not None and batch is None and not self._waiting():
+        lost, self._flight = self._flight, deque()
+        if self._closing is not None and not lost and not self._waiting():
             self._closed()  # the end of a close: the process exited at the end of its input
             return
         log.error("intake process lost", extra={"error": why})
-        if batch is not None:
+        for batch in lost:
             self._fail(batch, QueueError(f"event queue: {why}"))
         if not was_ready:
             self._start_failed(f"the intake process did not start: {why}")
@@ -513,7 +515,7 @@ class IntakeWriter:
         later: the sender's resend is then answered as a duplicate)."""
         self._sweeping = False
         limit = time.monotonic() - self._store_timeout_s
-        waiting = self._events + (self._inflight.events if self._inflight is not None else [])
+        waiting = self._events + [event for batch in self._flight for event in batch.events]
         late = QueueError(f"event queue: not committed within {self._store_timeout_s:g} s")
         for _, future, since in waiting:
             if since < limit:
@@ -553,14 +555,18 @@ class IntakeWriter:
         pipe, self._pipe = self._pipe, None
         if pipe is not None:
             pipe.kill()
-        batch, self._inflight = self._inflight, None
-        if batch is not None:
+        lost, self._flight = self._flight, deque()
+        for batch in lost:
             self._fail(batch, stopped)
         self._fail_waiting(stopped)
         self._closed()
         killed.set_result(None)
 
 
+# Batches sent ahead of the reply to the one before: the intake process reads the next as soon
+# as it has answered one, instead of waiting for this loop's next turn (bench/RESULTS.md: about
+# 1.1x the throughput of one at a time, though batches are smaller).
+IN_FLIGHT = 2
 SWEEP_S = 1.0  # how often deliveries waiting too long are looked for
 RESTART_AFTER_S = 1.0  # after a failed start, the next waits this long (meanwhile: 503)
 
