@@ -371,8 +371,10 @@ class IntakeWriter:
             self._loop.call_later(SWEEP_S, self._sweep)
 
     def _kick(self) -> None:
-        """Send the next batches while fewer than IN_FLIGHT wait for replies (or start a
-        process)."""
+        """Send the next batch if fewer than IN_FLIGHT wait for replies (or start a process).
+
+        One a turn: a second batch gathers what arrives until the loop's next turn, rather
+        than leaving at once with a single delivery."""
         self._kick_scheduled = False
         while len(self._flight) < IN_FLIGHT and self._waiting():
             if self._pipe is None and not self._launch():
