@@ -8,6 +8,7 @@ import asyncio
 import os
 import signal
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conveyor.errors import QueueError
-from conveyor.receiver.queue import IntakeWriter, NewEvent, Status
+from conveyor.receiver.queue import Accepted, IntakeWriter, NewEvent, Status
 from conveyor.receiver.queue.intake_pipe import FrameReader, IntakePipe, encode_frame
 from conveyor.receiver.queue.location import open_queue
 from tests.receiver import payloads as p
@@ -155,16 +156,24 @@ def _wait(predicate: Any, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
+def _two_in_flight(writer: IntakeWriter) -> tuple[int, list[Future[Accepted]]]:
+    """Stop the intake process, then send it two batches (one delivery each)."""
+    assert writer.pid is not None
+    pid = writer.pid
+    os.kill(pid, signal.SIGSTOP)
+    first = writer.submit(event("a"))
+    _wait(lambda: len(writer._flight) == 1)
+    second = writer.submit(event("b"))
+    _wait(lambda: len(writer._flight) == 2)  # sent behind the first, not held back
+    return pid, [first, second]
+
+
 def test_a_second_batch_is_sent_before_the_first_is_answered(tmp_path: Path) -> None:
     writer = IntakeWriter(tmp_path / "events.db")
     assert writer.pid is not None
     pid = writer.pid
     try:
-        os.kill(pid, signal.SIGSTOP)
-        first = writer.submit(event("a"))
-        _wait(lambda: len(writer._flight) == 1)
-        second = writer.submit(event("b"))
-        _wait(lambda: len(writer._flight) == 2)  # sent behind the first, not held back
+        pid, (first, second) = _two_in_flight(writer)
         third = writer.submit(event("c"))
         time.sleep(0.1)
         assert len(writer._flight) == 2 and len(writer._events) == 1  # at most IN_FLIGHT
@@ -178,16 +187,10 @@ def test_a_second_batch_is_sent_before_the_first_is_answered(tmp_path: Path) -> 
 
 def test_every_batch_in_flight_fails_when_the_process_dies(tmp_path: Path) -> None:
     writer = IntakeWriter(tmp_path / "events.db")
-    assert writer.pid is not None
-    pid = writer.pid
     try:
-        os.kill(pid, signal.SIGSTOP)
-        first = writer.submit(event("a"))
-        _wait(lambda: len(writer._flight) == 1)
-        second = writer.submit(event("b"))
-        _wait(lambda: len(writer._flight) == 2)
+        pid, in_flight = _two_in_flight(writer)
         os.kill(pid, signal.SIGKILL)
-        for future in (first, second):
+        for future in in_flight:
             with pytest.raises(QueueError, match="exited"):
                 future.result(10)
         _wait(lambda: writer.pid not in (None, pid))

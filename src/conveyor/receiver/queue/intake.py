@@ -444,9 +444,7 @@ class IntakeWriter:
             self._receive(message)
         except Exception:
             log.exception("intake writer: unexpected error (the writer goes on)")
-            pipe, self._pipe = self._pipe, None
-            if pipe is not None:
-                pipe.kill()
+            if self._drop_pipe():
                 self._lost("the intake writer failed on its reply")
         self._kick()
 
@@ -455,9 +453,7 @@ class IntakeWriter:
             if message[0] == "ready":
                 self._ready, self._start_error = True, None
                 return
-            pipe, self._pipe = self._pipe, None
-            if pipe is not None:
-                pipe.kill()
+            self._drop_pipe()
             self._start_failed(f"the intake process did not start: {message[1]}")
             return
         # Replies come in the order the batches were sent. A batch stays in flight until it is
@@ -499,13 +495,11 @@ class IntakeWriter:
         """The intake process is gone (its pipe is closed): fail its batches, start another."""
         was_ready = self._ready
         self._pipe, self._ready = None, False
-        lost, self._flight = self._flight, deque()
-        if self._closing is not None and not lost and not self._waiting():
+        if self._closing is not None and not self._flight and not self._waiting():
             self._closed()  # the end of a close: the process exited at the end of its input
             return
         log.error("intake process lost", extra={"error": why})
-        for batch in lost:
-            self._fail(batch, QueueError(f"event queue: {why}"))
+        self._fail_flight(QueueError(f"event queue: {why}"))
         if not was_ready:
             self._start_failed(f"the intake process did not start: {why}")
         elif self._closing is None:
@@ -537,6 +531,18 @@ class IntakeWriter:
         for probe in batch.probes:
             _settle(probe, error)
 
+    def _fail_flight(self, error: QueueError) -> None:
+        lost, self._flight = self._flight, deque()
+        for batch in lost:
+            self._fail(batch, error)
+
+    def _drop_pipe(self) -> bool:
+        """Kill the intake process, if there is one (whether there was)."""
+        pipe, self._pipe = self._pipe, None
+        if pipe is not None:
+            pipe.kill()
+        return pipe is not None
+
     def _fail_waiting(self, error: QueueError) -> None:
         batch = _Batch(self._events, self._calls, self._probes)
         self._events, self._calls, self._probes = [], [], []
@@ -554,12 +560,8 @@ class IntakeWriter:
     def _abort(self, killed: Future[None]) -> None:
         """The close did not finish in time (a hung process): kill it, fail what waits."""
         stopped = QueueError("event queue: the intake writer is stopped")
-        pipe, self._pipe = self._pipe, None
-        if pipe is not None:
-            pipe.kill()
-        lost, self._flight = self._flight, deque()
-        for batch in lost:
-            self._fail(batch, stopped)
+        self._drop_pipe()
+        self._fail_flight(stopped)
         self._fail_waiting(stopped)
         self._closed()
         killed.set_result(None)
