@@ -172,21 +172,24 @@ def project_path_of(payload: Mapping[str, Any]) -> str | None:
     return None
 
 
-def project_id_of(payload: Mapping[str, Any]) -> int | None:
-    """GitLab's numeric id of the payload's project (``project_id``,
-    ``object_attributes.target_project_id``, ``project.id``), or None when none is given or the
-    ones given disagree (the id verifies the token and routes the event: it must be one id)."""
+def project_ids_named(payload: Mapping[str, Any]) -> tuple[int, ...]:
+    """The project ids a payload gives (``project_id``, ``object_attributes.target_project_id``,
+    ``project.id``), each once, in that order; they may disagree."""
     attrs = payload.get("object_attributes")
-    found = {
-        value
-        for value in (
-            _int(payload, "project_id"),
-            _int(attrs, "target_project_id") if isinstance(attrs, Mapping) else None,
-            _int(_project(payload), "id"),
-        )
-        if value is not None and value > 0
-    }
-    return found.pop() if len(found) == 1 else None
+    found = (
+        _int(payload, "project_id"),
+        _int(attrs, "target_project_id") if isinstance(attrs, Mapping) else None,
+        _int(_project(payload), "id"),
+    )
+    return tuple(dict.fromkeys(value for value in found if value is not None and value > 0))
+
+
+def project_id_of(payload: Mapping[str, Any]) -> int | None:
+    """GitLab's numeric id of the payload's project (:func:`project_ids_named`), or None when
+    none is given or the ones given disagree (the id verifies the token and routes the event:
+    it must be one id)."""
+    found = project_ids_named(payload)
+    return found[0] if len(found) == 1 else None
 
 
 def parse_event(event_header: str, payload: Mapping[str, Any]) -> GitLabEvent:

@@ -5,9 +5,15 @@ A delivery is checked in this order, cheapest first; the first failure answers:
 1. ``Content-Length`` over the limit -> 413; ``Content-Type`` not JSON -> 415;
    no ``X-Gitlab-Event`` -> 400; no ``X-Gitlab-Token`` -> 401.
 2. The body is read up to the limit (413 beyond; large bodies only within the memory budget,
-   else 503 + ``Retry-After``). Before anything parses it, the token is checked against the
-   projects the raw bytes name (``claims.py``, a byte scan) -> else 401: an unauthenticated
-   sender never costs a parse. A body longer than ``EARLY_CHECK_BYTES`` is checked the same
+   else 503 + ``Retry-After``). A body of up to ``PARSE_FIRST_BYTES`` (a push is ~1-5 KB) is
+   parsed first: orjson reads a push in a quarter of the time the byte scan below takes, and
+   no body that small costs more to parse than about two requests cost to serve (0.35 ms at
+   worst for 8 KB of empty objects). If it is an object naming its project, the token is
+   checked against that project (the check below, on the parsed project) -> else 401. Any
+   other body (larger, not JSON, not an object, no project) is checked, before anything
+   parses it, against the projects the raw bytes name (``claims.py``, a byte scan) -> else 401:
+   an unauthenticated sender never costs a parse of a larger body. A body longer than
+   ``EARLY_CHECK_BYTES`` is checked the same
    way once that much of it has arrived, if its project's path is in it: a token that matches
    none of the projects named so far is refused at once (401, connection closed), so such a
    sender never costs the rest of the read either. (GitLab writes a payload's project, id
@@ -66,6 +72,7 @@ from conveyor.gitlab.events import (
     header_kind,
     parse_event,
     project_id_of,
+    project_ids_named,
     project_path_of,
 )
 from conveyor.gitlab.status import CommitState, status_target
@@ -105,6 +112,7 @@ DEFAULT_MAX_BODY = 25 * 1024 * 1024  # GitLab sends payloads up to 25 MB
 DEFAULT_BODY_MEMORY = 64 * 1024 * 1024
 SMALL_BODY = 64 * 1024  # bodies up to this size are not counted against the body budget
 INLINE_PARSE_BYTES = 256 * 1024  # larger bodies are parsed (and signatures checked) on a thread
+PARSE_FIRST_BYTES = 8 * 1024  # bodies up to this size are parsed before the token check
 DIAGNOSE_BYTES = 1024 * 1024  # up to this size an invalid body is re-read to name the bad field
 EARLY_CHECK_BYTES = 64 * 1024  # a longer body's token is checked once this much has arrived
 RETRY_AFTER_S = 5
@@ -126,6 +134,7 @@ class ReceiverOptions:
     spec_files: tuple[Path, ...] = ()  # the served specs (the dashboard's deploys)
     dashboard_token: str | None = None  # CONVEYOR_DASHBOARD_TOKEN (see conveyor.dashboard.access)
     hook_sources: tuple[Network, ...] = ()  # --hook-source: empty, any address (see sources.py)
+    parse_first_bytes: int = PARSE_FIRST_BYTES  # 0: every body is scanned before a parse
 
 
 class Receiver:
@@ -443,6 +452,56 @@ async def _claims(receiver: Receiver, body: bytes) -> Claims:
         return await asyncio.to_thread(claimed_projects, body)
 
 
+def _parsed_first(body: bytes, limit: int) -> Mapping[str, Any] | None:
+    """A body of up to ``limit`` bytes parsed, if it is a JSON object naming its project.
+
+    ``None`` for any other body: it is authenticated from its raw bytes instead
+    (:func:`_authenticate_raw`), and answered exactly as if it had never been parsed here.
+    """
+    if len(body) > limit:
+        return None
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(payload, Mapping) or project_path_of(payload) is None:
+        return None
+    return payload
+
+
+def _parsed_claims(payload: Mapping[str, Any]) -> Claims:
+    """The project a parsed payload names, as :func:`_claims_authenticate` takes it: its path
+    and every id it gives, as the byte scan finds them (a token for any of them passes this
+    check; the payload's one id, or its path, is checked after it)."""
+    path = project_path_of(payload)
+    assert path is not None  # _parsed_first keeps only payloads naming a project
+    return Claims(paths=(path,), invalid=(), ids=project_ids_named(payload))
+
+
+async def _authenticate_raw(
+    receiver: Receiver, token: str, body: bytes, now: datetime
+) -> _Answer | None:
+    """The token checked against the projects the raw ``body`` names (never parsed here)."""
+    claims = await _claims(receiver, body)
+    if not claims.paths:
+        if claims.invalid:
+            return _reject(
+                receiver,
+                400,
+                "project_invalid",
+                f"{claims.invalid[0]} is not valid Unicode text",
+            )
+        return _reject(
+            receiver,
+            401,
+            "project_unknown",
+            "payload names no project; the token cannot be verified",
+        )
+    if not _claims_authenticate(receiver, token, claims, now):
+        return _wrong_token(receiver)
+    return None
+
+
 async def _parse(receiver: Receiver, body: bytes) -> Any:
     """``orjson.loads``; large bodies on a thread, one at a time (only after the token check)."""
     if len(body) <= INLINE_PARSE_BYTES:
@@ -589,24 +648,14 @@ async def _deliver(receiver: Receiver, scope: Scope, receive: Receive, hold: _Ho
 
     body = await _read_body(receiver, receive, declared, hold, early)
     now = datetime.now(UTC)
-    # Authenticate from what is cheap: the projects the raw body names (a byte scan), so an
-    # unauthenticated sender never makes us parse its body.
-    claims = await _claims(receiver, body)
-    if not claims.paths:
-        if claims.invalid:
-            return _reject(
-                receiver,
-                400,
-                "project_invalid",
-                f"{claims.invalid[0]} is not valid Unicode text",
-            )
-        return _reject(
-            receiver,
-            401,
-            "project_unknown",
-            "payload names no project; the token cannot be verified",
-        )
-    if not _claims_authenticate(receiver, token, claims, now):
+    # Authenticate from what is cheap: a small body's parse, else the projects the raw body
+    # names (a byte scan), so an unauthenticated sender never makes us parse a large body.
+    payload = _parsed_first(body, opts.parse_first_bytes)
+    if payload is None:
+        refusal = await _authenticate_raw(receiver, token, body, now)
+        if refusal is not None:
+            return refusal
+    elif not _claims_authenticate(receiver, token, _parsed_claims(payload), now):
         return _wrong_token(receiver)
     webhook_id: str | None = None
     if opts.signing_keys or opts.require_signature:
@@ -623,11 +672,12 @@ async def _deliver(receiver: Receiver, scope: Scope, receive: Receive, hold: _Ho
         if not sig.ok:
             return _reject(receiver, 401, sig.reason or "signature", "webhook signature not valid")
         webhook_id = sig.webhook_id
-    try:
-        payload = await _parse(receiver, body)
-    except orjson.JSONDecodeError as exc:
-        reason, message = _not_json(body, exc)
-        return _reject(receiver, 400, reason, message)
+    if payload is None:
+        try:
+            payload = await _parse(receiver, body)
+        except orjson.JSONDecodeError as exc:
+            reason, message = _not_json(body, exc)
+            return _reject(receiver, 400, reason, message)
     if not isinstance(payload, Mapping):
         return _reject(receiver, 400, "not_object", "body must be a JSON object")
     project = project_path_of(payload)

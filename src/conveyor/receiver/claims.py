@@ -9,7 +9,10 @@ on the event loop before the sender is authenticated would let anyone stall inta
 JSON is tens of milliseconds of parsing). This scan finds the fields that name the project
 (``"path_with_namespace": "..."``, the old ``"homepage": "..."`` and ``"project_name": "..."``,
 the same three :func:`conveyor.gitlab.events.project_path_of` reads) with byte searches, so an
-unauthenticated body costs one pass of ``bytes.find``, never a parse.
+unauthenticated body costs one pass of ``bytes.find``, never a parse. (Bodies of up to
+``conveyor.receiver.app.PARSE_FIRST_BYTES`` that parse to an object naming its project skip this
+scan: for them orjson is the cheaper of the two, 4 against 17 µs for a push, and at worst a
+fraction of a millisecond.)
 
 It is a filter, not the check: a token that matches none of the claimed projects is refused at
 once; one that matches is checked again against the parsed payload, which is the authority. A
