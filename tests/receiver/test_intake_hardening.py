@@ -194,7 +194,7 @@ def test_a_batch_that_cannot_be_sent_fails_alone_and_the_writer_goes_on(
     real = intake_mod.encode_frame
 
     def encode(message: tuple[Any, ...]) -> bytes:
-        if message[0] == "batch" and message[1][0].ref == "refs/heads/boom":
+        if message[0] == "batch" and b"refs/heads/boom" in message[1][0].body:
             raise RuntimeError("injected failure")
         return real(message)
 

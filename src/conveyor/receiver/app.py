@@ -25,7 +25,9 @@ A delivery is checked in this order, cheapest first; the first failure answers:
    during a rotation overlap, previous secret; an old path-keyed token until the project's first
    id token, see ``routing.ProjectIds``), compared in constant time -> else 401. With a signing key configured,
    the Standard Webhooks signature must verify too -> else 401.
-4. The event is routed and committed to the queue, *then* answered: 202 ``{"id", "status"}``
+4. The event is routed (``admission.py``: by the intake process, off the event loop, unless
+   its body was large enough to be parsed on a thread) and committed to the queue, *then*
+   answered: 202 ``{"id", "status"}``
    (``queued`` or ``ignored`` with a ``reason``), or 200 with ``"duplicate": true`` for a
    resend with a known ``Idempotency-Key``. A storage failure is the only 5xx (503: GitLab
    will resend).
@@ -68,27 +70,22 @@ from conveyor.dashboard import PREFIX as DASHBOARD_PREFIX
 from conveyor.dashboard import Dashboard
 from conveyor.errors import QueueError
 from conveyor.gitlab.events import (
-    PayloadError,
     header_kind,
-    parse_event,
     project_id_of,
     project_ids_named,
     project_path_of,
 )
-from conveyor.gitlab.status import CommitState, status_target
 from conveyor.receiver import metrics as metrics_mod
+from conveyor.receiver.admission import Admission, RoutingFeed
 from conveyor.receiver.claims import Claims, claimed_projects
 from conveyor.receiver.dispatch import Dispatcher
 from conveyor.receiver.metrics import Metrics
 from conveyor.receiver.queue import (
-    Accepted,
     Checkpointer,
+    Delivery,
     IntakeWriter,
-    NewEvent,
     QueueStore,
-    Status,
-    StatusUpdate,
-    short_ref,
+    Refusal,
 )
 from conveyor.receiver.queue.location import (
     Location,
@@ -98,7 +95,7 @@ from conveyor.receiver.queue.location import (
     server_lock,
 )
 from conveyor.receiver.retention import Pruner, RetentionPolicy
-from conveyor.receiver.routing import Ignore, Router
+from conveyor.receiver.routing import Router
 from conveyor.receiver.sources import Network, source_allowed
 from conveyor.receiver.statuses import GitLabStatusPoster, StatusSender
 from conveyor.receiver.verify import DEFAULT_TOLERANCE_S, check_signature, token_matches
@@ -161,6 +158,11 @@ class Receiver:
             base, post_statuses=settings.gitlab_configured and base.post_statuses
         )
         self.metrics = Metrics()
+        self.admission = Admission(
+            router,
+            post_statuses=self.worker_options.post_statuses,
+            job_url=dispatcher.job_url,
+        )
         self.budget = BodyBudget(self.options.body_memory_bytes)
         self.parse_slot = asyncio.Semaphore(1)
         self.statuses: StatusSender | None = None
@@ -203,7 +205,13 @@ class Receiver:
                 statuses.wake()
 
         level = logging.getLevelName(log.getEffectiveLevel()).lower()
-        self.intake = IntakeWriter(self.db_path, loop=loop, on_commit=committed, log_level=level)
+        self.intake = IntakeWriter(
+            self.db_path,
+            loop=loop,
+            on_commit=committed,
+            log_level=level,
+            routing=RoutingFeed(self.admission),
+        )
         self.pool = WorkerPool(
             self.db_path,
             self.router,
@@ -687,13 +695,27 @@ async def _deliver(receiver: Receiver, scope: Scope, receive: Receive, hold: _Ho
     project_id = project_id_of(payload)
     if not receiver.router.check_token(receiver.settings, token, project_id, project, now):
         return _wrong_token(receiver)
-    new = _route(receiver, event_header.strip(), payload, body, idem_key, headers, webhook_id)
-    del payload  # only the raw body is kept while the event is committed
-    if isinstance(new, _Answer):
-        return new
-    assert receiver.intake is not None
+    delivery = Delivery(
+        event_header=event_header.strip(),
+        body=body,
+        received_at=time.time(),
+        idempotency_key=idem_key,
+        delivery_uuid=headers.get("x-gitlab-webhook-uuid"),
+        webhook_id=webhook_id,
+    )
+    assert receiver.intake is not None and receiver.admission is not None
     try:
-        accepted: Accepted = await receiver.intake.store(new)
+        if len(body) <= INLINE_PARSE_BYTES:
+            # routed by the intake process, off this loop (see conveyor.receiver.admission)
+            del payload  # only the raw body is kept while the event is committed
+            outcome = await receiver.intake.deliver(delivery)
+        else:  # parsed on a thread here already: routed here, not parsed again over there
+            routed = receiver.admission.admit(delivery, payload)
+            del payload
+            if isinstance(routed, Refusal):
+                outcome = routed
+            else:
+                outcome = await receiver.intake.store(routed)
     except QueueError as exc:
         log.error("event not stored", extra={"error": exc.message, "project": project})
         return _reject(
@@ -703,6 +725,9 @@ async def _deliver(receiver: Receiver, scope: Scope, receive: Receive, hold: _Ho
             "event could not be stored; resend",
             retry_after=RETRY_AFTER_S,
         )
+    if isinstance(outcome, Refusal):
+        return _reject(receiver, 400, outcome.reason, outcome.message)
+    accepted = outcome
     if accepted.duplicate:
         receiver.metrics.inc("conveyor_webhooks_deduplicated_total")
         log.info("duplicate delivery", extra={"event_id": accepted.event_id, "project": project})
@@ -715,58 +740,6 @@ async def _deliver(receiver: Receiver, scope: Scope, receive: Receive, hold: _Ho
     if accepted.reason:
         answer["reason"] = accepted.reason
     return _Answer(202, answer)
-
-
-def _route(
-    receiver: Receiver,
-    event_header: str,
-    payload: Mapping[str, Any],
-    body: bytes,
-    idem_key: str | None,
-    headers: Mapping[str, str],
-    webhook_id: str | None,
-) -> NewEvent | _Answer:
-    """Turn a verified delivery into the row to store (queued or ignored)."""
-    common: dict[str, Any] = {
-        "event_header": event_header,
-        "body": body,
-        "received_at": time.time(),
-        "idempotency_key": idem_key,
-        "delivery_uuid": headers.get("x-gitlab-webhook-uuid"),
-        "webhook_id": webhook_id,
-        "project": project_path_of(payload),
-    }
-    if header_kind(event_header) is None:
-        return NewEvent(
-            status=Status.IGNORED, reason=f"event kind {event_header[:60]!r} not handled", **common
-        )
-    try:
-        event = parse_event(event_header, payload)
-    except PayloadError as exc:
-        return _reject(receiver, 400, "payload", str(exc))
-    common.update(kind=event.kind.value, project=event.project_path, ref=event.ref, sha=event.sha)
-    decision = receiver.router.decide(event)
-    if isinstance(decision, Ignore):
-        return NewEvent(status=Status.IGNORED, reason=decision.reason, **common)
-    target = status_target(event)
-    pending = None
-    if receiver.worker_options.post_statuses:
-        pending = StatusUpdate(
-            CommitState.PENDING,
-            "queued by conveyor",
-            receiver.dispatcher.job_url(decision.spec),
-            target=target,
-        )
-    return NewEvent(
-        status=Status.QUEUED,
-        status_ref=short_ref(event.ref),
-        lane=decision.lane,
-        deploy_targets=decision.deploy_targets,
-        pending_status=pending,
-        status_target=target,
-        merged=event.merged,
-        **common,
-    )
 
 
 def create_app(receiver: Receiver, *, manage_lifecycle: bool = True) -> ASGIApp:

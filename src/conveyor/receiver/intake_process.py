@@ -4,11 +4,15 @@ Started by :class:`conveyor.receiver.queue.IntakeWriter`, never by hand. It open
 (``synchronous=FULL``, no auto-checkpoints), answers ``("ready",)`` (or ``("error", why)``), then
 serves messages from stdin until it ends (framing: :func:`conveyor.receiver.queue.write_frame`):
 
-* ``("batch", [NewEvent, ...], [Op, ...])`` ->
-  ``("batch", [Accepted | error message, ...], storage_error, [("ok", result) | ("error", why)])``:
-  one transaction for the batch (group commit) and the workers' writes sent with it
-  (``BatchStore.run``), committed before the reply;
-* ``("probe",)`` -> ``("probe", None | error message)``.
+* ``("batch", [NewEvent | Delivery, ...], [Op, ...])`` ->
+  ``("batch", [Accepted | Refusal | error message, ...], storage_error, [("ok", result) |
+  ("error", why)])``: each :class:`Delivery` is routed first (``receiver.admission``: a
+  :class:`NewEvent`, or a :class:`Refusal` that is not stored), then one transaction for the
+  batch (group commit) and the workers' writes sent with it (``BatchStore.run``), committed
+  before the reply;
+* ``("probe",)`` -> ``("probe", None | error message)``;
+* ``("routing", RoutingSetup)``, no reply: what the deliveries of the batches after it are
+  routed with (sent before the first batch, and again when the server learns a project id).
 
 It logs ``event stored`` for every new event (stderr is the server's), so that the server's
 own process spends nothing on those lines. Its only input is its parent's pipe.
@@ -24,13 +28,16 @@ from typing import IO, Any
 
 from conveyor.errors import QueueError
 from conveyor.receiver import runtime
+from conveyor.receiver.admission import Admission
 from conveyor.receiver.logs import json_line, setup_logging
 from conveyor.receiver.queue import (
     Accepted,
     BatchStore,
+    Delivery,
     IntakeStore,
     NewEvent,
     Op,
+    Refusal,
     read_frame,
     write_frame,
 )
@@ -70,6 +77,44 @@ def _flush_logs() -> None:
         handler.flush_lines()
 
 
+def _admit(
+    admission: Admission | None, items: list[NewEvent | Delivery]
+) -> tuple[list[NewEvent], list[Accepted | Refusal | str | None]]:
+    """The events to store, and each item's outcome so far (``None``: the store's to give).
+
+    A delivery that cannot be routed (no routing yet, or an error routing it) fails alone."""
+    events: list[NewEvent] = []
+    outcomes: list[Accepted | Refusal | str | None] = []
+    for item in items:
+        if isinstance(item, NewEvent):
+            events.append(item)
+            outcomes.append(None)
+            continue
+        if admission is None:
+            outcomes.append("event queue: the intake process has no routing")
+            continue
+        try:
+            routed = admission.admit(item)
+        except Exception as exc:
+            log.error("event not routed", extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
+            outcomes.append(f"event queue: cannot route the event ({type(exc).__name__})")
+            continue
+        if isinstance(routed, Refusal):
+            outcomes.append(routed)
+        else:
+            events.append(routed)
+            outcomes.append(None)
+    return events, outcomes
+
+
+def _merged(
+    admitted: list[Accepted | Refusal | str | None], stored: list[Accepted | str]
+) -> list[Accepted | Refusal | str]:
+    """Each item's outcome: the store's, in order, where admission left ``None``."""
+    results = iter(stored)
+    return [next(results) if outcome is None else outcome for outcome in admitted]
+
+
 def _log_stored(events: list[NewEvent], outcomes: list[Accepted | str]) -> None:
     """An ``event stored`` line for each new event, formatted at once (the lines a logger call
     would write, without the 25 µs an event of making and handling a record for each)."""
@@ -100,11 +145,15 @@ def _log_stored(events: list[NewEvent], outcomes: list[Accepted | str]) -> None:
 
 
 def serve(store: IntakeStore, inbox: IO[bytes], outbox: IO[bytes]) -> None:
+    admission: Admission | None = None
     while True:
         try:
             message = read_frame(inbox)
         except EOFError:
             return
+        if message[0] == "routing":
+            admission = Admission.replica(message[1])
+            continue
         if message[0] == "probe":
             try:
                 store.probe()
@@ -113,7 +162,7 @@ def serve(store: IntakeStore, inbox: IO[bytes], outbox: IO[bytes]) -> None:
             else:
                 write_frame(outbox, ("probe", None))
             continue
-        events: list[NewEvent] = message[1]
+        events, admitted = _admit(admission, message[1])
         ops: list[Op] = message[2] if len(message) > 2 else []
         results: list[tuple[str, Any]]
         if isinstance(store, BatchStore):
@@ -121,7 +170,7 @@ def serve(store: IntakeStore, inbox: IO[bytes], outbox: IO[bytes]) -> None:
         else:  # only the SQLite store takes the workers' writes (see WriterQueue)
             outcomes, storage_error = store.commit(events)
             results = [("error", "event queue: this store takes no worker writes")] * len(ops)
-        write_frame(outbox, ("batch", outcomes, storage_error, results))
+        write_frame(outbox, ("batch", _merged(admitted, outcomes), storage_error, results))
         _log_stored(events, outcomes)
         _flush_logs()
 

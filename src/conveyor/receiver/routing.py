@@ -112,6 +112,7 @@ class ProjectIds:
         self._lock = threading.Lock()
         self._ids: dict[int, str | None] = {}  # id -> spec project (lower-case) or None
         self._first: dict[str, int] = {}  # spec project -> the first id learnt for it
+        self.version = 0  # one more each time something is learnt (see admission.RoutingFeed)
         if path is not None and path.exists():
             try:
                 raw = json.loads(path.read_text(encoding="utf-8"))
@@ -126,6 +127,18 @@ class ProjectIds:
                 if str(key).isdigit() and (value is None or isinstance(value, str)):
                     self._ids[int(key)] = value
             self._index()
+
+    @classmethod
+    def of(cls, ids: dict[int, str | None]) -> ProjectIds:
+        """A copy of :meth:`snapshot`'s ids, kept in memory only (the intake process's)."""
+        copy = cls()
+        copy._ids = dict(ids)
+        copy._index()
+        return copy
+
+    def snapshot(self) -> dict[int, str | None]:
+        with self._lock:
+            return dict(self._ids)
 
     def _index(self) -> None:
         """``id_of``'s map (a lookup each delivery, where a scan would grow with the fleet)."""
@@ -154,6 +167,7 @@ class ProjectIds:
                 return
             self._ids[project_id] = value
             self._index()
+            self.version += 1
             snapshot = {str(k): v for k, v in sorted(self._ids.items())}
         log.info("project id learnt", extra={"project_id": project_id, "project": project})
         if self.path is not None:
@@ -180,6 +194,10 @@ class Router:
                 )
             self._specs[key] = spec
             self._deploy_targets[key] = deploy_targets_of(spec)
+
+    @property
+    def specs(self) -> tuple[Spec, ...]:
+        return tuple(self._specs.values())
 
     @property
     def projects(self) -> list[str]:

@@ -21,14 +21,22 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from conveyor.errors import QueueError
 from conveyor.gitlab.status import StatusTarget
 from conveyor.receiver.queue.events import EventQueue, insert_event
 from conveyor.receiver.queue.intake_pipe import IntakePipe, encode_frame
 from conveyor.receiver.queue.location import Location, child_arg, child_env
-from conveyor.receiver.queue.records import Accepted, Claim, NewEvent, Status, StatusUpdate
+from conveyor.receiver.queue.records import (
+    Accepted,
+    Claim,
+    Delivery,
+    NewEvent,
+    Refusal,
+    Status,
+    StatusUpdate,
+)
 from conveyor.receiver.queue.store import open_database, transaction
 
 log = logging.getLogger("conveyor.receiver")
@@ -134,11 +142,24 @@ class BatchStore:
         return outcomes, None, results
 
 
+class Routing(Protocol):
+    """What routes :class:`Delivery` items in the intake process (``receiver.admission``):
+    :meth:`setup` is sent to it before the first batch, and again when :attr:`version` changes."""
+
+    @property
+    def version(self) -> int: ...
+
+    def setup(self) -> object: ...
+
+
 class IntakeWriter:
     """Stores verified deliveries with group commit, in a process of its own.
 
     :meth:`store` (async) and :meth:`submit` (a concurrent Future) resolve with
-    :class:`Accepted` once the row is committed, or fail with :class:`QueueError`. The writer
+    :class:`Accepted` once the row is committed, or fail with :class:`QueueError`. With a
+    ``routing``, :meth:`deliver` sends a :class:`Delivery` that the intake process routes
+    itself (see ``conveyor.receiver.admission``) and resolves with :class:`Accepted`, or with
+    a :class:`Refusal` when its payload fails a check. The writer
     runs on one event loop: the server's (``loop``), or a private one in a thread of its own
     when none is given. Whenever fewer than :data:`IN_FLIGHT` batches wait for the intake
     process (``conveyor.receiver.intake_process``: a :class:`BatchStore`,
@@ -169,8 +190,11 @@ class IntakeWriter:
         store_timeout_s: float = 30.0,
         on_commit: Callable[[], None] | None = None,
         log_level: str = "warning",
+        routing: Routing | None = None,
     ) -> None:
         self._path = path
+        self._routing = routing
+        self._routing_sent: int | None = None  # the version the intake process has
         self._command = [
             sys.executable,
             "-m",
@@ -248,7 +272,7 @@ class IntakeWriter:
         return refusal
 
     def submit(self, event: NewEvent) -> Future[Accepted]:
-        future: Future[Accepted] = Future()
+        future: Future[Accepted] = Future()  # settled with an Accepted: a NewEvent is never refused
         refusal = self._post(self._add_event, (event, future, time.monotonic()))
         if refusal is not None:
             future.set_exception(refusal)
@@ -270,14 +294,29 @@ class IntakeWriter:
 
     async def store(self, event: NewEvent) -> Accepted:
         """Commit ``event``; returns once it is durable (QueueError if not, or not in time)."""
+        outcome = await self._store(event)
+        assert isinstance(outcome, Accepted)  # only a Delivery can be refused
+        return outcome
+
+    async def deliver(self, delivery: Delivery) -> Accepted | Refusal:
+        """Route ``delivery`` in the intake process and commit it (as :meth:`store`), or the
+        :class:`Refusal` of a payload that fails a check (nothing stored). Needs ``routing``."""
+        if self._routing is None:
+            raise QueueError("event queue: this intake writer routes nothing (no routing)")
+        return await self._store(delivery)
+
+    async def _store(self, item: NewEvent | Delivery) -> Accepted | Refusal:
         refusal = self._refusal()
         if refusal is not None:
             raise refusal
         if asyncio.get_running_loop() is not self._loop:
-            return await asyncio.wrap_future(self.submit(event))
-        future: asyncio.Future[Accepted] = self._loop.create_future()
-        self._add_event((event, future, time.monotonic()))
-        return await future
+            future: Future[Accepted | Refusal] = Future()
+            if self._post(self._add_event, (item, future, time.monotonic())) is not None:
+                raise QueueError("event queue: the intake writer's event loop is not running")
+            return await asyncio.wrap_future(future)
+        waiter: asyncio.Future[Accepted | Refusal] = self._loop.create_future()
+        self._add_event((item, waiter, time.monotonic()))
+        return await waiter
 
     async def probe(self, timeout_s: float) -> float:
         """Round trip through the writer (behind any waiting batch); its duration in seconds.
@@ -401,6 +440,7 @@ class IntakeWriter:
         probes, self._probes = self._probes, []
         batch = _Batch(events, calls, probes)
         try:
+            self._send_routing(pipe)
             if events or calls:
                 message: tuple[Any, ...] = ("batch", [e[0] for e in events], [c[0] for c in calls])
             else:
@@ -413,6 +453,16 @@ class IntakeWriter:
         self._flight.append(batch)
         pipe.send(frame)
         return True
+
+    def _send_routing(self, pipe: IntakePipe) -> None:
+        """Send the routing to a process that does not have its current version (no reply:
+        the process reads it before the batch that follows it in the pipe)."""
+        routing = self._routing
+        if routing is None or self._routing_sent == routing.version:
+            return
+        version = routing.version
+        pipe.send(encode_frame(("routing", routing.setup())))
+        self._routing_sent = version
 
     def _launch(self) -> bool:
         """Start a new intake process (False: it cannot be now; what waits has failed)."""
@@ -430,6 +480,7 @@ class IntakeWriter:
             self._start_failed(f"cannot start the intake process ({exc.strerror or exc})")
             return False
         self._pipe, self._ready, self._input_ended = pipe, False, False
+        self._routing_sent = None
         pipe.attach()
         return True
 
@@ -474,6 +525,8 @@ class IntakeWriter:
                 queued_new = queued_new or (
                     not outcome.duplicate and outcome.status is Status.QUEUED
                 )
+            elif isinstance(outcome, Refusal):
+                _settle(future, outcome)
             else:
                 _settle(future, QueueError(outcome))
         for (_, future), (kind, value) in zip(batch.calls, results, strict=True):
@@ -574,8 +627,8 @@ IN_FLIGHT = 2
 SWEEP_S = 1.0  # how often deliveries waiting too long are looked for
 RESTART_AFTER_S = 1.0  # after a failed start, the next waits this long (meanwhile: 503)
 
-_Waiter = Future[Accepted] | asyncio.Future[Accepted]
-_Event = tuple[NewEvent, _Waiter, float]  # the delivery, who waits, since (monotonic)
+_Waiter = Future[Any] | asyncio.Future[Any]  # settled with an Accepted or a Refusal
+_Event = tuple[NewEvent | Delivery, _Waiter, float]  # the delivery, who waits, since (monotonic)
 _Call = tuple[Op, "Future[Any]"]
 _Probe = Future[float]
 

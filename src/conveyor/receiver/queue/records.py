@@ -1,6 +1,6 @@
-"""The queue's records: what goes in (:class:`NewEvent`), what comes back (:class:`Accepted`,
-:class:`EventRecord`, :class:`Claim`, :class:`OutboxItem`, :class:`StatusHead`) and the event's
-:class:`Status`. Plain frozen data: no store is imported here, so any store can return them.
+"""The queue's records: what goes in (:class:`NewEvent`, or a :class:`Delivery` still to
+route), what comes back (:class:`Accepted` or a :class:`Refusal`, :class:`EventRecord`,
+:class:`Claim`, :class:`OutboxItem`, :class:`StatusHead`) and the event's :class:`Status`. Plain frozen data: no store is imported here, so any store can return them.
 """
 
 from __future__ import annotations
@@ -69,6 +69,28 @@ class NewEvent:
     # A merge request's merge: ``sha`` is the merge commit on the target branch (``ref``), which
     # GitLab's Push Hook for that branch builds too (see events.commit_built_by).
     merged: bool = False
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A verified delivery not routed yet: the intake process routes it into a
+    :class:`NewEvent` (or a :class:`Refusal`) before it stores it
+    (``conveyor.receiver.admission``)."""
+
+    event_header: str
+    body: bytes  # a JSON object naming its project (the token was checked against it)
+    received_at: float
+    idempotency_key: str | None = None
+    delivery_uuid: str | None = None
+    webhook_id: str | None = None  # only from a verified signature (it is then a dedupe key)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A delivery whose payload fails a check: nothing is stored, the sender gets a 400."""
+
+    reason: str  # a metric label: ``payload``
+    message: str
 
 
 @dataclass(frozen=True)
