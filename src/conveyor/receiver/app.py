@@ -659,14 +659,17 @@ async def _deliver(receiver: Receiver, scope: Scope, receive: Receive, hold: _Ho
     # Authenticate from what is cheap: a small body's parse, else the projects the raw body
     # names (a byte scan), so an unauthenticated sender never makes us parse a large body.
     payload = _parsed_first(body, opts.parse_first_bytes)
+    signed = bool(opts.signing_keys or opts.require_signature)
     if payload is None:
         refusal = await _authenticate_raw(receiver, token, body, now)
         if refusal is not None:
             return refusal
-    elif not _claims_authenticate(receiver, token, _parsed_claims(payload), now):
+    elif signed and not _claims_authenticate(receiver, token, _parsed_claims(payload), now):
+        # Before the signature, as for the scanned bodies. Without one to check, the token
+        # check below is the next step anyway: this one would repeat it.
         return _wrong_token(receiver)
     webhook_id: str | None = None
-    if opts.signing_keys or opts.require_signature:
+    if signed:
         check = functools.partial(
             check_signature,
             headers,
