@@ -706,7 +706,7 @@ async def _deliver(receiver: Receiver, scope: Scope, receive: Receive, hold: _Ho
         delivery_uuid=headers.get("x-gitlab-webhook-uuid"),
         webhook_id=webhook_id,
     )
-    assert receiver.intake is not None and receiver.admission is not None
+    assert receiver.intake is not None
     try:
         if len(body) <= INLINE_PARSE_BYTES:
             # routed by the intake process, off this loop (see conveyor.receiver.admission)

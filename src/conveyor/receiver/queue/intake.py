@@ -272,8 +272,11 @@ class IntakeWriter:
         return refusal
 
     def submit(self, event: NewEvent) -> Future[Accepted]:
-        future: Future[Accepted] = Future()  # settled with an Accepted: a NewEvent is never refused
-        refusal = self._post(self._add_event, (event, future, time.monotonic()))
+        return self._submit(event)  # settled with an Accepted: a NewEvent is never refused
+
+    def _submit(self, item: NewEvent | Delivery) -> Future[Any]:
+        future: Future[Any] = Future()
+        refusal = self._post(self._add_event, (item, future, time.monotonic()))
         if refusal is not None:
             future.set_exception(refusal)
         return future
@@ -310,10 +313,8 @@ class IntakeWriter:
         if refusal is not None:
             raise refusal
         if asyncio.get_running_loop() is not self._loop:
-            future: Future[Accepted | Refusal] = Future()
-            if self._post(self._add_event, (item, future, time.monotonic())) is not None:
-                raise QueueError("event queue: the intake writer's event loop is not running")
-            return await asyncio.wrap_future(future)
+            outcome: Accepted | Refusal = await asyncio.wrap_future(self._submit(item))
+            return outcome
         waiter: asyncio.Future[Accepted | Refusal] = self._loop.create_future()
         self._add_event((item, waiter, time.monotonic()))
         return await waiter
