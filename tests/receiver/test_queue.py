@@ -20,6 +20,7 @@ from conveyor.receiver.queue import (
     database_path,
     open_database,
 )
+from conveyor.receiver.queue.events import SUPERSEDE_CHUNK
 from conveyor.receiver.queue.location import Location, open_queue
 from tests.receiver import payloads
 
@@ -159,6 +160,37 @@ def test_supersede_only_touches_queued_events_of_the_same_lane(store: Location) 
         newest: Status.QUEUED,
     }
     queue.close()
+
+
+def test_every_queued_event_of_a_lane_is_superseded_however_many(db: Path) -> None:
+    """More than one UPDATE's worth of ids (SUPERSEDE_CHUNK): a lane that holds many queued
+    events (a queue copied from elsewhere, a lane whose name routing changed) is emptied at
+    once, each superseded event canceled only where it reported a status."""
+    count = 2 * SUPERSEDE_CHUNK + 3
+    pending = StatusUpdate(CommitState.PENDING, "queued")
+    ids = put(
+        db,
+        *[
+            replace(new(f"k{i}", lane=f"L{i}"), pending_status=pending if i % 2 else None)
+            for i in range(count)
+        ],
+    )
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("UPDATE events SET lane = 'L'")
+    conn.close()
+    [newest] = put(db, new("z", lane="L"))
+    queue = open_queue(db)
+    try:
+        records = {r.id: r for r in queue.list_events(limit=count + 1)}
+        assert {records[i].status for i in ids} == {Status.SUPERSEDED}
+        assert {records[i].reason for i in ids} == {f"superseded by event {newest}"}
+        assert records[newest].status is Status.QUEUED
+        for i, event_id in enumerate(ids):
+            states = [s["state"] for s in queue.statuses_for(event_id)]
+            assert states == (["pending", "canceled"] if i % 2 else [])
+    finally:
+        queue.close()
 
 
 MERGE_SHA = "d" * 40

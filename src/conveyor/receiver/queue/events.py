@@ -34,6 +34,7 @@ from conveyor.receiver.queue.records import (
 )
 
 TARGETS_KEPT = 4096
+SUPERSEDE_CHUNK = 500  # ids an UPDATE names at most (SQLite's variables are limited)
 
 
 #: :func:`commit_built_by`'s lookup, written once for both stores (``?``: SQLite's placeholder;
@@ -70,6 +71,11 @@ def commit_built_by(
     return (int(row["id"]), str(row["kind"])) if row is not None else None
 
 
+_INSERT = (
+    f"INSERT INTO events ({INSERT_COLUMNS}) VALUES ({', '.join('?' * 15)}) ON CONFLICT DO NOTHING"
+)
+
+
 def insert_event(
     conn: sqlite3.Connection, event: NewEvent, targets: dict[int, StatusTarget] | None = None
 ) -> Accepted:
@@ -81,19 +87,18 @@ def insert_event(
     built = commit_built_by(conn, event)
     if built is not None:
         event = built_elsewhere(event, *built)
-    row = conn.execute(
-        f"INSERT INTO events ({INSERT_COLUMNS}) VALUES ({', '.join('?' * 15)})"
-        " ON CONFLICT DO NOTHING RETURNING id",
-        insert_values(event, lane=event.lane, now=now),
-    ).fetchone()
-    if row is None:
+    # rowcount and lastrowid, not RETURNING: SQLite returns rows through a temporary table
+    cur = conn.execute(_INSERT, insert_values(event, lane=event.lane, now=now))
+    if cur.rowcount == 0:  # ON CONFLICT DO NOTHING: the project has this delivery already
         existing = conn.execute(
             "SELECT id, status FROM events WHERE project IS ?"
             " AND (idempotency_key = ? OR webhook_id = ?) ORDER BY id LIMIT 1",
             (event.project, event.idempotency_key, event.webhook_id),
         ).fetchone()
         return Accepted(event_id=existing["id"], duplicate=True, status=Status(existing["status"]))
-    event_id = int(row[0])
+    event_id = cur.lastrowid
+    if event_id is None:  # a row was inserted: SQLite gave it an id
+        raise QueueError("event queue: an inserted event has no id")
     if event.status is Status.QUEUED:
         if event.lane is not None:
             supersede(conn, event_id, event.lane, now, targets)
@@ -115,17 +120,26 @@ def supersede(
     now: float,
     targets: dict[int, StatusTarget] | None = None,
 ) -> None:
+    # Read, then update by id: cheaper in SQLite than UPDATE ... RETURNING (which returns its
+    # rows through a temporary table), and a lane without a queued event costs only the read.
+    # Whether each reported a status comes with it (as on PostgreSQL, postgres._SUPERSEDE).
     older = conn.execute(
-        "UPDATE events SET status = 'superseded', reason = ?, updated_at = ?, finished_at = ?"
-        " WHERE lane = ? AND status = 'queued' AND id < ? RETURNING id, project, sha, ref",
-        (f"superseded by event {event_id}", now, now, lane, event_id),
+        "SELECT id, project, sha, ref,"
+        " EXISTS (SELECT 1 FROM status_outbox o WHERE o.event_id = events.id) AS reported"
+        " FROM events WHERE lane = ? AND status = 'queued' AND id < ?",
+        (lane, event_id),
     ).fetchall()
+    ids = [row["id"] for row in older]
+    for start in range(0, len(ids), SUPERSEDE_CHUNK):
+        chunk = ids[start : start + SUPERSEDE_CHUNK]
+        conn.execute(
+            "UPDATE events SET status = 'superseded', reason = ?, updated_at = ?,"
+            f" finished_at = ? WHERE id IN ({', '.join('?' * len(chunk))})",
+            (f"superseded by event {event_id}", now, now, *chunk),
+        )
     for row in older:
         target = targets.pop(row["id"], None) if targets is not None else None
-        reported = conn.execute(
-            "SELECT 1 FROM status_outbox WHERE event_id = ? LIMIT 1", (row["id"],)
-        ).fetchone()
-        if reported is None:
+        if not row["reported"]:
             # It never queued a status (commit statuses are off): there is nothing to cancel,
             # and a "canceled" nobody sends would keep the event from being pruned.
             continue

@@ -319,7 +319,7 @@ def insert_values(event: NewEvent, *, lane: str | None, now: float) -> tuple[Any
         event.ref,
         event.sha,
         lane,
-        json.dumps(list(event.deploy_targets)),
+        json.dumps(list(event.deploy_targets)) if event.deploy_targets else "[]",
         event.status.value,
         event.reason,
         event.received_at,
