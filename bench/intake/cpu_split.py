@@ -16,7 +16,9 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import run
 from run import payload
@@ -39,13 +41,18 @@ def _threads(pid: int) -> dict[int, tuple[int, int]]:
     return out
 
 
-def _child(pid: int) -> int:
-    """The intake process (started by whichever thread of ``pid`` ran the receiver's start)."""
+def _child(pid: int) -> int | None:
+    """The intake process (started by whichever thread of ``pid`` ran the receiver's start);
+    ``None`` for a server without one (the floor)."""
     for task in Path(f"/proc/{pid}/task").iterdir():
         children = (task / "children").read_text().split()
         if children:
             return int(children[0])
-    raise SystemExit("conveyor serve has no intake process")
+    return None
+
+
+def _intake_ticks(pid: int | None) -> tuple[int, int]:
+    return _ticks(Path(f"/proc/{pid}/stat")) if pid is not None else (0, 0)
 
 
 def _machine() -> tuple[int, int]:
@@ -53,14 +60,15 @@ def _machine() -> tuple[int, int]:
     return values[3] + values[4], sum(values)  # idle + iowait, all
 
 
-def measure(kind: str, tmp: Path, body: Path) -> dict[str, object]:
-    server = run.start(kind, tmp)
+def measure(kind: str, tmp: Path, body: Path, extra: Sequence[str] = ()) -> dict[str, Any]:
+    """One wrk run against a fresh ``kind`` server (``extra``: more ``conveyor serve`` options)."""
+    server = run.start(kind, tmp, extra)
     try:
         run.wrk(server.port, body, 2, 2, 32)  # warm-up
         intake = _child(server.proc.pid)
         threads0, intake0, machine0 = (
             _threads(server.proc.pid),
-            _ticks(Path(f"/proc/{intake}/stat")),
+            _intake_ticks(intake),
             _machine(),
         )
         started = time.monotonic()
@@ -69,7 +77,7 @@ def measure(kind: str, tmp: Path, body: Path) -> dict[str, object]:
         usage1 = os.times()
         threads1, intake1, machine1 = (
             _threads(server.proc.pid),
-            _ticks(Path(f"/proc/{intake}/stat")),
+            _intake_ticks(intake),
             _machine(),
         )
         elapsed = time.monotonic() - started

@@ -49,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,7 +131,8 @@ class Server:
 BASELINE_SRC: Path | None = None  # --baseline
 
 
-def start(kind: str, tmp: Path) -> Server:
+def start(kind: str, tmp: Path, extra: Sequence[str] = ()) -> Server:
+    """Start ``kind``; ``extra``: more ``conveyor serve`` options (conveyor and baseline)."""
     port = free_port()
     state = tmp / f"{kind}-{port}"
     state.mkdir()
@@ -142,7 +144,7 @@ def start(kind: str, tmp: Path) -> Server:
             assert BASELINE_SRC is not None
             env["PYTHONPATH"] = str(BASELINE_SRC)
         cmd = [sys.executable, "-m", "conveyor.cli.main", "serve", str(SPEC), "--dispatch", "none"]
-        cmd += ["--port", str(port), "--state", str(state)]
+        cmd += ["--port", str(port), "--state", str(state), *extra]
     elif kind == "floor":
         env = dict(os.environ)
         cmd = [sys.executable, str(HERE / "floor.py"), "--port", str(port), "--token", TOKEN]
