@@ -66,6 +66,8 @@ def measure(kind: str, tmp: Path, body: Path, extra: Sequence[str] = ()) -> dict
     try:
         run.wrk(server.port, body, 2, 2, 32)  # warm-up
         intake = _child(server.proc.pid)
+        if intake is None and kind != "floor":
+            raise SystemExit(f"{kind}: conveyor serve has no intake process")
         threads0, intake0, machine0 = (
             _threads(server.proc.pid),
             _intake_ticks(intake),
