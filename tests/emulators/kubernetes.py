@@ -360,7 +360,10 @@ class KubernetesEmulator(EmulatorServer):
                 meta["generation"] = old["metadata"].get("generation", 1) + 1
         managers = {k: e for k, e in managers.items() if e.paths}
         if dry_run:
-            # nothing stored; the would-be object keeps the live resourceVersion
+            # nothing stored; the would-be object keeps the resourceVersion of the live object it
+            # was computed from (k/staging/src/k8s.io/apiserver/pkg/registry/generic/registry/
+            # dryrun.go, GuaranteedUpdate: Get, then tryUpdate on it, no write); a create's has
+            # none (Create: copyInto of the new object)
             if old is not None:
                 meta["resourceVersion"] = old["metadata"]["resourceVersion"]
             return self._out(kind, key, obj, managers)

@@ -361,6 +361,41 @@ def test_dry_run_all_stores_nothing_and_returns_the_would_be_object(
     assert caught.value.status == 409
 
 
+def test_dry_run_answers_with_the_resource_version_it_was_computed_from(
+    kube_client: kubernetes.client.ApiClient,
+) -> None:
+    apps = AppsV1Api(kube_client)
+    assert apply(apps, deployment(), dry_run="All").metadata.resource_version is None  # a create
+    live = apply(apps, deployment())
+    assert apply(apps, deployment(replicas=4), dry_run="All").metadata.resource_version == (
+        live.metadata.resource_version
+    )
+    annotated = {"apiVersion": "apps/v1", "kind": "Deployment"}
+    annotated["metadata"] = {"name": "web", "annotations": {"note": "x"}}
+    later = apply(apps, annotated, manager="kubectl")
+    assert later.metadata.resource_version != live.metadata.resource_version
+    would = apply(apps, deployment(replicas=4), dry_run="All")
+    assert would.metadata.resource_version == later.metadata.resource_version
+    assert would.metadata.annotations["note"] == "x"  # another manager's field stays
+
+
+def test_the_deployment_controller_writes_the_revision_after_an_apply(
+    kube_client: kubernetes.client.ApiClient,
+) -> None:
+    apps = AppsV1Api(kube_client)
+    applied = apply(apps, deployment())
+    assert "deployment.kubernetes.io/revision" not in (applied.metadata.annotations or {})
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        now = apps.read_namespaced_deployment("web", "default")
+        if (now.metadata.annotations or {}).get("deployment.kubernetes.io/revision") == "1":
+            break
+        time.sleep(0.02)
+    else:
+        pytest.fail("the controller never wrote the revision annotation")
+    assert now.metadata.resource_version != applied.metadata.resource_version
+
+
 def test_generation_counts_spec_and_annotation_changes(
     kube_client: kubernetes.client.ApiClient,
 ) -> None:

@@ -3,12 +3,14 @@ and hostile spec strings through the apiserver: all against the emulator, no Doc
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from kubernetes.client import AppsV1Api
 
 from conveyor.errors import ConfigError, KubernetesError
 from conveyor.kubernetes.client import KubeClient
@@ -17,7 +19,9 @@ from conveyor.kubernetes.plan import plan_requests, requests_of
 from conveyor.kubernetes.target import manifests_for, plan
 from conveyor.spec.load import load_spec
 from tests.emulators.kubernetes import KubernetesEmulator
-from tests.kubernetes.conftest import request_for
+from tests.emulators.kubernetes_fixtures import client_for
+from tests.emulators.server import Request, Response
+from tests.kubernetes.conftest import request_for, write_kubeconfig
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -49,6 +53,44 @@ def test_plan_creates_then_nothing_then_shows_the_diff(
     assert "+        image: registry.example.com/web:2" in diff and "+          value: fast" in diff
     writes = [r for r in kube_emulator.log.records() if r.is_write]
     assert writes and all(r.method == "PATCH" and r.query.get("dryRun") == "All" for r in writes)
+    client.close()
+
+
+def test_writes_racing_the_plan_are_not_shown_as_conveyors_change(
+    make_kube_emulator: Callable[..., KubernetesEmulator],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    emulator = make_kube_emulator(namespaces=("shop",), tick=3600)  # no controller: only ours
+    monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kc", emulator.url)))
+    client = KubeClient(connect())
+    request = request_for("registry.example.com/web:1", tmp_path)
+    for manifest in manifests_for(request):
+        client.apply(manifest)
+    other = AppsV1Api(client_for(emulator))
+    route, calls, notes = emulator.route, [], []
+
+    def kubectl_annotates(request: Request) -> Response:
+        # another manager writes the Deployment after conveyor's GET (before its first dry run)
+        # and after that dry run (before the read again); the Deployment controller's revision
+        # annotation races a plan the same way
+        ours = request.method == "GET" or request.query.get("fieldManager") == "conveyor"
+        if request.path.endswith("/deployments/web") and ours:
+            calls.append(request.method)
+            if calls in (["GET", "PATCH"], ["GET", "PATCH", "GET"]) and len(notes) < 2:
+                notes.append(f"call {len(calls)}")
+                body = {"metadata": {"annotations": {"note": notes[-1]}}}
+                other.patch_namespaced_deployment("web", "shop", body)
+        return route(request)
+
+    monkeypatch.setattr(emulator, "route", kubectl_annotates)
+    again = plan(request, client)
+    assert [c.action for c in again.changes] == ["unchanged", "unchanged"]
+    assert calls == ["GET", "PATCH", "GET", "PATCH"] and notes == ["call 2", "call 3"]
+    calls.clear()
+    plan(request, client)
+    assert calls == ["GET", "PATCH"]  # nothing raced: one read, one dry run
+    other.api_client.close()
     client.close()
 
 

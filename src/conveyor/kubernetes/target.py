@@ -157,7 +157,7 @@ def plan(request: DeployRequest, client: KubeClient, *, owned: Owned | None = No
             if owned is not None
             else client.get(manifest.kind, manifest.namespace, manifest.name)
         )
-        would = client.apply(manifest, dry_run=True)
+        live, would = _same_version(client, manifest, live)
         if live is None:
             changes.append(Change("create", manifest.ref, _diff(manifest.ref, None, would)))
             continue
@@ -168,6 +168,34 @@ def plan(request: DeployRequest, client: KubeClient, *, owned: Owned | None = No
         for k, ns, n in _prunable(client, request, rendered, owned)
     ]
     return KubePlan(client.name, tuple(changes))
+
+
+# a plan reads each object again when it changed between its GET and its dry run, this many times
+PLAN_READS = 3
+
+
+def _same_version(
+    client: KubeClient, manifest: Manifest, live: dict[str, Any] | None
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """The live object and the dry-run apply's answer computed from that same object.
+
+    A dry run answers with the resourceVersion of the object it merged into (the apiserver's
+    ``dryrun.go``, GuaranteedUpdate), a create with none. When that is not the version read (a
+    controller or another manager wrote in between: the Deployment controller writes the revision
+    annotation right after every apply), the object is read again, and dry-run again when it
+    changed once more, so another's write is never shown as conveyor's change. After
+    :data:`PLAN_READS` reads the last pair is diffed as it is."""
+    would: dict[str, Any] = client.apply(manifest, dry_run=True)
+    reads = 1
+    while _version(live) != _version(would) and reads < PLAN_READS:
+        live, reads = client.get(manifest.kind, manifest.namespace, manifest.name), reads + 1
+        if _version(live) != _version(would):  # written again since the dry run
+            would = client.apply(manifest, dry_run=True)
+    return live, would
+
+
+def _version(obj: dict[str, Any] | None) -> str:
+    return str((obj or {}).get("metadata", {}).get("resourceVersion") or "")
 
 
 def _revisions(client: KubeClient, deployment: dict[str, Any]) -> list[dict[str, Any]]:
