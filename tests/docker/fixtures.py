@@ -29,6 +29,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from pathlib import Path
 import docker
 import httpx
 import pytest
+from docker.models.containers import Container
 
 from conveyor.demo.services import RegistryCredentials, start_registry, stop_process
 from conveyor.docker.engine import connect
@@ -120,15 +122,34 @@ def docker_client() -> Iterator[docker.DockerClient]:
         client.close()
 
 
+def _remove_container(client: docker.DockerClient, container: Container) -> None:
+    try:
+        container.remove(force=True, v=True)
+    except docker.errors.NotFound:
+        return
+    except docker.errors.APIError as exc:
+        # the daemon's "removal of container ... is already in progress" (a swarm's own removal)
+        if exc.status_code != 409 or "already in progress" not in str(exc.explanation):
+            raise
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                client.containers.get(container.id)
+            except docker.errors.NotFound:
+                return
+            time.sleep(0.1)
+        raise
+
+
 def remove_prefixed(client: docker.DockerClient, prefix: str) -> None:
     """Remove every container, image tag, volume and network whose name starts with ``prefix``.
 
     What is gone by the time it is removed is fine: a swarm removes its task containers itself, so
-    one listed here may vanish before ``remove`` reaches it (a 404)."""
+    one listed here may vanish before ``remove`` reaches it (a 404), or be in the middle of its
+    removal (a 409, waited for: its image and volumes are removed next)."""
     for container in client.containers.list(all=True, ignore_removed=True):
         if container.name.startswith(prefix):
-            with contextlib.suppress(docker.errors.NotFound):
-                container.remove(force=True, v=True)
+            _remove_container(client, container)
     for image in client.images.list():
         names = list(image.tags) + list(image.attrs.get("RepoDigests") or [])
         ours = [n for n in names if n.startswith(prefix) or f"/{prefix}" in n]
