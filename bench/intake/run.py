@@ -218,15 +218,17 @@ def wrk(
     return data
 
 
-def loadgen(port: int, *args: str) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, str(HERE / "loadgen.py"), *args, "--port", str(port), "--secret", SECRET],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+def last_json(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``cmd``; the JSON object on the last line it printed."""
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
     data: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return data
+
+
+def loadgen(port: int, *args: str) -> dict[str, Any]:
+    return last_json(
+        [sys.executable, str(HERE / "loadgen.py"), *args, "--port", str(port), "--secret", SECRET]
+    )
 
 
 def throughput(kind: str, tmp: Path, args: argparse.Namespace, body_file: Path) -> dict[str, Any]:

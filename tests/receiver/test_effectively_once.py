@@ -47,10 +47,10 @@ def test_a_version_1_queue_gains_the_attempts_table(tmp_path: Path) -> None:
     db.parent.mkdir(parents=True)
     old = sqlite3.connect(db)
     old.executescript(
-        # (version 1's events had project, idempotency_key, sha and kind too; versions 3 and 4
-        # index them)
+        # (version 1's events had project, idempotency_key, sha, kind and next_attempt_at too;
+        # versions 3 to 5 index them)
         "CREATE TABLE events (id INTEGER PRIMARY KEY, status TEXT, project TEXT,"
-        " idempotency_key TEXT, sha TEXT, kind TEXT);"
+        " idempotency_key TEXT, sha TEXT, kind TEXT, next_attempt_at REAL);"
         "CREATE TABLE status_outbox (id INTEGER PRIMARY KEY, event_id INTEGER NOT NULL,"
         " project TEXT NOT NULL, sha TEXT NOT NULL, state TEXT NOT NULL);"
         "PRAGMA user_version=1;"

@@ -419,9 +419,9 @@ def test_a_queue_from_before_gains_the_outbox_columns(tmp_path: Path) -> None:
     db.parent.mkdir(parents=True)
     old = sqlite3.connect(db)
     old.executescript(
-        # (version 1's events had these columns too; the version 2 migration indexes them)
+        # (version 1's events had these columns too; later migrations index them)
         "CREATE TABLE events (id INTEGER PRIMARY KEY, event_header TEXT, kind TEXT, body BLOB,"
-        " project TEXT, idempotency_key TEXT, sha TEXT);"
+        " project TEXT, idempotency_key TEXT, sha TEXT, status TEXT, next_attempt_at REAL);"
         "CREATE TABLE status_outbox (id INTEGER PRIMARY KEY, event_id INTEGER NOT NULL,"
         " project TEXT NOT NULL, sha TEXT NOT NULL, ref TEXT, state TEXT NOT NULL,"
         " target_url TEXT, description TEXT, attempts INTEGER NOT NULL DEFAULT 0,"

@@ -172,6 +172,22 @@ def end_attempts(
     )
 
 
+# A claim's candidates: the oldest 64 of three reads, each bounded (EventQueue.claim).
+_CANDIDATES = (
+    "SELECT id, deploy_targets FROM ("
+    " SELECT * FROM (SELECT id, deploy_targets FROM events INDEXED BY events_fresh"
+    "  WHERE status = 'queued' AND next_attempt_at = 0 ORDER BY id LIMIT 64)"
+    " UNION ALL"
+    " SELECT * FROM (SELECT id, deploy_targets FROM events"
+    "  WHERE status = 'queued' AND next_attempt_at > 0 AND next_attempt_at <= ?"
+    "  ORDER BY id LIMIT 64)"
+    " UNION ALL"
+    " SELECT * FROM (SELECT id, deploy_targets FROM events"
+    "  WHERE status = 'running' AND lease_expires < ? ORDER BY id LIMIT 64)"
+    ") ORDER BY id LIMIT 64"
+)
+
+
 class EventQueue(StatusOutbox):
     """Worker- and operator-side access to the queue (one per thread)."""
 
@@ -239,17 +255,17 @@ class EventQueue(StatusOutbox):
     def claim(self, owner: str, *, lease_s: float, now: float | None = None) -> Claim | None:
         """Take the oldest runnable event whose deploy targets are free, or ``None``.
 
-        Runnable: queued and due, or running with an expired lease (a crashed worker's).
+        Runnable: queued and due, or running with an expired lease (a crashed worker's). The
+        64 oldest candidates come from three bounded reads: queued events never retried, in id
+        order from their partial index (``events_fresh``: read only until 64 are found); queued
+        events whose retry is due; running events whose lease expired (at most one a worker).
+        A single query over all queued events read every one of them and sorted them, so that
+        a claim cost grew with the backlog (15 ms behind 50,000, in the intake process that
+        answers deliveries). ``INDEXED BY`` makes a missing index an error, never a scan.
         """
         now = time.time() if now is None else now
         with self._transaction("claim an event") as conn:
-            candidates = conn.execute(
-                "SELECT id, deploy_targets FROM events WHERE"
-                " (status = 'queued' AND next_attempt_at <= ?)"
-                " OR (status = 'running' AND lease_expires < ?)"
-                " ORDER BY id LIMIT 64",
-                (now, now),
-            ).fetchall()
+            candidates = conn.execute(_CANDIDATES, (now, now)).fetchall()
             for cand in candidates:
                 targets = json.loads(cand["deploy_targets"])
                 if targets:

@@ -1,0 +1,126 @@
+"""A worker's claim and finish against the length of the backlog, on the SQLite queue.
+
+    .venv/bin/python bench/intake/claim.py [--backlogs 1000,10000,50000] [--claims 200]
+                                           [--baseline SRC]
+
+For each backlog: a fresh queue holding that many queued events and as many finished ones
+(written with one ``executemany``, not through the intake), then ``--claims`` times
+``EventQueue.claim`` and ``finish`` in a row, as one worker does with ``--dispatch none``
+(``synchronous=NORMAL``, the workers' setting). Reported: the wall time of one claim and finish,
+and SQLite VM instructions of one claim (a progress handler every 10 instructions), which do not
+depend on the machine's speed; then, every queued event put an hour into its retry backoff (a
+dispatcher down), the wall time of a claim that finds nothing due (what each idle worker's poll
+costs). ``--baseline SRC`` measures another checkout's ``src`` too
+(``git archive HEAD src | tar -x -C /tmp/base``), each in a process of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+SRC = HERE.parent.parent / "src"
+
+
+def child(backlog: int, claims: int) -> dict[str, Any]:
+    from conveyor.receiver.queue import open_database
+    from conveyor.receiver.queue.events import EventQueue
+
+    db = Path(tempfile.mkdtemp(prefix="conveyor-bench-claim-")) / "events.db"
+    open_database(db, synchronous="NORMAL").close()  # the schema
+    raw = sqlite3.connect(db)
+    now = time.time()
+    raw.executemany(
+        "INSERT INTO events (event_header, kind, project, deploy_targets, status, received_at,"
+        " updated_at, body) VALUES ('Push Hook', 'push', 'demo/app', '[]', ?, ?, ?, ?)",
+        [("done" if i % 2 else "queued", now, now, b"{}") for i in range(2 * backlog)],
+    )
+    raw.commit()
+    raw.close()
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 1
+        return 0
+
+    conn = open_database(db, synchronous="NORMAL")
+    queue = EventQueue(db, synchronous="NORMAL", conn=None)
+    counted = EventQueue(db, conn=conn)
+    conn.set_progress_handler(count, 10)
+    claim = counted.claim("counted", lease_s=60)
+    assert claim is not None
+    conn.set_progress_handler(None, 0)
+    counted.finish(claim, succeeded=True, result_url=None, detail=None, status=None)
+    started = time.perf_counter()
+    for _ in range(claims):
+        claim = queue.claim("w", lease_s=60)
+        assert claim is not None
+        queue.finish(claim, succeeded=True, result_url=None, detail=None, status=None)
+    elapsed = time.perf_counter() - started
+    # every queued event waiting for its retry (a dispatcher down): an idle worker's claim
+    conn.execute("UPDATE events SET next_attempt_at = ? WHERE status = 'queued'", (now + 3600,))
+    conn.commit()
+    idle = [0.0]
+    for _ in range(claims):
+        tick = time.perf_counter()
+        assert queue.claim("w", lease_s=60) is None
+        idle[0] += time.perf_counter() - tick
+    queue.close()
+    conn.close()
+    return {
+        "backlog": backlog,
+        "claim_and_finish_us": round(elapsed / claims * 1e6),
+        "vm_instructions_per_claim": steps[0] * 10,
+        "idle_claim_us": round(idle[0] / claims * 1e6),
+    }
+
+
+def measure(src: Path, backlog: int, claims: int) -> dict[str, Any]:
+    sys.path.insert(0, str(HERE))
+    from run import last_json
+
+    return last_json(
+        [sys.executable, __file__, "--child", str(backlog), "--claims", str(claims)],
+        {**os.environ, "PYTHONPATH": str(src)},
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backlogs", default="1000,10000,50000")
+    parser.add_argument("--claims", type=int, default=200)
+    parser.add_argument("--baseline", type=Path, help="another checkout's src, measured too")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        print(json.dumps(child(args.child, args.claims)))
+        return
+    backlogs = [int(b) for b in args.backlogs.split(",")]
+    if any(b <= args.claims for b in backlogs):
+        raise SystemExit("every backlog must hold more than --claims queued events")
+    sources = [("conveyor", SRC)] + ([("baseline", args.baseline)] if args.baseline else [])
+    print(
+        "| src | queued (and as many done) | claim + finish µs | VM instructions a claim"
+        " | a claim finding nothing due µs |"
+    )
+    print("|---|---|---|---|---|")
+    for backlog in backlogs:
+        for name, src in sources:
+            r = measure(src, backlog, args.claims)
+            print(
+                f"| {name} | {backlog:,} | {r['claim_and_finish_us']:,}"
+                f" | {r['vm_instructions_per_claim']:,} | {r['idle_claim_us']:,} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
