@@ -18,7 +18,8 @@ from typing import Any
 
 from conveyor.errors import QueueError
 
-# 2: event_attempts, outbox_event; 3: dedupe per project, webhook_id; 4: events_commit
+# 2: event_attempts, outbox_event; 3: dedupe per project, webhook_id; 4: events_commit;
+# 5: events_fresh
 SCHEMA_VERSION = 5
 
 _SCHEMA = """
