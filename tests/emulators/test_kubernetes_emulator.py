@@ -530,6 +530,11 @@ def test_revisions_new_replica_sets_and_a_reused_one_gets_the_next_number(
                 complete(apps)
                 and raw(apps)["status"].get("observedGeneration")
                 == raw(apps)["metadata"]["generation"]
+                # complete can come before the old ReplicaSet's scale-down (a later sync)
+                and sum(
+                    rs.spec.replicas for rs in apps.list_namespaced_replica_set("default").items
+                )
+                == 1
             )
         )
     sets = {
