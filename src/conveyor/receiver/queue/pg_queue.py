@@ -35,6 +35,40 @@ from conveyor.receiver.queue.records import (
 
 _CANDIDATES = 8  # rows locked per claim step
 
+#: One claim step: up to ``%(n)s`` runnable events after ``%(after)s`` that no other claim
+#: holds, oldest first, locked. The candidates are the oldest 64 of three reads, each bounded
+#: (as SQLite's, ``events._CANDIDATES``): new events, never retried, in id order from their
+#: partial index (``events_fresh``); queued events whose retry is due (``events_due``: only
+#: the retries are read); running events whose lease expired (as many as there are workers).
+#: Walking every queued event in id order (the index ``events_runnable`` of schema 2) read each
+#: retry still waiting for its backoff, at every claim, however idle the queue.
+#:
+#: * The due retries are read apart (a materialized CTE, with no order to keep): ordered by id
+#:   and limited in the union, a generic plan (psycopg prepares a statement run 5 times, and
+#:   PostgreSQL may then plan it once, without its values) walked the whole table in id order.
+#: * Each candidate is locked by a ``LATERAL`` subquery of its own, in the candidates' order,
+#:   until ``%(n)s`` are held: ``SKIP LOCKED`` passes over those another claim holds, and
+#:   PostgreSQL checks the condition again on a row's latest version once it holds its lock.
+CLAIM_STEP = (
+    "WITH due AS MATERIALIZED (SELECT id FROM events"
+    " WHERE status = 'queued' AND next_attempt_at > 0 AND next_attempt_at <= %(now)s)"
+    " SELECT runnable.id, runnable.deploy_targets FROM ("
+    " SELECT id FROM ("
+    "  (SELECT id FROM events WHERE status = 'queued' AND next_attempt_at = 0"
+    "   AND id > %(after)s ORDER BY id LIMIT 64)"
+    "  UNION ALL"
+    "  (SELECT id FROM due WHERE id > %(after)s ORDER BY id LIMIT 64)"
+    "  UNION ALL"
+    "  (SELECT id FROM events WHERE status = 'running' AND lease_expires < %(now)s"
+    "   AND id > %(after)s ORDER BY id LIMIT 64)"
+    " ) AS found ORDER BY id LIMIT 64) AS candidate"
+    " CROSS JOIN LATERAL (SELECT id, deploy_targets FROM events WHERE id = candidate.id"
+    "  AND ((status = 'queued' AND next_attempt_at <= %(now)s)"
+    "   OR (status = 'running' AND lease_expires < %(now)s))"
+    "  FOR UPDATE SKIP LOCKED) AS runnable"
+    " LIMIT %(n)s"
+)
+
 
 class PgQueue:
     """The workers', status sender's and operators' side on PostgreSQL (:class:`QueueStore`)."""
@@ -125,19 +159,14 @@ class PgQueue:
         with self._db.transaction("claim an event") as conn:
             after = 0
             for _ in range(64 // _CANDIDATES):
-                candidates = conn.execute(
-                    "SELECT id, deploy_targets FROM events WHERE id > %s AND"
-                    " ((status = 'queued' AND next_attempt_at <= %s)"
-                    " OR (status = 'running' AND lease_expires < %s))"
-                    " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
-                    (after, now, now, _CANDIDATES),
-                ).fetchall()
-                for cand in candidates:
+                step = {"after": after, "now": now, "n": _CANDIDATES}
+                held = conn.execute(CLAIM_STEP, step).fetchall()
+                for cand in held:
                     if self._hold_targets(conn, cand, now + lease_s, now):
                         return self._take(conn, int(cand["id"]), owner, now, lease_s)
-                if len(candidates) < _CANDIDATES:
+                if len(held) < _CANDIDATES:
                     break
-                after = int(candidates[-1]["id"])
+                after = int(held[-1]["id"])
         return None
 
     @staticmethod

@@ -12,7 +12,9 @@ commit), exactly as on SQLite.
 How the rules that SQLite gets from its single writer hold across processes and hosts:
 
 * **Claims** take candidates with ``SELECT ... FOR UPDATE SKIP LOCKED``: two workers never lock
-  the same event, and neither waits for the other.
+  the same event, and neither waits for the other. The candidates come from three bounded reads
+  (new events, due retries, expired leases), as on SQLite, so that a claim costs the same
+  however many events wait for their retry.
 * **Deploy locks are rows** (``deploy_locks``), not advisory locks. A lock row carries the same
   lease as the claim and is taken with ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` the old
   holder's lease has expired, which PostgreSQL evaluates on the latest committed row under its
@@ -80,7 +82,7 @@ from conveyor.receiver.queue.records import (
 )
 
 Conn = psycopg.Connection[DictRow]
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 URL_SCHEMES = ("postgresql://", "postgres://")
 _MIGRATE_LOCK = 0x636F6E76  # 'conv': the advisory lock class of conveyor's migrations
 LANE_LOCK = 0x6C616E65  # 'lane': one advisory lock per lane (objid: the lane's hash)
@@ -181,6 +183,13 @@ _UPGRADES: dict[int, str] = {
     1: _SCHEMA,
     # 2: the merge/push pair lookup (commit_built_by) by commit
     2: "CREATE INDEX IF NOT EXISTS events_commit ON events(sha, kind);",
+    # 3: a claim's bounded reads (pg_queue.CANDIDATES): new events in id order, the retries by
+    # when they are due; events_runnable (every queued event in id order) is read no more
+    3: "CREATE INDEX IF NOT EXISTS events_fresh ON events(id)"
+    " WHERE status = 'queued' AND next_attempt_at = 0;\n"
+    "CREATE INDEX IF NOT EXISTS events_due ON events(next_attempt_at)"
+    " WHERE status = 'queued' AND next_attempt_at > 0;\n"
+    "DROP INDEX IF EXISTS events_runnable;",
 }
 
 
