@@ -39,6 +39,16 @@ HERE = Path(__file__).resolve().parent
 SRC = HERE.parent.parent / "src"
 
 
+def claim_and_finish(queue: Any, claims: int) -> float:
+    """Seconds ``claims`` claims and finishes in a row take, as one ``--dispatch none`` worker."""
+    started = time.perf_counter()
+    for _ in range(claims):
+        claim = queue.claim("w", lease_s=60)
+        assert claim is not None
+        queue.finish(claim, succeeded=True, result_url=None, detail=None, status=None)
+    return time.perf_counter() - started
+
+
 def child(backlog: int, claims: int) -> dict[str, Any]:
     from conveyor.receiver.queue import open_database
     from conveyor.receiver.queue.events import EventQueue
@@ -68,12 +78,7 @@ def child(backlog: int, claims: int) -> dict[str, Any]:
     assert claim is not None
     conn.set_progress_handler(None, 0)
     counted.finish(claim, succeeded=True, result_url=None, detail=None, status=None)
-    started = time.perf_counter()
-    for _ in range(claims):
-        claim = queue.claim("w", lease_s=60)
-        assert claim is not None
-        queue.finish(claim, succeeded=True, result_url=None, detail=None, status=None)
-    elapsed = time.perf_counter() - started
+    elapsed = claim_and_finish(queue, claims)
     # every queued event waiting for its retry (a dispatcher down): an idle worker's claim
     conn.execute("UPDATE events SET next_attempt_at = ? WHERE status = 'queued'", (now + 3600,))
     conn.commit()
@@ -118,12 +123,7 @@ def pg_child(backlog: int, claims: int, admin: str) -> dict[str, Any]:
                 )
             conn.execute("VACUUM ANALYZE events")
             queue = pg_queue.PgQueue(url)
-            started = time.perf_counter()
-            for _ in range(claims):
-                claim = queue.claim("w", lease_s=60)
-                assert claim is not None
-                queue.finish(claim, succeeded=True, result_url=None, detail=None, status=None)
-            elapsed = time.perf_counter() - started
+            elapsed = claim_and_finish(queue, claims)
             conn.execute(
                 "UPDATE events SET next_attempt_at = %s WHERE status = 'queued'", (now + 3600,)
             )
@@ -192,7 +192,7 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for backlog in backlogs:
         for name, src in sources:
-            r = measure(src, backlog, args.claims)
+            r = measure(src, backlog, args.claims, None)
             print(
                 f"| {name} | {backlog:,} | {r['claim_and_finish_us']:,}"
                 f" | {r['vm_instructions_per_claim']:,} | {r['idle_claim_us']:,} |",
