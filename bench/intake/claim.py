@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,6 +45,14 @@ def claim_and_finish(queue: Any, claims: int) -> float:
         claim = queue.claim("w", lease_s=60)
         assert claim is not None
         queue.finish(claim, succeeded=True, result_url=None, detail=None, status=None)
+    return time.perf_counter() - started
+
+
+def claims_finding_nothing(queue: Any, claims: int) -> float:
+    """Seconds ``claims`` claims take that find nothing due (an idle worker's polls)."""
+    started = time.perf_counter()
+    for _ in range(claims):
+        assert queue.claim("w", lease_s=60) is None
     return time.perf_counter() - started
 
 
@@ -82,10 +89,7 @@ def child(backlog: int, claims: int) -> dict[str, Any]:
     # every queued event waiting for its retry (a dispatcher down): an idle worker's claim
     conn.execute("UPDATE events SET next_attempt_at = ? WHERE status = 'queued'", (now + 3600,))
     conn.commit()
-    tick = time.perf_counter()
-    for _ in range(claims):
-        assert queue.claim("w", lease_s=60) is None
-    idle = time.perf_counter() - tick
+    idle = claims_finding_nothing(queue, claims)
     queue.close()
     conn.close()
     return {
@@ -128,10 +132,7 @@ def pg_child(backlog: int, claims: int, admin: str) -> dict[str, Any]:
                 "UPDATE events SET next_attempt_at = %s WHERE status = 'queued'", (now + 3600,)
             )
             conn.execute("VACUUM ANALYZE events")
-            tick = time.perf_counter()
-            for _ in range(claims):
-                assert queue.claim("w", lease_s=60) is None
-            idle = time.perf_counter() - tick
+            idle = claims_finding_nothing(queue, claims)
             queue.close()
             pages = None
             if hasattr(pg_queue, "CLAIM_STEP"):
@@ -201,13 +202,10 @@ def main() -> None:
 
 
 def pg_table(backlogs: list[int], sources: list[tuple[str, Path]], claims: int) -> None:
-    out = subprocess.run(
-        [str(SRC.parent / "scripts" / "postgres.sh"), "start"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    admin = out.stdout.strip().splitlines()[-1]
+    sys.path.insert(0, str(HERE))
+    from postgres import admin_url  # the throwaway cluster, as postgres.py starts it
+
+    admin = admin_url()
     print(
         "| src | queued (and as many done) | claim + finish µs | a claim finding nothing due µs"
         " | pages an idle claim step reads |"

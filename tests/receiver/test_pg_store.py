@@ -159,10 +159,9 @@ def _pages(conn: psycopg.Connection[tuple[object, ...]], sql: str, args: dict[st
                 values = ", ".join(Literal(args[name]).as_string(conn) for name in names)
                 explain = f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE claim_step ({values})"
                 [(plan,)] = conn.execute(explain)
+                conn.execute("DEALLOCATE claim_step")
             else:
                 [(plan,)] = conn.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", args)
-            if generic:
-                conn.execute("DEALLOCATE claim_step")
         top = plan[0]["Plan"]
         found.append(int(top["Shared Hit Blocks"]) + int(top["Shared Read Blocks"]))
     return max(found)

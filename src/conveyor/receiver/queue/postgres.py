@@ -183,7 +183,7 @@ _UPGRADES: dict[int, str] = {
     1: _SCHEMA,
     # 2: the merge/push pair lookup (commit_built_by) by commit
     2: "CREATE INDEX IF NOT EXISTS events_commit ON events(sha, kind);",
-    # 3: a claim's bounded reads (pg_queue.CANDIDATES): new events in id order, the retries by
+    # 3: a claim's bounded reads (pg_queue.CLAIM_STEP): new events in id order, the retries by
     # when they are due; events_runnable (every queued event in id order) is read no more
     3: "CREATE INDEX IF NOT EXISTS events_fresh ON events(id)"
     " WHERE status = 'queued' AND next_attempt_at = 0;\n"
