@@ -31,6 +31,7 @@ def test_every_state_option_is_the_shared_one() -> None:
     assert {
         "demo",
         "deploy",
+        "events compact",
         "events list",
         "events prune",
         "events replay",

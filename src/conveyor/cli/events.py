@@ -1,4 +1,4 @@
-"""``conveyor events list|show|replay``: look into the receiver's event queue.
+"""``conveyor events list|show|replay`` (and ``prune``, ``compact``): look into the receiver's event queue.
 
 The queue is found like ``conveyor serve`` finds it: ``--state``, else ``CONVEYOR_STATE``,
 else the per-user default.
@@ -147,9 +147,10 @@ def replay_event(state: Path | None, queue_url: str | None, event_id: int, as_js
 
 
 def _register() -> None:
-    from conveyor.cli import events_prune
+    from conveyor.cli import events_compact, events_prune
 
     command.add_command(events_prune.command)
+    command.add_command(events_compact.command)
 
 
 _register()

@@ -91,6 +91,7 @@ from conveyor.receiver.queue.location import (
     Location,
     NoCheckpoints,
     checkpointer,
+    older_page_size,
     open_queue,
     server_lock,
 )
@@ -186,6 +187,15 @@ class Receiver:
         if recovered:
             log.warning(
                 "requeued events interrupted by a previous stop", extra={"count": recovered}
+            )
+        older = older_page_size(self.db_path)
+        if older is not None:
+            log.warning(
+                "the event queue keeps the page size it was made with, which commits slower",
+                extra={
+                    "page_size": older,
+                    "hint": "stop the server and run `conveyor events compact` once",
+                },
             )
         if self.worker_options.post_statuses:
             assert self.settings.gitlab_url and self.settings.gitlab_token

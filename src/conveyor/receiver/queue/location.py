@@ -104,6 +104,15 @@ def migrate(location: Location) -> tuple[int, int]:
     return found, SCHEMA_VERSION
 
 
+def older_page_size(location: Location) -> int | None:
+    """A SQLite queue file made with another page size than today's (PostgreSQL: ``None``)."""
+    if isinstance(location, PgLocation):
+        return None
+    from conveyor.receiver.queue.compact import older_page_size as of_file
+
+    return of_file(location)
+
+
 class NoLock:
     """Receivers sharing a PostgreSQL queue run side by side: nothing to hold."""
 
