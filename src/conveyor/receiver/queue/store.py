@@ -26,10 +26,11 @@ SCHEMA_VERSION = 5
 # changed, whole, into the WAL and fsyncs it: a delivery changes about four pages, two of them
 # random index pages (events_commit, the (project, Idempotency-Key) index) that share nothing
 # with the batch's other events. With 512-byte pages those writes are an eighth of 4 KiB's
-# bytes: the intake process's system time a delivery fell from 27-46 to 18-25 us, intake rose
-# 1.15-1.2x, and a stored event takes 3.4 KB instead of 4.9 (bench/RESULTS.md, "Receiver intake:
-# page size"). SQLite fixes the size when the file is created (in WAL mode even VACUUM keeps
-# it), so an older queue keeps its size until ``conveyor events compact`` rewrites it.
+# bytes, and a stored event takes 3.4 KB instead of 4.9 (a full queue under the default
+# retention: 364 MB instead of 514). Intake was 1.15x faster while the disk's writes were slow
+# and the same otherwise (bench/RESULTS.md, "Smaller pages"). SQLite fixes the size when the
+# file is created (in WAL mode even VACUUM keeps it), so an older queue keeps its size until
+# ``conveyor events compact`` rewrites it.
 PAGE_SIZE = 512
 
 _SCHEMA = """
