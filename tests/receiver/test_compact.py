@@ -15,26 +15,17 @@ from click.testing import CliRunner
 
 from conveyor.cli.main import cli
 from conveyor.errors import QueueError
-from conveyor.receiver.queue import NewEvent, Status, database_path
+from conveyor.receiver.queue import NewEvent, database_path
 from conveyor.receiver.queue.compact import compact, older_page_size
 from conveyor.receiver.queue.intake import BatchStore
 from conveyor.receiver.queue.location import open_queue
 from conveyor.receiver.queue.store import PAGE_SIZE, ServerLock, open_database
+from tests.receiver.test_retention import event as retention_event
 from tests.receiver.test_retention import put, remaining
 
 
 def event(i: int) -> NewEvent:
-    return NewEvent(
-        event_header="Push Hook",
-        body=b'{"ref": "refs/heads/main", "pad": "' + b"x" * 2000 + b'"}',
-        status=Status.IGNORED,
-        received_at=time.time(),
-        idempotency_key=f"k-{i}",
-        project="demo/app",
-        ref="refs/heads/main",
-        sha=f"{i:040x}",
-        reason="test",
-    )
+    return retention_event(i, time.time())
 
 
 def pragma(db: Path, name: str) -> object:

@@ -1,4 +1,5 @@
-"""``conveyor events list|show|replay`` (and ``prune``, ``compact``): look into the receiver's event queue.
+"""``conveyor events list|show|replay`` (and ``prune``, ``compact``): look into the receiver's
+event queue.
 
 The queue is found like ``conveyor serve`` finds it: ``--state``, else ``CONVEYOR_STATE``,
 else the per-user default.

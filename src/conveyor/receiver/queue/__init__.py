@@ -37,7 +37,8 @@ Event lifecycle::
 Modules: ``store`` (SQLite schema, migrations, connections, transactions, server lock,
 checkpointer), ``records`` (the data), ``intake`` (the group-commit writer), ``events`` (insert,
 claim, lease, finish, attempts, supersede, retention), ``outbox`` (commit statuses),
-``compact`` (rewriting a stopped queue's file) and ``contract`` (what any store must keep, as Protocols).
+``compact`` (rewriting a stopped queue's file) and ``contract`` (what any store must keep, as
+Protocols).
 """
 
 from typing import TYPE_CHECKING

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conveyor.errors import QueueError
-from conveyor.receiver.queue.store import PAGE_SIZE, ServerLock, open_database
+from conveyor.receiver.queue.store import PAGE_SIZE, ServerLock, open_database, read_pragma
 
 _BUSY_MS = 5000  # another reader (a `conveyor events list`) gets this long to finish
 
@@ -81,15 +81,12 @@ def _pragma(conn: sqlite3.Connection, name: str) -> int:
 def older_page_size(path: Path) -> int | None:
     """The page size of an existing queue file when it is not :data:`PAGE_SIZE` (else ``None``):
     ``conveyor serve`` names it at start, since only :func:`compact` can change it."""
+    if not path.exists():
+        return None
     try:
-        with path.open("rb") as db:
-            header = db.read(18)
-    except OSError:
+        size = read_pragma(path, "page_size")
+    except sqlite3.Error:
         return None
-    if len(header) < 18 or not header.startswith(b"SQLite format 3\x00"):
-        return None
-    size = int.from_bytes(header[16:18], "big")  # https://www.sqlite.org/fileformat.html
-    size = 65536 if size == 1 else size
     return None if size == PAGE_SIZE else size
 
 

@@ -89,17 +89,9 @@ def migrate(location: Location) -> tuple[int, int]:
         db = Database(location.url)
         db.close()
         return db.found_version, PG_VERSION
-    import sqlite3
+    from conveyor.receiver.queue.store import SCHEMA_VERSION, open_database, read_pragma
 
-    from conveyor.receiver.queue.store import SCHEMA_VERSION, open_database
-
-    found = 0
-    if location.exists():
-        raw = sqlite3.connect(f"file:{location}?mode=ro", uri=True)
-        try:
-            found = int(raw.execute("PRAGMA user_version").fetchone()[0])
-        finally:
-            raw.close()
+    found = read_pragma(location, "user_version") if location.exists() else 0
     open_database(location).close()
     return found, SCHEMA_VERSION
 

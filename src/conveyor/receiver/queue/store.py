@@ -224,6 +224,15 @@ class ServerLock:
             self._fd = None
 
 
+def read_pragma(path: Path, name: str) -> int:
+    """One integer ``PRAGMA`` of an existing queue file, read without writing to it."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return int(conn.execute(f"PRAGMA {name}").fetchone()[0])
+    finally:
+        conn.close()
+
+
 def open_database(
     path: Path, *, synchronous: str = "FULL", autocheckpoint: bool = True
 ) -> sqlite3.Connection:
