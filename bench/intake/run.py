@@ -31,7 +31,9 @@ Measurements, each for both servers:
   (e.g. ``git archive main src | tar -x -C /tmp/main``), measured the same way in the same run:
   the code before a change beside it, on the same (possibly busy) machine.
 
-After every conveyor run the stored rows are counted against the 2xx answers. ``wrk`` and
+After every conveyor run the stored rows are counted against the 2xx answers. The disk's cost of
+a durable commit (``disk.py``: an append and its ``fdatasync``) is printed before and after:
+conveyor pays it, webhook does not, and it moves from day to day. ``wrk`` and
 ``webhook`` are installed with apt-get when missing (as root). Prints JSON lines, then Markdown.
 """
 
@@ -59,6 +61,7 @@ SPEC = HERE / "spec.yml"
 SECRET = "bench-secret-not-real"
 sys.path.insert(0, str(HERE))
 
+from disk import sync_cost  # noqa: E402
 from loadgen import PROJECT, payload  # noqa: E402
 
 from conveyor.tokens import project_token  # noqa: E402
@@ -359,6 +362,7 @@ def main() -> None:
         tmp = Path(tmp_name)
         body_file = tmp / "push.json"
         body_file.write_bytes(payload(1))
+        print(f"# disk before (append + fdatasync, disk.py): {json.dumps(sync_cost(tmp))}")
         for rnd in range(args.rounds):
             order = kinds if rnd % 2 == 0 else kinds[::-1]
             for kind in order:
@@ -376,6 +380,7 @@ def main() -> None:
             for kind, attacked in (("webhook", None), ("conveyor", "webhook")):
                 runs.append(hostile(tmp, args, 4, kind, attacked=attacked))
                 print(json.dumps(runs[-1]), flush=True)
+        print(f"# disk after: {json.dumps(sync_cost(tmp))}")
     report(runs, body_file_size=len(payload(1)))
     print(f"# load average after: {os.getloadavg()}")
 
