@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/intake/disk.py [--syncs 300] [--bytes 2048]
 
-Each step appends ``--bytes`` to a file (what a batch of a few deliveries adds to the WAL with
-512-byte pages) and calls ``os.fdatasync``, as SQLite does at each commit with
+Each step appends ``--bytes`` to a file (a small WAL append: it is the sync that is measured,
+not the bytes) and calls ``os.fdatasync``, as SQLite does at each commit with
 ``synchronous=FULL``. The machine's disk moves this cost from day to day, and conveyor's intake
 rate with it (adnanh/webhook stores nothing and does not pay it), so ``run.py`` prints it before
 and after its measurements.
